@@ -1,0 +1,147 @@
+/* spec.h - desired-state VM specs: YAML manifests -> typed, validated specs.
+ *
+ * specs/ knows nothing of SQLite, QEMU processes or the terminal.
+ *
+ * Loading:   mq_specset_load() reads every manifest named by the paths
+ *            (files, or directories walked recursively in sorted order,
+ *            taking *.yaml / *.yml, skipping dotfiles, dot-directories and
+ *            editor leftovers such as *~, #*#, *.swp), parses every YAML
+ *            document in them as one VM, validates each spec and then the set
+ *            (unique names, unique host ports, depends_on targets, cycles).
+ *            Every problem is appended to `diags` as
+ *            "FILE:LINE:COL: message" (FILE as the user named it, joined with
+ *            the relative path walked, LINE/COL 1-based from libyaml marks).
+ *            Returns 0 when the set is valid, -EINVAL when any diag was
+ *            added (and then *out is NULL: the whole set is rejected).
+ *
+ * Canonical: every valid spec has `canonical` (compact JSON from json-c,
+ *            fixed key order, every default filled in, paths absolute) and
+ *            `hash` = sha256 hex of it.  Key order, comments and formatting
+ *            in the YAML never change either.
+ */
+#ifndef MQ_SPEC_H
+#define MQ_SPEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/strv.h"
+
+#define MQ_MANIFEST_MAX_BYTES (1024 * 1024)
+#define MQ_MANIFEST_MAX_DEPTH 32
+#define MQ_NAME_MAX 63
+
+enum mq_desired { MQ_DESIRED_RUNNING = 0, MQ_DESIRED_STOPPED };
+enum mq_accel { MQ_ACCEL_AUTO = 0, MQ_ACCEL_KVM, MQ_ACCEL_TCG };
+enum mq_serial { MQ_SERIAL_LOG = 0, MQ_SERIAL_NONE };
+enum mq_restart { MQ_RESTART_ON_FAILURE = 0, MQ_RESTART_ALWAYS, MQ_RESTART_NEVER };
+enum mq_storage_type { MQ_STORAGE_QCOW2 = 0, MQ_STORAGE_RAW, MQ_STORAGE_VIRTFS };
+enum mq_iface { MQ_IFACE_VIRTIO = 0, MQ_IFACE_SATA, MQ_IFACE_IDE, MQ_IFACE_SCSI, MQ_IFACE_NONE };
+
+struct mq_storage {
+	char *name;
+	enum mq_storage_type type;
+	/* qcow2 / raw */
+	char *file;            /* absolute, resolved; NULL = default location chosen by the reconciler
+	                          (<state>/disks/<vm>-<name>.<qcow2|raw>) */
+	uint64_t size;         /* bytes; 0 = not given (then the image must exist) */
+	enum mq_iface interface;
+	char *backing_file;    /* absolute or NULL */
+	char *backing_format;  /* NULL = not given */
+	/* virtfs */
+	char *path;            /* absolute, resolved */
+	char *mount_tag;
+	char *security_model;  /* default "mapped-xattr" */
+	bool readonly;
+};
+
+struct mq_forward {
+	char proto[4];         /* "tcp" or "udp" */
+	uint16_t host_port;
+	uint16_t guest_port;
+};
+
+struct mq_network {
+	char *type;            /* only "user" for now */
+	struct mq_forward *forwards;
+	size_t n_forwards;
+};
+
+struct mq_spec {
+	/* where it came from */
+	char *file;            /* manifest path as displayed in messages */
+	char *abs_file;        /* absolute path of the manifest */
+	char *source;          /* realpath of the -f argument (dir or file) that named this file */
+	int line, col;         /* position of the document's root mapping */
+
+	/* desired state */
+	char *name;
+	enum mq_desired state;
+	char *binary;          /* default "qemu-system-x86_64" (looked up in PATH at start) */
+	char *machine;         /* NULL = QEMU default */
+	enum mq_accel accel;
+	uint64_t memory;       /* bytes; 0 = QEMU default */
+	unsigned cpu;          /* -smp count; 0 = QEMU default */
+	char *display;         /* default "none" */
+	char *vga;             /* NULL = QEMU default */
+	struct mq_storage *storage;
+	size_t n_storage;
+	struct mq_network *network;
+	size_t n_network;
+	enum mq_serial serial;
+	uint64_t stop_timeout_ms;   /* default 30000 */
+	enum mq_restart restart;
+	struct mq_strv depends_on;
+	struct mq_strv args;        /* raw args, verbatim */
+	struct mq_strv arguments;   /* structured `arguments` rendered to argv tokens, in order */
+
+	char *canonical;       /* canonical JSON */
+	char hash[65];         /* sha256 hex of canonical */
+};
+
+struct mq_specset {
+	struct mq_spec **specs;     /* sorted by name */
+	size_t n;
+	struct mq_strv sources;     /* realpath of every -f argument, in the order given */
+};
+
+int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,
+		    struct mq_strv *diags);
+/* Parse one YAML buffer (for tests and fuzzing): `display_name` is used in
+ * diags, `base_dir` resolves relative paths, `source` is stored in each spec.
+ * Specs are appended to `set` (which may already hold specs); per-spec
+ * validation only, no set-level checks.  Returns 0 or -EINVAL with diags. */
+int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
+			 const char *source, struct mq_specset *set, struct mq_strv *diags);
+/* Set-level checks (duplicate names, host ports, depends_on, cycles) and
+ * sorting by name.  Returns 0 or -EINVAL with diags. */
+int mq_specset_check(struct mq_specset *set, struct mq_strv *diags);
+
+struct mq_specset *mq_specset_new(void);
+const struct mq_spec *mq_specset_find(const struct mq_specset *set, const char *name);
+struct mq_specset *mq_specset_free(struct mq_specset *set);
+struct mq_spec *mq_spec_free(struct mq_spec *spec);
+
+/* What a change of a canonical top-level field requires. */
+enum mq_field_class {
+	MQ_FIELD_RESTART = 0, /* argv-affecting: binary machine accel memory cpu display vga storage
+	                         network serial args arguments name */
+	MQ_FIELD_STATE,       /* state: start or stop */
+	MQ_FIELD_RECORD,      /* restart stop_timeout depends_on: only the record changes */
+};
+enum mq_field_class mq_spec_field_class(const char *key);
+
+/* Compare two canonical JSON documents; append the names of changed top-level
+ * keys to `changed` in canonical key order.  Returns 0, or -EINVAL when either
+ * document does not parse (then every key counts as changed). */
+int mq_spec_diff(const char *old_canonical, const char *new_canonical, struct mq_strv *changed);
+
+/* Enum <-> string helpers ("running", "kvm", "on-failure", "qcow2", "virtio", ...). */
+const char *mq_desired_str(enum mq_desired d);
+const char *mq_accel_str(enum mq_accel a);
+const char *mq_restart_str(enum mq_restart r);
+const char *mq_storage_type_str(enum mq_storage_type t);
+const char *mq_iface_str(enum mq_iface i);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder */ typedef int mq_placeholder_t;
