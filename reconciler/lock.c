@@ -1,1 +1,116 @@
-/* placeholder */ typedef int mq_placeholder_t;
+#include "reconciler/lock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "reconciler/proc.h"
+#include "util/fileio.h"
+#include "util/parse.h"
+#include "util/paths.h"
+#include "util/xalloc.h"
+
+static pid_t read_holder(const char *path)
+{
+	char buf[64];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *nl = strpbrk(buf, " \n");
+	if (nl)
+		*nl = '\0';
+	unsigned v;
+	if (mq_parse_uint(buf, 1, 0x7fffffff, &v) < 0)
+		return 0;
+	return (pid_t)v;
+}
+
+pid_t mq_lock_holder(const char *state_dir)
+{
+	char *path = mq_path_join(state_dir, "lock");
+	pid_t p = read_holder(path);
+	free(path);
+	return p;
+}
+
+int mq_lock_acquire(struct mq_lock *l, const char *state_dir, const char *what, int timeout_ms,
+		    struct mq_error **err)
+{
+	l->fd = -1;
+	l->path = NULL;
+	int r = mq_mkdir_p(state_dir, 0700, err);
+	if (r < 0)
+		return r;
+	char *path = mq_path_join(state_dir, "lock");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = mq_error_set(err, errno, "cannot open lock file '%s': %s", path, strerror(errno));
+		free(path);
+		return r;
+	}
+	int64_t deadline = mq_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int delay = 10;
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			r = mq_error_set(err, errno, "cannot lock '%s': %s", path, strerror(errno));
+			close(fd);
+			free(path);
+			return r;
+		}
+		int64_t now = mq_mono_ms();
+		if (now >= deadline) {
+			pid_t holder = read_holder(path);
+			char who[48];
+			if (holder > 0)
+				snprintf(who, sizeof(who), "maqet pid %d", (int)holder);
+			else
+				snprintf(who, sizeof(who), "another maqet");
+			r = mq_error_set(err, EWOULDBLOCK,
+					 "state dir '%s' is locked by %s (waited %.1f s); try again later or raise --lock-timeout",
+					 state_dir, who, (timeout_ms > 0 ? timeout_ms : 0) / 1000.0);
+			close(fd);
+			free(path);
+			return r;
+		}
+		/* flock has no timed wait: back off briefly (bounded by the deadline). */
+		int wait = delay;
+		if (now + wait > deadline)
+			wait = (int)(deadline - now);
+		poll(NULL, 0, wait);
+		if (delay < 100)
+			delay *= 2;
+	}
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%d %s\n", (int)getpid(), what ? what : "");
+	if (ftruncate(fd, 0) == 0)
+		(void)mq_write_all(fd, buf, (size_t)n);
+	l->fd = fd;
+	l->path = path;
+	return 0;
+}
+
+void mq_lock_release(struct mq_lock *l)
+{
+	if (l->fd >= 0) {
+		if (ftruncate(l->fd, 0) < 0) {
+			/* nothing useful to do: the kernel releases the lock anyway */
+		}
+		flock(l->fd, LOCK_UN);
+		close(l->fd);
+	}
+	l->fd = -1;
+	free(l->path);
+	l->path = NULL;
+}

@@ -1,1 +1,248 @@
-/* placeholder */ typedef int mq_placeholder_t;
+#include "reconciler/plan.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconciler/proc.h"
+#include "util/strbuf.h"
+#include "util/xalloc.h"
+
+static const char *const action_names[MQ_ACT__COUNT] = {
+	[MQ_ACT_NOOP] = "no-op",     [MQ_ACT_CREATE] = "create", [MQ_ACT_START] = "start",
+	[MQ_ACT_STOP] = "stop",      [MQ_ACT_RESTART] = "restart", [MQ_ACT_DELETE] = "delete",
+	[MQ_ACT_UPDATE] = "update",
+};
+
+static const char *const action_symbols[MQ_ACT__COUNT] = {
+	[MQ_ACT_NOOP] = " ",   [MQ_ACT_CREATE] = "+", [MQ_ACT_START] = ">",
+	[MQ_ACT_STOP] = "<",   [MQ_ACT_RESTART] = "-/+", [MQ_ACT_DELETE] = "-",
+	[MQ_ACT_UPDATE] = "~",
+};
+
+const char *mq_action_str(enum mq_action a)
+{
+	return a < MQ_ACT__COUNT ? action_names[a] : "?";
+}
+
+const char *mq_action_symbol(enum mq_action a)
+{
+	return a < MQ_ACT__COUNT ? action_symbols[a] : "?";
+}
+
+bool mq_status_is_up(const char *s)
+{
+	return s && (strcmp(s, MQ_STATUS_RUNNING) == 0 || strcmp(s, MQ_STATUS_STARTING) == 0 ||
+		     strcmp(s, MQ_STATUS_STOPPING) == 0);
+}
+
+const char *mq_observe(const struct mq_vm_record *rec)
+{
+	static const char *const known[] = { MQ_STATUS_CREATED, MQ_STATUS_STARTING, MQ_STATUS_RUNNING,
+					     MQ_STATUS_STOPPING, MQ_STATUS_STOPPED, MQ_STATUS_CRASHED,
+					     MQ_STATUS_FAILED };
+	if (!rec->status)
+		return MQ_STATUS_CREATED;
+	if (mq_status_is_up(rec->status)) {
+		if (rec->pid <= 0)
+			return MQ_STATUS_CRASHED;
+		struct mq_pidref ref = { .pid = (pid_t)rec->pid, .start_time = rec->start_time };
+		if (mq_proc_check(&ref) != MQ_PROC_ALIVE)
+			return MQ_STATUS_CRASHED;
+	}
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(rec->status, known[i]) == 0)
+			return known[i];
+	return MQ_STATUS_STOPPED;
+}
+
+enum mq_action mq_plan_decide(const struct mq_decide_in *in)
+{
+	if (in->declared && !in->recorded)
+		return MQ_ACT_CREATE;
+	if (!in->declared)
+		return (in->recorded && in->prune) ? MQ_ACT_DELETE : MQ_ACT_NOOP;
+	bool changed = in->restart_changed || in->other_changed;
+	if (in->held)
+		return changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
+	if (in->want_running) {
+		if (!in->up)
+			return MQ_ACT_START;
+		if (in->restart_changed)
+			return MQ_ACT_RESTART;
+		return in->other_changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
+	}
+	if (in->up)
+		return MQ_ACT_STOP;
+	return changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
+}
+
+static const struct mq_vm_record *find_rec(struct mq_vm_record *const *recs, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(recs[i]->name, name) == 0)
+			return recs[i];
+	return NULL;
+}
+
+static bool in_sources(const struct mq_specset *set, const char *source)
+{
+	return source && mq_strv_contains(&set->sources, source);
+}
+
+static char *join_changed(const struct mq_strv *keys)
+{
+	return mq_strv_join(keys, ", ");
+}
+
+static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_in *in, const struct mq_strv *restart_keys,
+			 const struct mq_strv *other_keys)
+{
+	struct mq_strbuf sb = MQ_STRBUF_INIT;
+	mq_strbuf_init(&sb);
+	char *rk = join_changed(restart_keys), *ok = join_changed(other_keys);
+	switch (it->action) {
+	case MQ_ACT_CREATE:
+		mq_strbuf_adds(&sb, in->want_running ? "new vm" : "new vm, desired state stopped: record only");
+		break;
+	case MQ_ACT_START:
+		mq_strbuf_addf(&sb, "not running (observed %s)", it->observed);
+		if (restart_keys->n || other_keys->n)
+			mq_strbuf_addf(&sb, "; changed: %s%s%s", rk, restart_keys->n && other_keys->n ? ", " : "", ok);
+		break;
+	case MQ_ACT_RESTART:
+		mq_strbuf_addf(&sb, "changed: %s (needs restart)", rk);
+		if (other_keys->n)
+			mq_strbuf_addf(&sb, "; also %s", ok);
+		break;
+	case MQ_ACT_STOP:
+		mq_strbuf_addf(&sb, "desired state is stopped (observed %s)", it->observed);
+		break;
+	case MQ_ACT_DELETE:
+		mq_strbuf_addf(&sb, "no longer declared in '%s' (--prune)", it->rec && it->rec->source ? it->rec->source : "?");
+		break;
+	case MQ_ACT_UPDATE:
+		if (in->held)
+			mq_strbuf_addf(&sb, "changed: %s%s%s; held by 'maqet stop', record only", rk,
+				       restart_keys->n && other_keys->n ? ", " : "", ok);
+		else if (restart_keys->n)
+			mq_strbuf_addf(&sb, "changed: %s%s%s; not running, record only", rk,
+				       other_keys->n ? ", " : "", ok);
+		else
+			mq_strbuf_addf(&sb, "changed: %s (no restart needed)", ok);
+		break;
+	case MQ_ACT_NOOP:
+	default:
+		if (!in->declared)
+			mq_strbuf_addf(&sb, "no longer declared (observed %s); use --prune to remove it", it->observed);
+		else if (in->held)
+			mq_strbuf_addf(&sb, "held by 'maqet stop' (observed %s); run 'maqet start %s' to release",
+				       it->observed, it->name);
+		else
+			mq_strbuf_addf(&sb, "up to date (observed %s)", it->observed);
+		break;
+	}
+	free(rk);
+	free(ok);
+	return mq_strbuf_detach(&sb);
+}
+
+static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const struct mq_vm_record *rec,
+		      const struct mq_specset *set, bool prune)
+{
+	struct mq_strv restart_keys = MQ_STRV_INIT, other_keys = MQ_STRV_INIT;
+	struct mq_decide_in in = { 0 };
+	in.declared = spec != NULL;
+	in.recorded = rec != NULL;
+	it->spec = spec;
+	it->name = xstrdup(spec ? spec->name : rec->name);
+	it->rec = rec ? mq_vm_record_dup(rec) : NULL;
+	it->observed = rec ? mq_observe(rec) : "absent";
+	it->held = rec && rec->hold;
+	in.held = it->held;
+	in.up = rec && mq_status_is_up(it->observed);
+	if (spec)
+		in.want_running = spec->state == MQ_DESIRED_RUNNING;
+	if (spec && rec) {
+		if (!rec->spec_hash || strcmp(rec->spec_hash, spec->hash) != 0)
+			mq_spec_diff(rec->spec_json ? rec->spec_json : "", spec->canonical, &it->changed);
+		if (!rec->source || strcmp(rec->source, spec->source) != 0)
+			mq_strv_push(&it->changed, "source");
+		for (size_t i = 0; i < it->changed.n; i++) {
+			const char *k = it->changed.v[i];
+			if (strcmp(k, "source") != 0 && mq_spec_field_class(k) == MQ_FIELD_RESTART)
+				mq_strv_push(&restart_keys, k);
+			else
+				mq_strv_push(&other_keys, k);
+		}
+		in.restart_changed = restart_keys.n > 0;
+		in.other_changed = other_keys.n > 0;
+	}
+	in.prune = !spec && rec && prune && in_sources(set, rec->source);
+	it->action = mq_plan_decide(&in);
+	it->reason = make_reason(it, &in, &restart_keys, &other_keys);
+	mq_strv_clear(&restart_keys);
+	mq_strv_clear(&other_keys);
+}
+
+int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs, size_t nrec,
+		  const struct mq_plan_opts *opts, struct mq_plan **out, struct mq_error **err)
+{
+	bool prune = opts && opts->prune;
+	/* Guard: a prune that empties a source needs allow_empty. */
+	if (prune && !(opts && opts->allow_empty)) {
+		for (size_t s = 0; s < set->sources.n; s++) {
+			const char *src = set->sources.v[s];
+			size_t recorded = 0, declared = 0;
+			for (size_t i = 0; i < nrec; i++)
+				if (recs[i]->source && strcmp(recs[i]->source, src) == 0)
+					recorded++;
+			for (size_t i = 0; i < set->n; i++)
+				if (strcmp(set->specs[i]->source, src) == 0)
+					declared++;
+			if (recorded > 0 && declared == 0)
+				return mq_error_set(err, EPERM,
+						    "refusing to prune every vm applied from '%s' (%zu vm%s): it declares none; "
+						    "pass --allow-empty to remove them all",
+						    src, recorded, recorded == 1 ? "" : "s");
+		}
+	}
+
+	struct mq_plan *p = xcalloc(1, sizeof(*p));
+	p->items = xcalloc(set->n + nrec + 1, sizeof(*p->items));
+	for (size_t i = 0; i < set->n; i++) {
+		const struct mq_spec *spec = set->specs[i];
+		fill_item(&p->items[p->n++], spec, find_rec(recs, nrec, spec->name), set, prune);
+	}
+	for (size_t i = 0; i < nrec; i++) {
+		if (mq_specset_find(set, recs[i]->name))
+			continue;
+		if (!in_sources(set, recs[i]->source))
+			continue; /* another source's vm: never touched */
+		fill_item(&p->items[p->n++], NULL, recs[i], set, prune);
+	}
+	for (size_t i = 0; i < p->n; i++)
+		p->counts[p->items[i].action]++;
+	*out = p;
+	return 0;
+}
+
+struct mq_plan *mq_plan_free(struct mq_plan *p)
+{
+	if (!p)
+		return NULL;
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->items[i].name);
+		free(p->items[i].reason);
+		mq_strv_clear(&p->items[i].changed);
+		mq_vm_record_free(p->items[i].rec);
+	}
+	free(p->items);
+	free(p);
+	return NULL;
+}
+
+size_t mq_plan_changes(const struct mq_plan *p)
+{
+	return p->n - p->counts[MQ_ACT_NOOP];
+}

@@ -1,0 +1,82 @@
+/* plan.h - desired (specs) vs actual (records + live processes) -> actions.
+ *
+ * Planning is pure except for the liveness probe (mq_observe), so the whole
+ * decision table can be unit-tested through mq_plan_decide().
+ */
+#ifndef MQ_PLAN_H
+#define MQ_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "specs/spec.h"
+#include "state/store.h"
+#include "util/error.h"
+#include "util/strv.h"
+
+enum mq_action {
+	MQ_ACT_NOOP = 0,
+	MQ_ACT_CREATE,   /* new VM: record it, start it when desired running */
+	MQ_ACT_START,
+	MQ_ACT_STOP,
+	MQ_ACT_RESTART,  /* argv-affecting change on a running VM */
+	MQ_ACT_DELETE,   /* --prune: stop and forget */
+	MQ_ACT_UPDATE,   /* record-only change */
+	MQ_ACT__COUNT
+};
+
+const char *mq_action_str(enum mq_action a);   /* "create", "start", ... "no-op" */
+const char *mq_action_symbol(enum mq_action a); /* "+", "~", "-", ... terraform-like */
+
+/* Observed status of a record: the recorded status, corrected by a liveness
+ * check of pid + start time ("running" whose process is gone or reused ->
+ * "crashed").  Returns a static string (one of MQ_STATUS_*). */
+const char *mq_observe(const struct mq_vm_record *rec);
+bool mq_status_is_up(const char *observed); /* running / starting / stopping */
+
+/* Inputs of the decision for one VM. */
+struct mq_decide_in {
+	bool declared;          /* a spec exists in the manifests */
+	bool recorded;          /* a record exists */
+	bool want_running;      /* spec state (declared only) */
+	bool up;                /* observed process alive */
+	bool held;              /* hold flag from `maqet stop` */
+	bool restart_changed;   /* argv-affecting fields changed */
+	bool other_changed;     /* record-only / state fields changed */
+	bool prune;             /* --prune and the record belongs to one of the sources */
+};
+enum mq_action mq_plan_decide(const struct mq_decide_in *in);
+
+struct mq_plan_item {
+	char *name;
+	enum mq_action action;
+	char *reason;               /* human-readable why */
+	struct mq_strv changed;     /* changed canonical keys */
+	const struct mq_spec *spec; /* borrowed from the set; NULL for delete / undeclared */
+	struct mq_vm_record *rec;   /* owned copy; NULL when new */
+	const char *observed;       /* static status string, "absent" when unrecorded */
+	bool held;
+};
+
+struct mq_plan {
+	struct mq_plan_item *items; /* sorted by name: declared VMs, then prunable records */
+	size_t n;
+	size_t counts[MQ_ACT__COUNT];
+};
+
+struct mq_plan_opts {
+	bool prune;
+	bool allow_empty;   /* allow a prune that removes every VM of a source */
+};
+
+/* Build the plan.  Records not declared and not prunable are left out
+ * (another source owns them), except undeclared records of the same sources
+ * without --prune, which appear as no-op "no longer declared (use --prune)".
+ * A prune that would remove every VM of a source without allow_empty fails
+ * with -EPERM and a message. */
+int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs, size_t nrec,
+		  const struct mq_plan_opts *opts, struct mq_plan **out, struct mq_error **err);
+struct mq_plan *mq_plan_free(struct mq_plan *p);
+size_t mq_plan_changes(const struct mq_plan *p); /* items whose action is not no-op */
+
+#endif
