@@ -290,8 +290,22 @@ static int readiness(struct run *r, size_t i, char **why)
 			const char *dep = j->spec->depends_on.v[d];
 			long k = find_item(r->plan, dep);
 			if (k < 0) {
-				*why = xasprintf("dependency '%s' is not managed here", dep);
-				return -1;
+				/* Not part of this pass (an imperative start): ask the store. */
+				struct mq_vm_record *drec = NULL;
+				struct mq_error *e2 = NULL;
+				bool dup = false;
+				const char *obs = "absent";
+				if (mq_store_vm_get(r->st, dep, &drec, &e2) == 0) {
+					obs = mq_observe(drec);
+					dup = mq_status_is_up(obs);
+				}
+				mq_vm_record_free(drec);
+				mq_error_free(e2);
+				if (!dup) {
+					*why = xasprintf("dependency '%s' is not running (observed %s)", dep, obs);
+					return -1;
+				}
+				continue;
 			}
 			const struct mq_plan_item *di = &r->plan->items[k];
 			struct job *dj = &r->jobs[k];
@@ -642,7 +656,7 @@ int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_ap
 			break;
 		case MQ_ACT_STOP:
 			j->kind = JOB_STOP;
-			j->needs_stop = true;
+			j->needs_stop = up;
 			break;
 		case MQ_ACT_RESTART:
 			j->kind = JOB_RESTART;

@@ -1,0 +1,94 @@
+/* cli.h - shared pieces of the command-line front end.
+ *
+ * cli/ is the only place that parses argv, prints, picks exit codes and
+ * colours.  Each verb lives in cli/cmd-<verb>.c and exports one struct mq_cmd
+ * listed in the table in cli/main.c.
+ */
+#ifndef MQ_CLI_H
+#define MQ_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "reconciler/apply.h"
+#include "reconciler/plan.h"
+#include "specs/spec.h"
+#include "state/store.h"
+#include "util/error.h"
+#include "util/strv.h"
+
+/* Exit codes (documented in README.md). */
+enum {
+	MQ_EXIT_OK = 0,
+	MQ_EXIT_FAILURE = 1,   /* an error, invalid manifests, or a VM action failed */
+	MQ_EXIT_CHANGES = 2,   /* plan: there are changes to make */
+	MQ_EXIT_USAGE = 64,    /* bad command line */
+};
+
+struct mq_cli {
+	char *state_dir;       /* absolute */
+	char *runtime_dir;
+	char *disk_dir;
+	struct mq_store *store;
+	bool color;            /* stdout is a TTY and NO_COLOR is not set */
+	bool color_err;
+	const char *prog;
+};
+
+struct mq_cmd {
+	const char *name;
+	const char *alias;       /* or NULL */
+	const char *summary;     /* one line for `maqet help` */
+	const char *usage;       /* full help text */
+	int (*run)(struct mq_cli *cli, int argc, char **argv);
+};
+
+/* Resolve state/runtime/disk dirs from --state-dir / env / default. */
+void mq_cli_set_state_dir(struct mq_cli *cli, const char *dir);
+/* Open (create) the store; prints the error and returns MQ_EXIT_FAILURE on failure. */
+int mq_cli_open_store(struct mq_cli *cli);
+void mq_cli_release(struct mq_cli *cli);
+
+/* Print "maqet: <msg>" to stderr (red "error:" on a TTY). */
+void mq_cli_err(const struct mq_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print an mq_error and free it; returns MQ_EXIT_FAILURE. */
+int mq_cli_fail(const struct mq_cli *cli, struct mq_error *err);
+int mq_cli_usage_error(const struct mq_cli *cli, const struct mq_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ANSI colour helpers ("" when colour is off). */
+const char *mq_c(const struct mq_cli *cli, const char *code);
+#define MQ_C_RESET "0"
+#define MQ_C_BOLD "1"
+#define MQ_C_RED "31"
+#define MQ_C_GREEN "32"
+#define MQ_C_YELLOW "33"
+#define MQ_C_CYAN "36"
+#define MQ_C_DIM "2"
+
+/* Load and validate manifests; prints every diag to stderr.  Returns 0 and
+ * *set, or MQ_EXIT_FAILURE. */
+int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set);
+
+/* Print a plan as a table (or JSON when json). */
+void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json);
+
+/* Parse "-o table|json"; returns 0 / -1. */
+int mq_cli_parse_output(const char *arg, bool *json);
+/* Parse a seconds value (duration syntax accepted: "30", "30s", "500ms"). */
+int mq_cli_parse_seconds(const char *arg, int64_t *ms);
+
+/* Run a one-item plan for an imperative command under the state lock. */
+int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_opts *opts);
+/* Fill a one-item plan for record `name`; action chosen by the caller.
+ * Returns 0, or MQ_EXIT_FAILURE after printing (unknown vm). */
+int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **plan, struct mq_spec **spec);
+
+void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg);
+
+extern const struct mq_cmd mq_cmd_apply, mq_cmd_plan, mq_cmd_validate, mq_cmd_status, mq_cmd_start,
+	mq_cmd_stop, mq_cmd_restart, mq_cmd_rm, mq_cmd_events, mq_cmd_help, mq_cmd_version;
+extern const struct mq_cmd *const mq_cmds[];
+const struct mq_cmd *mq_cli_find_cmd(const char *name);
+
+#endif

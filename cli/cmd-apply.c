@@ -1,0 +1,187 @@
+/* maqet apply: make reality match the manifests. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "reconciler/lock.h"
+#include "util/parse.h"
+#include "util/xalloc.h"
+
+static int run_apply(struct mq_cli *cli, int argc, char **argv);
+
+const struct mq_cmd mq_cmd_apply = {
+	.name = "apply",
+	.summary = "converge VMs to the manifests (start, stop, restart, prune)",
+	.usage = "usage: maqet apply -f PATH... [--prune [--allow-empty] [--delete-disks]] [--dry-run]\n"
+		 "                   [--jobs N] [--lock-timeout S] [--state-dir DIR]\n"
+		 "\n"
+		 "Validate every manifest under PATH (files or directories), compare them with\n"
+		 "the recorded and live state, and create, start, stop or restart VMs until\n"
+		 "reality matches.  Nothing is changed when any manifest is invalid.\n"
+		 "\n"
+		 "  -f, --file PATH      manifest file or directory (repeatable)\n"
+		 "      --prune          stop and forget VMs this source applied earlier and no\n"
+		 "                       longer declares (VMs of other sources are never touched)\n"
+		 "      --allow-empty    let --prune remove every VM of a source\n"
+		 "      --delete-disks   with --prune, also delete the pruned VMs' disk images\n"
+		 "      --dry-run        print the plan, change nothing\n"
+		 "  -j, --jobs N         VMs acted on in parallel (default 4)\n"
+		 "      --lock-timeout S wait up to S seconds for another maqet (default 60)\n"
+		 "      --state-dir DIR  state directory (default $MAQET_STATE_DIR or\n"
+		 "                       $XDG_STATE_HOME/maqet)\n"
+		 "  -h, --help           show this help\n",
+	.run = run_apply,
+};
+
+static int run_apply(struct mq_cli *cli, int argc, char **argv)
+{
+	enum { O_PRUNE = 1000, O_DRY, O_LOCK, O_DELDISKS, O_EMPTY, O_STATE };
+	static const struct option opts[] = {
+		{ "file", required_argument, NULL, 'f' },
+		{ "prune", no_argument, NULL, O_PRUNE },
+		{ "dry-run", no_argument, NULL, O_DRY },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "lock-timeout", required_argument, NULL, O_LOCK },
+		{ "delete-disks", no_argument, NULL, O_DELDISKS },
+		{ "allow-empty", no_argument, NULL, O_EMPTY },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_strv paths = MQ_STRV_INIT;
+	bool prune = false, dry = false, deldisks = false, allow_empty = false;
+	unsigned jobs = 4;
+	int64_t lock_ms = 60000;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+f:j:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			mq_strv_push(&paths, optarg);
+			break;
+		case O_PRUNE:
+			prune = true;
+			break;
+		case O_DRY:
+			dry = true;
+			break;
+		case 'j':
+			if (mq_parse_uint(optarg, 1, 64, &jobs) < 0) {
+				mq_strv_clear(&paths);
+				return mq_cli_usage_error(cli, &mq_cmd_apply, "--jobs must be a number from 1 to 64, got '%s'", optarg);
+			}
+			break;
+		case O_LOCK:
+			if (mq_cli_parse_seconds(optarg, &lock_ms) < 0) {
+				mq_strv_clear(&paths);
+				return mq_cli_usage_error(cli, &mq_cmd_apply, "invalid --lock-timeout '%s'", optarg);
+			}
+			break;
+		case O_DELDISKS:
+			deldisks = true;
+			break;
+		case O_EMPTY:
+			allow_empty = true;
+			break;
+		case O_STATE:
+			mq_cli_set_state_dir(cli, optarg);
+			break;
+		case 'h':
+			fputs(mq_cmd_apply.usage, stdout);
+			mq_strv_clear(&paths);
+			return MQ_EXIT_OK;
+		default:
+			mq_strv_clear(&paths);
+			return mq_cli_usage_error(cli, &mq_cmd_apply, "invalid option");
+		}
+	}
+	if (optind < argc) {
+		mq_strv_clear(&paths);
+		return mq_cli_usage_error(cli, &mq_cmd_apply, "unexpected argument '%s' (manifests are given with -f)",
+					  argv[optind]);
+	}
+	if (!paths.n)
+		return mq_cli_usage_error(cli, &mq_cmd_apply, "no manifests given: pass -f PATH");
+	if (deldisks && !prune) {
+		mq_strv_clear(&paths);
+		return mq_cli_usage_error(cli, &mq_cmd_apply, "--delete-disks only makes sense with --prune");
+	}
+
+	/* 1. Parse and validate the whole desired set before touching anything. */
+	struct mq_specset *set = NULL;
+	int rc = mq_cli_load(cli, &paths, &set);
+	mq_strv_clear(&paths);
+	if (rc)
+		return rc;
+
+	/* 2. One mutating pass at a time. */
+	struct mq_lock lock;
+	struct mq_error *err = NULL;
+	if (mq_lock_acquire(&lock, cli->state_dir, "apply", (int)lock_ms, &err) < 0) {
+		mq_specset_free(set);
+		return mq_cli_fail(cli, err);
+	}
+	rc = mq_cli_open_store(cli);
+	if (rc) {
+		mq_lock_release(&lock);
+		mq_specset_free(set);
+		return rc;
+	}
+
+	/* 3. Plan against recorded + live state. */
+	struct mq_vm_record **recs = NULL;
+	size_t nrec = 0;
+	struct mq_plan *plan = NULL;
+	if (mq_store_vm_list(cli->store, &recs, &nrec, &err) < 0) {
+		rc = mq_cli_fail(cli, err);
+		goto out;
+	}
+	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty };
+	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
+		rc = mq_cli_fail(cli, err);
+		goto out;
+	}
+	if (dry) {
+		mq_cli_print_plan(cli, plan, false);
+		rc = MQ_EXIT_OK;
+		goto out;
+	}
+	if (mq_plan_changes(plan) == 0) {
+		mq_apply_record_observations(cli->store, plan);
+		printf("No changes: %zu vm%s up to date.\n", plan->n, plan->n == 1 ? "" : "s");
+		rc = MQ_EXIT_OK;
+		goto out;
+	}
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct mq_plan_item *it = &plan->items[i];
+		if (it->action != MQ_ACT_NOOP)
+			printf("%s%3s %s%s: %s: %s\n", mq_c(cli, MQ_C_BOLD), mq_action_symbol(it->action), it->name,
+			       mq_c(cli, MQ_C_RESET), mq_action_str(it->action), it->reason);
+	}
+	fflush(stdout);
+
+	/* 4. Act. */
+	struct mq_apply_opts ao = {
+		.runtime_dir = cli->runtime_dir,
+		.disk_dir = cli->disk_dir,
+		.jobs = (int)jobs,
+		.delete_disks = deldisks,
+		.report = mq_cli_report,
+		.ud = cli,
+	};
+	struct mq_apply_result res = { 0 };
+	mq_apply(cli->store, plan, &ao, &res, &err);
+	mq_error_free(err);
+	err = NULL;
+	printf("%sApply:%s %zu ok, %zu failed, %zu skipped, %zu unchanged.\n", mq_c(cli, MQ_C_BOLD),
+	       mq_c(cli, MQ_C_RESET), res.ok, res.failed, res.skipped, plan->counts[MQ_ACT_NOOP]);
+	rc = (res.failed || res.skipped) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+out:
+	mq_plan_free(plan);
+	mq_vm_record_list_free(recs, nrec);
+	mq_lock_release(&lock);
+	mq_specset_free(set);
+	return rc;
+}

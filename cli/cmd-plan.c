@@ -1,0 +1,125 @@
+/* maqet plan: show what apply would do. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "util/paths.h"
+#include "util/xalloc.h"
+
+static int run_plan(struct mq_cli *cli, int argc, char **argv);
+
+const struct mq_cmd mq_cmd_plan = {
+	.name = "plan",
+	.summary = "show what apply would change, and why",
+	.usage = "usage: maqet plan -f PATH... [--prune [--allow-empty]] [-o table|json] [--state-dir DIR]\n"
+		 "\n"
+		 "Compare the manifests with the recorded and live state and print, per VM,\n"
+		 "the action apply would take and why.  Changes nothing.\n"
+		 "\n"
+		 "Symbols:  +  create    >  start    <  stop    -/+  restart    ~  update\n"
+		 "          -  delete (--prune)\n"
+		 "\n"
+		 "Exit status: 0 no changes, 2 changes pending, 1 error.\n"
+		 "\n"
+		 "  -f, --file PATH      manifest file or directory (repeatable)\n"
+		 "      --prune          include VMs this source no longer declares\n"
+		 "      --allow-empty    let --prune remove every VM of a source\n"
+		 "  -o, --output FORMAT  table (default) or json\n"
+		 "      --state-dir DIR  state directory\n"
+		 "  -h, --help           show this help\n",
+	.run = run_plan,
+};
+
+static int run_plan(struct mq_cli *cli, int argc, char **argv)
+{
+	enum { O_PRUNE = 1000, O_EMPTY, O_STATE };
+	static const struct option opts[] = {
+		{ "file", required_argument, NULL, 'f' },
+		{ "prune", no_argument, NULL, O_PRUNE },
+		{ "allow-empty", no_argument, NULL, O_EMPTY },
+		{ "output", required_argument, NULL, 'o' },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_strv paths = MQ_STRV_INIT;
+	bool prune = false, allow_empty = false, json = false;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+f:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			mq_strv_push(&paths, optarg);
+			break;
+		case O_PRUNE:
+			prune = true;
+			break;
+		case O_EMPTY:
+			allow_empty = true;
+			break;
+		case 'o':
+			if (mq_cli_parse_output(optarg, &json) < 0) {
+				mq_strv_clear(&paths);
+				return mq_cli_usage_error(cli, &mq_cmd_plan, "unknown output format '%s' (use table or json)", optarg);
+			}
+			break;
+		case O_STATE:
+			mq_cli_set_state_dir(cli, optarg);
+			break;
+		case 'h':
+			fputs(mq_cmd_plan.usage, stdout);
+			mq_strv_clear(&paths);
+			return MQ_EXIT_OK;
+		default:
+			mq_strv_clear(&paths);
+			return mq_cli_usage_error(cli, &mq_cmd_plan, "invalid option");
+		}
+	}
+	if (optind < argc) {
+		mq_strv_clear(&paths);
+		return mq_cli_usage_error(cli, &mq_cmd_plan, "unexpected argument '%s' (manifests are given with -f)",
+					  argv[optind]);
+	}
+	if (!paths.n)
+		return mq_cli_usage_error(cli, &mq_cmd_plan, "no manifests given: pass -f PATH");
+
+	struct mq_specset *set = NULL;
+	int rc = mq_cli_load(cli, &paths, &set);
+	mq_strv_clear(&paths);
+	if (rc)
+		return rc;
+
+	/* Read-only: an absent state dir means nothing recorded (do not create it). */
+	struct mq_vm_record **recs = NULL;
+	size_t nrec = 0;
+	struct mq_error *err = NULL;
+	char *db = mq_path_join(cli->state_dir, "maqet.db");
+	struct stat st;
+	bool have_db = stat(db, &st) == 0;
+	free(db);
+	if (have_db) {
+		rc = mq_cli_open_store(cli);
+		if (rc) {
+			mq_specset_free(set);
+			return rc;
+		}
+		if (mq_store_vm_list(cli->store, &recs, &nrec, &err) < 0) {
+			mq_specset_free(set);
+			return mq_cli_fail(cli, err);
+		}
+	}
+	struct mq_plan *plan = NULL;
+	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty };
+	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
+		rc = mq_cli_fail(cli, err);
+	} else {
+		mq_cli_print_plan(cli, plan, json);
+		rc = mq_plan_changes(plan) ? MQ_EXIT_CHANGES : MQ_EXIT_OK;
+	}
+	mq_plan_free(plan);
+	mq_vm_record_list_free(recs, nrec);
+	mq_specset_free(set);
+	return rc;
+}

@@ -1,0 +1,275 @@
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "reconciler/lock.h"
+#include "specs/fromjson.h"
+#include "util/parse.h"
+#include "util/paths.h"
+#include "util/strbuf.h"
+#include "util/xalloc.h"
+
+void mq_cli_set_state_dir(struct mq_cli *cli, const char *dir)
+{
+	free(cli->state_dir);
+	free(cli->runtime_dir);
+	free(cli->disk_dir);
+	char *d = dir ? xstrdup(dir) : mq_default_state_dir();
+	if (d[0] != '/') {
+		char cwd[PATH_MAX];
+		if (getcwd(cwd, sizeof(cwd))) {
+			char *abs = mq_path_join(cwd, d);
+			free(d);
+			d = abs;
+		}
+	}
+	cli->state_dir = mq_path_resolve(d);
+	free(d);
+	cli->runtime_dir = mq_runtime_dir_for(cli->state_dir);
+	cli->disk_dir = mq_path_join(cli->state_dir, "disks");
+}
+
+int mq_cli_open_store(struct mq_cli *cli)
+{
+	if (cli->store)
+		return 0;
+	struct mq_error *err = NULL;
+	if (mq_store_open(cli->state_dir, &cli->store, &err) < 0)
+		return mq_cli_fail(cli, err);
+	return 0;
+}
+
+void mq_cli_release(struct mq_cli *cli)
+{
+	cli->store = mq_store_free(cli->store);
+	free(cli->state_dir);
+	free(cli->runtime_dir);
+	free(cli->disk_dir);
+	cli->state_dir = cli->runtime_dir = cli->disk_dir = NULL;
+}
+
+const char *mq_c(const struct mq_cli *cli, const char *code)
+{
+	static char buf[8][16];
+	static int slot;
+	if (!cli->color)
+		return "";
+	char *b = buf[slot++ % 8];
+	snprintf(b, sizeof(buf[0]), "\033[%sm", code);
+	return b;
+}
+
+void mq_cli_err(const struct mq_cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (cli->color_err)
+		fputs("\033[31mmaqet:\033[0m ", stderr);
+	else
+		fputs("maqet: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+int mq_cli_fail(const struct mq_cli *cli, struct mq_error *err)
+{
+	mq_cli_err(cli, "%s", err && err->msg ? err->msg : "unknown error");
+	mq_error_free(err);
+	return MQ_EXIT_FAILURE;
+}
+
+int mq_cli_usage_error(const struct mq_cli *cli, const struct mq_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = xvasprintf(fmt, ap);
+	va_end(ap);
+	mq_cli_err(cli, "%s", m);
+	free(m);
+	if (cmd)
+		fprintf(stderr, "run 'maqet %s -h' for usage\n", cmd->name);
+	else
+		fprintf(stderr, "run 'maqet help' for usage\n");
+	return MQ_EXIT_USAGE;
+}
+
+int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set)
+{
+	struct mq_strv diags = MQ_STRV_INIT;
+	int r = mq_specset_load((const char *const *)paths->v, paths->n, set, &diags);
+	for (size_t i = 0; i < diags.n; i++)
+		fprintf(stderr, "%s\n", diags.v[i]);
+	if (r < 0 || !*set) {
+		mq_cli_err(cli, "%zu error%s in manifests; nothing was changed", diags.n, diags.n == 1 ? "" : "s");
+		mq_strv_clear(&diags);
+		return MQ_EXIT_FAILURE;
+	}
+	mq_strv_clear(&diags);
+	return 0;
+}
+
+static const char *action_color(enum mq_action a)
+{
+	switch (a) {
+	case MQ_ACT_CREATE:
+	case MQ_ACT_START:
+		return MQ_C_GREEN;
+	case MQ_ACT_STOP:
+	case MQ_ACT_DELETE:
+		return MQ_C_RED;
+	case MQ_ACT_RESTART:
+	case MQ_ACT_UPDATE:
+		return MQ_C_YELLOW;
+	default:
+		return MQ_C_DIM;
+	}
+}
+
+void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json)
+{
+	if (json) {
+		json_object *root = json_object_new_object();
+		json_object *items = json_object_new_array();
+		for (size_t i = 0; i < plan->n; i++) {
+			const struct mq_plan_item *it = &plan->items[i];
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(it->name));
+			json_object_object_add(o, "action", json_object_new_string(mq_action_str(it->action)));
+			json_object_object_add(o, "reason", json_object_new_string(it->reason));
+			json_object *ch = json_object_new_array();
+			for (size_t k = 0; k < it->changed.n; k++)
+				json_object_array_add(ch, json_object_new_string(it->changed.v[k]));
+			json_object_object_add(o, "changed", ch);
+			json_object_object_add(o, "observed", json_object_new_string(it->observed));
+			json_object_object_add(o, "held", json_object_new_boolean(it->held));
+			json_object_object_add(o, "declared", json_object_new_boolean(it->spec != NULL));
+			json_object_array_add(items, o);
+		}
+		json_object_object_add(root, "items", items);
+		json_object *sum = json_object_new_object();
+		for (int a = 0; a < MQ_ACT__COUNT; a++)
+			json_object_object_add(sum, mq_action_str((enum mq_action)a),
+					       json_object_new_int64((int64_t)plan->counts[a]));
+		json_object_object_add(root, "summary", sum);
+		json_object_object_add(root, "changes", json_object_new_int64((int64_t)mq_plan_changes(plan)));
+		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+									  JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(root);
+		return;
+	}
+	size_t w = 4;
+	for (size_t i = 0; i < plan->n; i++)
+		if (strlen(plan->items[i].name) > w)
+			w = strlen(plan->items[i].name);
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct mq_plan_item *it = &plan->items[i];
+		printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, action_color(it->action)), mq_action_symbol(it->action),
+		       (int)w, it->name, mq_action_str(it->action), mq_c(cli, MQ_C_RESET), it->reason);
+	}
+	if (plan->n)
+		printf("\n");
+	printf("%sPlan:%s %zu to create, %zu to start, %zu to stop, %zu to restart, %zu to update, %zu to delete, "
+	       "%zu unchanged.\n",
+	       mq_c(cli, MQ_C_BOLD), mq_c(cli, MQ_C_RESET), plan->counts[MQ_ACT_CREATE], plan->counts[MQ_ACT_START],
+	       plan->counts[MQ_ACT_STOP], plan->counts[MQ_ACT_RESTART], plan->counts[MQ_ACT_UPDATE],
+	       plan->counts[MQ_ACT_DELETE], plan->counts[MQ_ACT_NOOP]);
+}
+
+int mq_cli_parse_output(const char *arg, bool *json)
+{
+	if (strcmp(arg, "json") == 0)
+		*json = true;
+	else if (strcmp(arg, "table") == 0 || strcmp(arg, "text") == 0)
+		*json = false;
+	else
+		return -1;
+	return 0;
+}
+
+int mq_cli_parse_seconds(const char *arg, int64_t *ms)
+{
+	uint64_t v;
+	if (mq_parse_duration(arg, &v) < 0 || v > 24ULL * 3600 * 1000)
+		return -1;
+	*ms = (int64_t)v;
+	return 0;
+}
+
+void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg)
+{
+	struct mq_cli *cli = ud;
+	const char *tag, *col;
+	switch (outcome) {
+	case MQ_OUT_OK:
+		tag = "ok";
+		col = MQ_C_GREEN;
+		break;
+	case MQ_OUT_FAILED:
+		tag = "FAILED";
+		col = MQ_C_RED;
+		break;
+	default:
+		tag = "skipped";
+		col = MQ_C_YELLOW;
+		break;
+	}
+	printf("%s%-7s%s %s: %s: %s\n", mq_c(cli, col), tag, mq_c(cli, MQ_C_RESET), it->name, mq_action_str(it->action),
+	       msg);
+	fflush(stdout);
+}
+
+int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **plan, struct mq_spec **spec)
+{
+	struct mq_error *err = NULL;
+	struct mq_vm_record *rec = NULL;
+	int r = mq_store_vm_get(cli->store, name, &rec, &err);
+	if (r == -ENOENT) {
+		mq_error_free(err);
+		mq_cli_err(cli, "no vm named '%s' in state dir '%s' (run 'maqet status' to list them)", name,
+			   cli->state_dir);
+		return MQ_EXIT_FAILURE;
+	}
+	if (r < 0)
+		return mq_cli_fail(cli, err);
+	*spec = NULL;
+	if (mq_spec_from_canonical(rec->spec_json, rec->source, spec, &err) < 0) {
+		mq_vm_record_free(rec);
+		return mq_cli_fail(cli, err);
+	}
+	struct mq_plan *p = xcalloc(1, sizeof(*p));
+	p->items = xcalloc(1, sizeof(*p->items));
+	p->n = 1;
+	struct mq_plan_item *it = &p->items[0];
+	it->name = xstrdup(name);
+	it->rec = rec;
+	it->observed = mq_observe(rec);
+	it->held = rec->hold;
+	it->spec = NULL; /* imperative: keep the recorded spec, never the manifest */
+	it->action = MQ_ACT_NOOP;
+	it->reason = xstrdup("requested");
+	*plan = p;
+	return 0;
+}
+
+int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_opts *opts)
+{
+	struct mq_apply_result res = { 0 };
+	struct mq_error *err = NULL;
+	for (size_t i = 0; i < plan->n; i++)
+		plan->counts[plan->items[i].action]++;
+	opts->runtime_dir = cli->runtime_dir;
+	opts->disk_dir = cli->disk_dir;
+	opts->report = mq_cli_report;
+	opts->ud = cli;
+	mq_apply(cli->store, plan, opts, &res, &err);
+	mq_error_free(err);
+	return res.failed ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+}

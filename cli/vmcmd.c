@@ -1,0 +1,90 @@
+#include "cli/vmcmd.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconciler/lock.h"
+#include "util/xalloc.h"
+
+int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char **argv, bool allow_delete_disks,
+		   struct mq_vmcmd_args *a)
+{
+	enum { O_TIMEOUT = 1000, O_FORCE, O_DELDISKS, O_LOCK, O_STATE };
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "force", no_argument, NULL, O_FORCE },
+		{ "delete-disks", no_argument, NULL, O_DELDISKS },
+		{ "lock-timeout", required_argument, NULL, O_LOCK },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	memset(a, 0, sizeof(*a));
+	a->lock_ms = 60000;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_TIMEOUT:
+			if (mq_cli_parse_seconds(optarg, &a->timeout_ms) < 0 || a->timeout_ms == 0)
+				return mq_cli_usage_error(cli, cmd, "invalid --timeout '%s' (seconds, e.g. 30 or 500ms)", optarg);
+			break;
+		case O_FORCE:
+			a->force = true;
+			break;
+		case O_DELDISKS:
+			if (!allow_delete_disks)
+				return mq_cli_usage_error(cli, cmd, "--delete-disks is only valid for 'maqet rm'");
+			a->delete_disks = true;
+			break;
+		case O_LOCK:
+			if (mq_cli_parse_seconds(optarg, &a->lock_ms) < 0)
+				return mq_cli_usage_error(cli, cmd, "invalid --lock-timeout '%s'", optarg);
+			break;
+		case O_STATE:
+			mq_cli_set_state_dir(cli, optarg);
+			break;
+		case 'h':
+			fputs(cmd->usage, stdout);
+			return MQ_EXIT_OK;
+		default:
+			return mq_cli_usage_error(cli, cmd, "invalid option");
+		}
+	}
+	if (optind >= argc)
+		return mq_cli_usage_error(cli, cmd, "missing vm name");
+	if (optind + 1 < argc)
+		return mq_cli_usage_error(cli, cmd, "too many arguments");
+	a->name = argv[optind];
+	return -1;
+}
+
+int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
+		 int (*choose)(struct mq_cli *cli, const struct mq_vmcmd_args *a, struct mq_plan_item *it,
+			       struct mq_apply_opts *o))
+{
+	struct mq_lock lock;
+	struct mq_error *err = NULL;
+	if (mq_lock_acquire(&lock, cli->state_dir, "imperative", (int)a->lock_ms, &err) < 0)
+		return mq_cli_fail(cli, err);
+	int rc = mq_cli_open_store(cli);
+	if (rc) {
+		mq_lock_release(&lock);
+		return rc;
+	}
+	struct mq_plan *plan = NULL;
+	struct mq_spec *spec = NULL;
+	rc = mq_cli_single_plan(cli, a->name, &plan, &spec);
+	if (rc == 0) {
+		struct mq_apply_opts o = { .stop_timeout_ms = a->timeout_ms, .force_stop = a->force,
+					   .delete_disks = a->delete_disks };
+		rc = choose(cli, a, &plan->items[0], &o);
+		if (rc < 0)
+			rc = mq_cli_run_single(cli, plan, &o);
+	}
+	mq_plan_free(plan);
+	mq_spec_free(spec);
+	mq_lock_release(&lock);
+	return rc;
+}
