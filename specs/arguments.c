@@ -35,10 +35,12 @@ struct actx {
 	int errors;
 	struct mq_strv *out;
 	struct mq_argopts *opts;
+	int once_line[14]; /* line of the first use of once_opts[i], 0 = unused */
 };
 
-/* QEMU options that may appear only once on a command line. */
-static const char *const once_opts[] = {
+/* QEMU options that may appear only once on a command line (14 of them:
+ * see actx.once_line). */
+static const char *const once_opts[14] = {
 	"m", "smp", "machine", "display", "vga", "cpu", "name", "boot", "bios", "kernel", "initrd", "append",
 	"pidfile", "daemonize",
 };
@@ -168,13 +170,15 @@ static void render_option(struct actx *c, const struct mq_ynode *key, const stru
 		aerr(c, key, "option '-%s' is managed by maqet and cannot be set in 'arguments'", name);
 		return;
 	}
-	if (in_list(canon, once_opts, MQ_ARRAY_SIZE(once_opts))) {
-		for (size_t i = 0; i < c->opts->n; i++)
-			if (strcmp(c->opts->v[i].name, canon) == 0) {
-				aerr(c, key, "option '-%s' given twice in 'arguments' (first at line %d)", name,
-				     c->opts->v[i].line);
-				return;
-			}
+	for (size_t i = 0; i < MQ_ARRAY_SIZE(once_opts); i++) {
+		if (strcmp(canon, once_opts[i]) != 0)
+			continue;
+		if (c->once_line[i]) {
+			aerr(c, key, "option '-%s' given twice in 'arguments' (first at line %d)", name,
+			     c->once_line[i]);
+			return;
+		}
+		c->once_line[i] = key->line;
 	}
 
 	struct mq_strv parts = MQ_STRV_INIT;

@@ -123,6 +123,9 @@ const char *mq_did_you_mean(const char *word, const char *const *candidates, siz
 	const char *best = NULL;
 	size_t best_d = limit + 1;
 	for (size_t i = 0; i < n; i++) {
+		size_t lc = strlen(candidates[i]);
+		if ((lc > lw ? lc - lw : lw - lc) > limit) /* distance >= length difference */
+			continue;
 		size_t dist = osa_distance(word, candidates[i]);
 		if (dist < best_d) {
 			best_d = dist;

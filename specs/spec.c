@@ -293,6 +293,44 @@ static void collect_keys(struct ctx *c, const struct mq_ynode *map, const char *
 	}
 }
 
+struct textref {
+	const char *text;
+	size_t idx;
+};
+
+static int textref_cmp(const void *a, const void *b)
+{
+	const struct textref *x = a, *y = b;
+	int c = strcmp(x->text, y->text);
+	if (c)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* first[i] = index of the first earlier entry with the same text, or -1
+ * (NULL texts never match).  O(n log n): lists come from hostile input. */
+static long *find_dups(const char *const *texts, size_t n)
+{
+	long *first = xcalloc(n + 1, sizeof(long));
+	struct textref *refs = xcalloc(n + 1, sizeof(*refs));
+	size_t nr = 0;
+	for (size_t i = 0; i < n; i++) {
+		first[i] = -1;
+		if (texts[i])
+			refs[nr++] = (struct textref){ texts[i], i };
+	}
+	if (nr > 1)
+		qsort(refs, nr, sizeof(*refs), textref_cmp);
+	for (size_t i = 1, f = 0; i < nr; i++) {
+		if (strcmp(refs[i].text, refs[f].text) == 0)
+			first[refs[i].idx] = (long)refs[f].idx;
+		else
+			f = i;
+	}
+	free(refs);
+	return first;
+}
+
 /* ---- sizes, numbers, durations -------------------------------------- */
 
 static bool parse_memory(struct ctx *c, const struct mq_ynode *n, uint64_t *out)
@@ -352,10 +390,17 @@ static const char *const storage_keys[SK_COUNT] = {
 static const char *const virtfs_option_keys[] = { "mount_tag", "security_model", "readonly" };
 
 static void parse_storage_item(struct ctx *c, const struct mq_ynode *item, size_t idx, struct mq_storage *s,
-			       struct mq_strv *names, struct mq_ynode const ***name_nodes)
+			       const struct mq_ynode **name_node)
 {
 	const struct mq_ynode *v[SK_COUNT], *k[SK_COUNT];
-	collect_keys(c, item, storage_keys, SK_COUNT, v, k, " in storage");
+	const char *pre_name = NULL;
+	for (size_t p = 0; p + 1 < item->n; p += 2)
+		if (strcmp(item->kids[p]->text, "name") == 0 && is_scalar(item->kids[p + 1]) &&
+		    valid_name(item->kids[p + 1]->text, true))
+			pre_name = item->kids[p + 1]->text;
+	char *where = pre_name ? xasprintf(" in storage '%s'", pre_name) : xasprintf(" in storage item %zu", idx + 1);
+	collect_keys(c, item, storage_keys, SK_COUNT, v, k, where);
+	free(where);
 
 	char *label = xasprintf("storage item %zu", idx + 1);
 	if (!v[SK_NAME]) {
@@ -364,15 +409,7 @@ static void parse_storage_item(struct ctx *c, const struct mq_ynode *item, size_
 		err_expect(c, v[SK_NAME], "storage 'name'",
 			   "a name matching [a-z0-9][a-z0-9_-]{0,62} (lowercase letters, digits, '-' and '_')");
 	} else {
-		long prev = mq_strv_find(names, v[SK_NAME]->text);
-		if (prev >= 0) {
-			err_at(c, v[SK_NAME], "duplicate storage name '%s' (first at line %d)", v[SK_NAME]->text,
-			       (*name_nodes)[prev]->line);
-		} else {
-			mq_strv_push(names, v[SK_NAME]->text);
-			*name_nodes = xreallocarray(*name_nodes, names->n, sizeof(**name_nodes));
-			(*name_nodes)[names->n - 1] = v[SK_NAME];
-		}
+		*name_node = v[SK_NAME];
 		s->name = xstrdup(v[SK_NAME]->text);
 		free(label);
 		label = xasprintf("storage '%s'", s->name);
@@ -457,9 +494,9 @@ static void parse_storage_item(struct ctx *c, const struct mq_ynode *item, size_
 			err_expect(c, v[SK_OPTIONS], what, "a mapping");
 			free(what);
 		} else {
-			char *where = xasprintf(" in 'options' of %s", label);
-			collect_keys(c, v[SK_OPTIONS], virtfs_option_keys, 3, ov, ok, where);
-			free(where);
+			char *owhere = xasprintf(" in 'options' of %s", label);
+			collect_keys(c, v[SK_OPTIONS], virtfs_option_keys, 3, ov, ok, owhere);
+			free(owhere);
 		}
 	}
 	for (int i = 0; i < 3; i++) {
@@ -511,8 +548,7 @@ static void parse_storage(struct ctx *c, const struct mq_ynode *n, struct mq_spe
 		err_expect(c, n, "'storage'", "a list of mappings");
 		return;
 	}
-	struct mq_strv names = MQ_STRV_INIT;
-	const struct mq_ynode **name_nodes = NULL;
+	const struct mq_ynode **name_nodes = xcalloc(n->n + 1, sizeof(*name_nodes));
 	spec->storage = xcalloc(n->n ? n->n : 1, sizeof(*spec->storage));
 	for (size_t i = 0; i < n->n; i++) {
 		const struct mq_ynode *item = n->kids[i];
@@ -522,10 +558,20 @@ static void parse_storage(struct ctx *c, const struct mq_ynode *n, struct mq_spe
 			free(what);
 			continue;
 		}
-		struct mq_storage *s = &spec->storage[spec->n_storage++];
-		parse_storage_item(c, item, i, s, &names, &name_nodes);
+		struct mq_storage *s = &spec->storage[spec->n_storage];
+		parse_storage_item(c, item, i, s, &name_nodes[spec->n_storage]);
+		spec->n_storage++;
 	}
-	mq_strv_clear(&names);
+	const char **texts = xcalloc(spec->n_storage + 1, sizeof(*texts));
+	for (size_t i = 0; i < spec->n_storage; i++)
+		texts[i] = spec->storage[i].name;
+	long *first = find_dups(texts, spec->n_storage);
+	for (size_t i = 0; i < spec->n_storage; i++)
+		if (first[i] >= 0)
+			err_at(c, name_nodes[i], "duplicate storage name '%s' (first at line %d)", texts[i],
+			       name_nodes[first[i]]->line);
+	free(first);
+	free(texts);
 	free(name_nodes);
 }
 
@@ -631,26 +677,31 @@ static void parse_depends(struct ctx *c, const struct mq_ynode *n, struct mq_spe
 		err_expect(c, n, "'depends_on'", "a list of vm names");
 		return;
 	}
-	struct mq_ynode const **first = xcalloc(count ? count : 1, sizeof(*first));
+	const char **texts = xcalloc(count + 1, sizeof(*texts));
+	for (size_t i = 0; i < count; i++) {
+		if (is_scalar(items[i]))
+			texts[i] = items[i]->text;
+		else
+			err_expect(c, items[i], "'depends_on' entries", "vm names");
+	}
+	long *first = find_dups(texts, count);
+	x->deps = xcalloc(count + 1, sizeof(*x->deps));
 	for (size_t i = 0; i < count; i++) {
 		const struct mq_ynode *it = items[i];
-		if (!is_scalar(it)) {
-			err_expect(c, it, "'depends_on' entries", "vm names");
+		if (!texts[i])
 			continue;
-		}
-		long prev = mq_strv_find(&spec->depends_on, it->text);
-		if (prev >= 0) {
+		if (first[i] >= 0) {
 			char *cl = clip(it->text);
-			err_at(c, it, "'%s' is listed twice in 'depends_on' (first at line %d)", cl, first[prev]->line);
+			err_at(c, it, "'%s' is listed twice in 'depends_on' (first at line %d)", cl,
+			       items[first[i]]->line);
 			free(cl);
 			continue;
 		}
-		first[spec->depends_on.n] = it;
+		x->deps[spec->depends_on.n] = (struct mq_pos){ it->line, it->col };
 		mq_strv_push(&spec->depends_on, it->text);
-		x->deps = xreallocarray(x->deps, spec->depends_on.n, sizeof(*x->deps));
-		x->deps[spec->depends_on.n - 1] = (struct mq_pos){ it->line, it->col };
 	}
 	free(first);
+	free(texts);
 }
 
 static void parse_args(struct ctx *c, const struct mq_ynode *n, struct mq_spec *spec)
