@@ -99,3 +99,17 @@ fake_yaml() { # name mode [extra...]
 count_events() { # vm action outcome
 	mq events "$1" -o json | jq --arg a "$2" --arg o "$3" '[.[] | select(.action == $a and .outcome == $o)] | length'
 }
+
+# make_guest OUT MODE: assemble the boot-sector guest (guest.S) into OUT.
+# MODE 0: powers off on the ACPI power button; 1: powers off at once;
+# 2: ignores the power button.
+make_guest() {
+	local out=$1 mode=${2:-0}
+	local src
+	src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/guest.S"
+	as --32 -o "$T/guest.o" "$src" || fail "cannot assemble guest.S (binutils missing?)"
+	ld -m elf_i386 -Ttext=0x7c00 --oformat=binary -o "$out" "$T/guest.o" || fail "cannot link guest"
+	printf "\\x0$mode" | dd of="$out" bs=1 seek=509 conv=notrunc status=none
+	[ "$(stat -c %s "$out")" = 512 ] || fail "guest is not 512 bytes"
+}
+serial_has() { grep -q "$2" "$RT/$1.serial.log" 2>/dev/null; }
