@@ -60,7 +60,7 @@ struct mq_event {
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err);
 struct mq_store *mq_store_free(struct mq_store *s);   /* closes; accepts NULL */
 int mq_store_schema_version(struct mq_store *s);      /* current user_version */
-#define MQ_STORE_SCHEMA_VERSION 1
+#define MQ_STORE_SCHEMA_VERSION 2
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable. */
 int mq_store_begin(struct mq_store *s, struct mq_error **err);
