@@ -56,7 +56,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	int64_t lock_ms = 60000;
 	int c;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:j:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:j:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			mq_strv_push(&paths, optarg);

@@ -41,7 +41,7 @@ static int run_events(struct mq_cli *cli, int argc, char **argv)
 	bool limit_set = false;
 	int c;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+n:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (mq_parse_uint(optarg, 1, 1000000, &limit) < 0)

@@ -48,7 +48,7 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 	bool prune = false, allow_empty = false, json = false;
 	int c;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			mq_strv_push(&paths, optarg);

@@ -64,7 +64,7 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 	bool json = false;
 	int c;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			if (mq_cli_parse_output(optarg, &json) < 0)

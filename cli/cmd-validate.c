@@ -30,7 +30,7 @@ static int run_validate(struct mq_cli *cli, int argc, char **argv)
 	struct mq_strv paths = MQ_STRV_INIT;
 	int c;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+f:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			mq_strv_push(&paths, optarg);

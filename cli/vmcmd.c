@@ -24,7 +24,7 @@ int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char 
 	a->lock_ms = 60000;
 	int c;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_TIMEOUT:
 			if (mq_cli_parse_seconds(optarg, &a->timeout_ms) < 0 || a->timeout_ms == 0)

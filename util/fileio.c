@@ -30,7 +30,10 @@ int mq_read_file(const char *path, size_t cap, char **out, size_t *len, struct m
 		return mq_error_set(err, EFBIG, "'%s' is too large (%lld bytes, limit %zu)", path,
 				    (long long)st.st_size, cap);
 	}
+	/* /proc and /sys files report size 0 and must be read in one go. */
 	size_t alloc = (size_t)st.st_size + 1, n = 0;
+	if (alloc < 4096)
+		alloc = 4096;
 	char *buf = xmalloc(alloc + 1);
 	for (;;) {
 		if (n == alloc) {
