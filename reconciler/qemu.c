@@ -143,7 +143,8 @@ int mq_qemu_build_argv(const struct mq_spec *spec, const struct mq_vm_paths *pat
 	bool scsi = false;
 
 	mq_strv_push(&v, spec->binary ? spec->binary : "qemu-system-x86_64");
-	push2(&v, "-name", spec->name);
+	add_esc(&sb, spec->name);
+	push_opt_take(&v, "-name", &sb);
 	if (spec->machine)
 		push2(&v, "-machine", spec->machine);
 	push2(&v, "-accel", accel ? accel : mq_accel_resolve(spec->accel));
@@ -869,14 +870,14 @@ out_ok:
 int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, struct mq_start_result *res,
 		  struct mq_error **err)
 {
-	int timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+	int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
 	struct mq_vm_paths paths;
 	struct mq_strv argv = MQ_STRV_INIT;
 	char *bin = NULL, *joined = NULL;
 	int logfd = -1, nullfd = -1, pidfd = -1;
 	int r;
 
-	if (!opts->runtime_dir)
+	if (!opts || !opts->runtime_dir)
 		return mq_error_set(err, EINVAL, "cannot start vm '%s': no runtime dir", spec->name);
 	r = prepare_runtime_dir(opts->runtime_dir, err);
 	if (r < 0)
@@ -1033,11 +1034,54 @@ static void step(const struct mq_stop_opts *o, const char *s, const char *outcom
 		o->step(o->ud, s, outcome, detail);
 }
 
+/* Reap ref if it is our (exited) child.  The leader of a multi-threaded
+ * process such as QEMU shows as a zombie, and its pidfd turns readable, a
+ * moment before its last thread is gone and wait() can collect it; retry
+ * briefly.  Not our child: waitid() says ECHILD at once. */
+static void reap_child(const struct mq_pidref *ref, int timeout_ms)
+{
+	int fd = mq_pidfd_open(ref->pid);
+	if (fd < 0)
+		return;
+	uint64_t start = 0;
+	if (mq_proc_stat(ref->pid, &start, NULL) < 0 || start != ref->start_time) {
+		close(fd); /* reaped already, or another process now */
+		return;
+	}
+	int64_t deadline = mq_mono_ms() + timeout_ms;
+	for (;;) {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		int r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EINVAL) {
+			/* kernel without P_PIDFD: the open pidfd keeps an unreaped
+			 * child's pid from being reused, so waitpid is safe */
+			pid_t w = waitpid(ref->pid, NULL, WNOHANG);
+			if (w < 0 && errno == EINTR)
+				continue;
+			r = w < 0 ? -1 : 0;
+			si.si_pid = w;
+		}
+		if (r < 0 || si.si_pid != 0)
+			break; /* not our child, or reaped */
+		if (mq_mono_ms() >= deadline)
+			break;
+		(void)poll(NULL, 0, 5);
+	}
+	close(fd);
+}
+
 /* 1 when ref has exited within timeout_ms, 0 when still running, <0 error. */
 static int waited_exit(const struct mq_pidref *ref, int timeout_ms)
 {
 	int r = mq_proc_wait_exit(ref, timeout_ms);
-	if (r == 0 || r == -ESTALE || r == -ESRCH)
+	if (r == 0) {
+		reap_child(ref, 2000);
+		return 1;
+	}
+	if (r == -ESTALE || r == -ESRCH)
 		return 1; /* -ESTALE here: it was alive a moment ago, so the pid got reused */
 	if (r == -ETIMEDOUT)
 		return 0;
@@ -1061,7 +1105,7 @@ int mq_qemu_stop(const struct mq_pidref *ref, const char *qmp_path, const struct
 
 	enum mq_proc_state ps = mq_proc_check(ref);
 	if (ps == MQ_PROC_GONE) {
-		(void)mq_proc_wait_exit(ref, 0); /* reap a zombie child of ours */
+		reap_child(ref, 2000); /* a zombie child of ours */
 		step(o, "powerdown", "skipped", "already exited");
 		return 0;
 	}
@@ -1135,7 +1179,7 @@ int mq_qemu_stop(const struct mq_pidref *ref, const char *qmp_path, const struct
 		r = mq_proc_kill(ref, sigs[i].sig);
 		if (r == -ESRCH || r == -ESTALE) {
 			/* it was alive a moment ago: it has exited since */
-			(void)mq_proc_wait_exit(ref, 0);
+			reap_child(ref, 2000);
 			step(o, sigs[i].name, "exited", NULL);
 			r = 0;
 			goto out;

@@ -61,9 +61,14 @@ static struct mq_spec *spec_new(const char *name)
 	return s;
 }
 
+#define MAX_TEST_STORAGE 16
+
 static struct mq_storage *add_storage(struct mq_spec *s, const char *name, enum mq_storage_type t)
 {
-	s->storage = xreallocarray(s->storage, s->n_storage + 1, sizeof(*s->storage));
+	/* fixed capacity, so pointers returned earlier stay valid */
+	ck_assert_uint_lt(s->n_storage, MAX_TEST_STORAGE);
+	if (!s->storage)
+		s->storage = xcalloc(MAX_TEST_STORAGE, sizeof(*s->storage));
 	struct mq_storage *st = &s->storage[s->n_storage++];
 	memset(st, 0, sizeof(*st));
 	st->name = xstrdup(name);
