@@ -50,9 +50,9 @@ run_rc() {
 	local __var=$1; shift
 	set +e
 	OUT=$("$@" 2>&1)
-	local rc=$?
+	local __rc=$?
 	set -e
-	printf -v "$__var" '%s' "$rc"
+	printf -v "$__var" '%s' "$__rc"
 }
 
 mq() { "$MAQET" "$@"; }

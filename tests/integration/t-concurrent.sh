@@ -3,8 +3,8 @@
 # lock and, past --lock-timeout, fails naming the holder's pid.
 source "$(dirname "$0")/lib.sh"
 for n in c1 c2 c3; do vm_yaml $n > "$M/$n.yaml"; done
-mq apply -f "$M" > "$T/a1.out" 2>&1 & p1=$!
-mq apply -f "$M" > "$T/a2.out" 2>&1 & p2=$!
+"$MAQET" apply -f "$M" > "$T/a1.out" 2>&1 & p1=$!
+"$MAQET" apply -f "$M" > "$T/a2.out" 2>&1 & p2=$!
 rc1=0; rc2=0
 wait $p1 || rc1=$?
 wait $p2 || rc2=$?
@@ -24,7 +24,7 @@ pass "concurrent applies start each vm once"
 # Lock timeout: hold the lock with an apply whose QEMU is slow to come up.
 [ -x "$MQ_FAKE_QEMU" ] || fail "fake qemu missing"
 fake_yaml slow "slow-start=3000" > "$T/slow.yaml"
-mq apply -f "$T/slow.yaml" > "$T/slow.out" 2>&1 & ps=$!
+"$MAQET" apply -f "$T/slow.yaml" > "$T/slow.out" 2>&1 & ps=$!
 # wait until the first apply holds the lock (its pid is in the lock file)
 wait_until 10 grep -q "^$ps " "$STATE/lock" || fail "first apply never took the lock"
 run_rc rc mq apply -f "$M" --lock-timeout 300ms

@@ -28,12 +28,12 @@ pass "one vm's failure does not stop the others"
 
 # The stop ladder.
 rm "$M/boom.yaml" "$M/junk.yaml" "$M/nobin.yaml"
-for mode in ignore-powerdown ignore-quit ignore-sigterm; do
-	fake_yaml "w-$mode" "$mode" > "$M/w-$mode.yaml"
-done
+fake_yaml w-quit ignore-powerdown > "$M/w-quit.yaml"
+fake_yaml w-term ignore-powerdown,ignore-quit > "$M/w-term.yaml"
+fake_yaml w-kill ignore-powerdown,ignore-quit,ignore-sigterm > "$M/w-kill.yaml"
 run_rc rc mq apply -f "$M"
 assert_eq "$rc" 0 "$OUT"
-declare -A want=( [ok]=powerdown [w-ignore-powerdown]=quit [w-ignore-quit]=sigterm [w-ignore-sigterm]=sigkill )
+declare -A want=( [ok]=powerdown [w-quit]=quit [w-term]=sigterm [w-kill]=sigkill )
 for vm in "${!want[@]}"; do
 	p=$(vm_pid "$vm")
 	run_rc rc mq stop "$vm" --timeout 500ms

@@ -3,7 +3,7 @@
 # stopped (plan and status say so); start clears the hold; rm needs --force
 # for a running VM.
 source "$(dirname "$0")/lib.sh"
-vm_yaml h "stop_timeout: 1s" > "$M/h.yaml"
+vm_yaml h > "$M/h.yaml"
 run_rc rc mq apply -f "$M"
 assert_eq "$rc" 0 "$OUT"
 p1=$(vm_pid h)

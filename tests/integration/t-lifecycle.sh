@@ -67,12 +67,13 @@ pass "crash detected and restarted"
 
 # state: stopped -> stopped (stop sequence recorded; an empty guest ignores
 # ACPI, so the steps go powerdown timeout -> quit exited).
+pd_before=$(count_events a stop.powerdown sent)
 printf 'name: a\nmemory: 96M\nstop_timeout: 1s\nserial: none\nstate: stopped\n' > "$M/a.yaml"
 run_rc rc mq apply -f "$M"
 assert_eq "$rc" 0 "apply stop: $OUT"
 assert_eq "$(vm_status a)" stopped
 wait_until 10 proc_dead "$pa3" || fail "a still running after state: stopped"
-assert_eq "$(count_events a stop.powerdown sent)" 1 "ACPI powerdown attempted first"
+assert_eq "$(count_events a stop.powerdown sent)" $((pd_before + 1)) "ACPI powerdown attempted first"
 [ "$(count_events a stop.quit exited)" -ge 1 ] || [ "$(count_events a stop.powerdown exited)" -ge 1 ] || fail "no exit step recorded"
 run_rc rc mq plan -f "$M"
 assert_eq "$rc" 0 "plan after stop is empty: $OUT"
