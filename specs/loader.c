@@ -450,6 +450,7 @@ struct walk {
 	struct mq_spec_list specs;
 	struct mq_strv seen; /* realpaths of manifests already read */
 	bool incomplete;
+	struct mq_manifest_list *list; /* list-only mode: record files, parse nothing */
 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -468,6 +469,11 @@ static bool ignored_name(const char *name)
 	if (name[0] == '#' && n > 1 && name[n - 1] == '#')
 		return true;
 	return ends_with(name, ".swp") || ends_with(name, ".swx") || ends_with(name, ".tmp");
+}
+
+bool mq_manifest_name_ok(const char *name)
+{
+	return !ignored_name(name) && (ends_with(name, ".yaml") || ends_with(name, ".yml"));
 }
 
 static char *lower_strerror(int e)
@@ -493,6 +499,15 @@ static void load_file(struct walk *w, const char *display, const char *source)
 		return;
 	}
 	mq_strv_push(&w->seen, abs);
+	if (w->list) {
+		struct mq_manifest_list *l = w->list;
+		l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+		l->v[l->n].display = xstrdup(display);
+		l->v[l->n].abs = abs;
+		l->v[l->n].source = xstrdup(source);
+		l->n++;
+		return;
+	}
 	char *buf = NULL;
 	size_t len = 0;
 	struct mq_error *err = NULL;
@@ -561,12 +576,9 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 	free(ents);
 }
 
-int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out, struct mq_strv *diags)
+static void walk_paths(struct walk *wp, struct mq_diags *d, const char *const *paths, size_t n_paths,
+		       struct mq_strv *sources)
 {
-	struct mq_diags d = { 0 };
-	struct walk w = { .d = &d };
-	struct mq_specset *set = mq_specset_new();
-
 	for (size_t i = 0; i < n_paths; i++) {
 		/* "vms/" and "vms" both display as "vms/web.yaml" */
 		char *display = xstrdup(paths[i]);
@@ -577,25 +589,35 @@ int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset 
 		if (l == 0 || stat(display, &st) < 0) {
 			int e = l == 0 ? ENOENT : errno;
 			char *es = lower_strerror(e);
-			mq_diags_add(&d, paths[i], 0, 0, "%s", es);
+			mq_diags_add(d, paths[i], 0, 0, "%s", es);
 			free(es);
 			free(display);
-			w.incomplete = true;
+			wp->incomplete = true;
 			continue;
 		}
 		char *source = realpath(display, NULL);
 		if (!source)
 			source = xstrdup(display);
-		mq_strv_push(&set->sources, source);
+		mq_strv_push(sources, source);
 		if (S_ISDIR(st.st_mode))
-			walk_dir(&w, display, source, 0);
+			walk_dir(wp, display, source, 0);
 		else if (S_ISREG(st.st_mode))
-			load_file(&w, display, source);
+			load_file(wp, display, source);
 		else
-			mq_diags_add(&d, display, 0, 0, "not a regular file or directory");
+			mq_diags_add(d, display, 0, 0, "not a regular file or directory");
 		free(source);
 		free(display);
 	}
+
+}
+
+int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out, struct mq_strv *diags)
+{
+	struct mq_diags d = { 0 };
+	struct walk w = { .d = &d };
+	struct mq_specset *set = mq_specset_new();
+
+	walk_paths(&w, &d, paths, n_paths, &set->sources);
 
 	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
 	mq_strv_clear(&w.seen);
@@ -620,4 +642,31 @@ int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset 
 	mq_strv_clear(&none);
 	*out = set;
 	return 0;
+}
+
+int mq_manifest_list(const char *const *paths, size_t n_paths, struct mq_manifest_list *out, struct mq_strv *diags)
+{
+	struct mq_diags d = { 0 };
+	struct walk w = { .d = &d, .list = out };
+	memset(out, 0, sizeof(*out));
+	walk_paths(&w, &d, paths, n_paths, &out->sources);
+	mq_strv_clear(&w.seen);
+	if (d.n > 0) {
+		mq_diags_flush(&d, diags);
+		return -EINVAL;
+	}
+	mq_diags_release(&d);
+	return 0;
+}
+
+void mq_manifest_list_release(struct mq_manifest_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].display);
+		free(l->v[i].abs);
+		free(l->v[i].source);
+	}
+	free(l->v);
+	mq_strv_clear(&l->sources);
+	memset(l, 0, sizeof(*l));
 }

@@ -118,6 +118,26 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
  * sorting by name.  Returns 0 or -EINVAL with diags. */
 int mq_specset_check(struct mq_specset *set, struct mq_strv *diags);
 
+/* The manifest files named by paths, walked exactly as mq_specset_load does
+ * (for watch mode, which parses file by file).  Missing paths or unreadable
+ * directories add diags and return -EINVAL (the list holds what was found). */
+struct mq_manifest_file {
+	char *display;   /* as shown in messages */
+	char *abs;       /* realpath */
+	char *source;    /* realpath of the -f argument */
+};
+struct mq_manifest_list {
+	struct mq_manifest_file *v;
+	size_t n;
+	struct mq_strv sources;
+};
+int mq_manifest_list(const char *const *paths, size_t n_paths, struct mq_manifest_list *out,
+		     struct mq_strv *diags);
+void mq_manifest_list_release(struct mq_manifest_list *l);
+/* A file name maqet reads as a manifest: *.yaml / *.yml, not hidden, not an
+ * editor leftover (*~, #*#, .#*, *.swp, *.swx, *.tmp). */
+bool mq_manifest_name_ok(const char *basename);
+
 struct mq_specset *mq_specset_new(void);
 const struct mq_spec *mq_specset_find(const struct mq_specset *set, const char *name);
 struct mq_specset *mq_specset_free(struct mq_specset *set);
