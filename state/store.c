@@ -59,6 +59,10 @@ static const char *const migrations[] = {
 	");",
 	/* 1 -> 2: per-VM event history lookups */
 	"CREATE INDEX events_vm_id ON events(vm, id);",
+	/* 2 -> 3: watch mode's restart bookkeeping (backoff survives a restarted watch) */
+	"ALTER TABLE vms ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE vms ADD COLUMN backoff_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE vms ADD COLUMN exit_reason TEXT;",
 };
 
 _Static_assert(MQ_ARRAY_SIZE(migrations) == MQ_STORE_SCHEMA_VERSION,
@@ -430,6 +434,7 @@ struct mq_vm_record *mq_vm_record_dup(const struct mq_vm_record *r)
 	d->qmp_path = xstrdup_null(r->qmp_path);
 	d->accel = xstrdup_null(r->accel);
 	d->last_error = xstrdup_null(r->last_error);
+	d->exit_reason = xstrdup_null(r->exit_reason);
 	return d;
 }
 
@@ -446,6 +451,7 @@ struct mq_vm_record *mq_vm_record_free(struct mq_vm_record *r)
 	free(r->qmp_path);
 	free(r->accel);
 	free(r->last_error);
+	free(r->exit_reason);
 	free(r);
 	return NULL;
 }
@@ -468,7 +474,7 @@ void mq_vm_record_set(char **field, const char *value)
 
 #define VM_COLUMNS \
 	"name, source, spec_json, spec_hash, desired, status, pid, start_time, qmp_path, accel, " \
-	"hold, last_error, created_at, updated_at, started_at"
+	"hold, last_error, created_at, updated_at, started_at, restart_count, backoff_until, exit_reason"
 
 static struct mq_vm_record *vm_from_row(sqlite3_stmt *st)
 {
@@ -488,6 +494,9 @@ static struct mq_vm_record *vm_from_row(sqlite3_stmt *st)
 	r->created_at = sqlite3_column_int64(st, 12);
 	r->updated_at = sqlite3_column_int64(st, 13);
 	r->started_at = sqlite3_column_int64(st, 14);
+	r->restart_count = (int)sqlite3_column_int64(st, 15);
+	r->backoff_until = sqlite3_column_int64(st, 16);
+	r->exit_reason = column_dup(st, 17);
 	return r;
 }
 
@@ -559,13 +568,14 @@ int mq_store_vm_put(struct mq_store *s, const struct mq_vm_record *rec, struct m
 
 	static const char sql[] =
 		"INSERT INTO vms (" VM_COLUMNS ") "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
 		"ON CONFLICT(name) DO UPDATE SET "
 		"source = excluded.source, spec_json = excluded.spec_json, spec_hash = excluded.spec_hash, "
 		"desired = excluded.desired, status = excluded.status, pid = excluded.pid, "
 		"start_time = excluded.start_time, qmp_path = excluded.qmp_path, accel = excluded.accel, "
 		"hold = excluded.hold, last_error = excluded.last_error, updated_at = excluded.updated_at, "
-		"started_at = excluded.started_at";
+		"started_at = excluded.started_at, restart_count = excluded.restart_count, "
+		"backoff_until = excluded.backoff_until, exit_reason = excluded.exit_reason";
 	char *what = xasprintf("cannot store vm '%s'", rec->name);
 	sqlite3_stmt *st;
 	int r = prepare(s, sql, &st, err, what);
@@ -588,6 +598,9 @@ int mq_store_vm_put(struct mq_store *s, const struct mq_vm_record *rec, struct m
 	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 13, rec->created_at ? rec->created_at : now);
 	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 14, now);
 	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 15, rec->started_at);
+	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 16, rec->restart_count);
+	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 17, rec->backoff_until);
+	if (rc == SQLITE_OK) rc = bind_text(st, 18, rec->exit_reason);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)

@@ -26,6 +26,8 @@ struct mq_store;
 #define MQ_STATUS_STOPPED  "stopped"
 #define MQ_STATUS_CRASHED  "crashed"   /* recorded running, process gone */
 #define MQ_STATUS_FAILED   "failed"    /* last start failed */
+#define MQ_STATUS_GUEST_STOPPED "stopped-by-guest" /* guest powered itself off */
+#define MQ_STATUS_CRASH_LOOP "crash-loop" /* too many failures: no more automatic restarts */
 
 struct mq_vm_record {
 	char *name;
@@ -41,6 +43,10 @@ struct mq_vm_record {
 	bool hold;           /* set by `maqet stop`, cleared by `maqet start` */
 	char *last_error;    /* NULL = none */
 	int64_t created_at, updated_at, started_at; /* started_at 0 = not running */
+	/* watch mode's restart bookkeeping */
+	int restart_count;   /* failures in the current backoff window */
+	int64_t backoff_until; /* wall ms before which no automatic restart; 0 = none */
+	char *exit_reason;   /* why the process last exited, NULL = unknown/none */
 };
 
 struct mq_event {
@@ -60,7 +66,7 @@ struct mq_event {
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err);
 struct mq_store *mq_store_free(struct mq_store *s);   /* closes; accepts NULL */
 int mq_store_schema_version(struct mq_store *s);      /* current user_version */
-#define MQ_STORE_SCHEMA_VERSION 2
+#define MQ_STORE_SCHEMA_VERSION 3
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable. */
 int mq_store_begin(struct mq_store *s, struct mq_error **err);

@@ -113,6 +113,9 @@ static struct mq_vm_record *sample(const char *name)
 	r->hold = true;
 	mq_vm_record_set(&r->last_error, "cannot start vm 'x': it's broken");
 	r->started_at = 1700000000123;
+	r->restart_count = 7;
+	r->backoff_until = 1700000009999;
+	mq_vm_record_set(&r->exit_reason, "killed from outside (host-signal)");
 	return r;
 }
 
@@ -187,7 +190,7 @@ START_TEST(test_open_creates_private_dir_and_db)
 	ck_assert(S_ISREG(st.st_mode));
 	ck_assert_int_eq(st.st_mode & 07777, 0600);
 	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(MQ_STORE_SCHEMA_VERSION, 2);
+	ck_assert_int_eq(MQ_STORE_SCHEMA_VERSION, 3);
 
 	/* WAL mode: the -wal and -shm files exist while open and are private too. */
 	struct mq_vm_record *r = sample("web");
@@ -296,6 +299,9 @@ static void assert_same_record(const struct mq_vm_record *a, const struct mq_vm_
 	ck_assert_int_eq(a->hold, b->hold);
 	ck_assert_pstr_eq(a->last_error, b->last_error);
 	ck_assert_int_eq(a->started_at, b->started_at);
+	ck_assert_int_eq(a->restart_count, b->restart_count);
+	ck_assert_int_eq(a->backoff_until, b->backoff_until);
+	ck_assert_pstr_eq(a->exit_reason, b->exit_reason);
 }
 
 START_TEST(test_vm_round_trip)
@@ -610,7 +616,7 @@ START_TEST(test_migration_from_v1)
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events_vm_id'"), 0);
 
 	struct mq_store *s = open_ok(tmpdir);
-	ck_assert_int_eq(mq_store_schema_version(s), 2);
+	ck_assert_int_eq(mq_store_schema_version(s), 3);
 	struct mq_vm_record *g = get_ok(s, "old");
 	ck_assert_int_eq(g->pid, 42);
 	ck_assert_uint_eq(g->start_time, UINT64_C(8589934592));
@@ -618,6 +624,10 @@ START_TEST(test_migration_from_v1)
 	ck_assert_int_eq(g->created_at, 1000);
 	ck_assert_int_eq(g->updated_at, 2000);
 	ck_assert_ptr_null(g->qmp_path);
+	/* columns added by 2 -> 3 start from their defaults */
+	ck_assert_int_eq(g->restart_count, 0);
+	ck_assert_int_eq(g->backoff_until, 0);
+	ck_assert_ptr_null(g->exit_reason);
 	mq_vm_record_free(g);
 	struct mq_event **ev = NULL;
 	size_t n = 0;
@@ -627,14 +637,17 @@ START_TEST(test_migration_from_v1)
 	mq_event_list_free(ev, n);
 	mq_store_free(s);
 
-	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('vms') WHERE name IN"
+				     " ('restart_count', 'backoff_until', 'exit_reason')"),
+			 3);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND"
 				     " name = 'events_vm_id' AND tbl_name = 'events'"),
 			 1);
 
 	/* Opening an up-to-date database again changes nothing. */
 	s = open_ok(tmpdir);
-	ck_assert_int_eq(mq_store_schema_version(s), 2);
+	ck_assert_int_eq(mq_store_schema_version(s), 3);
 	mq_store_free(s);
 	free(db);
 }
@@ -645,7 +658,7 @@ START_TEST(test_fresh_db_schema)
 	struct mq_store *s = open_ok(tmpdir);
 	mq_store_free(s);
 	char *db = tpath("maqet.db");
-	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), MQ_STORE_SCHEMA_VERSION);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
 				     " name IN ('vms', 'events')"),
 			 2);
@@ -903,7 +916,7 @@ START_TEST(test_concurrent_first_open)
 		ck_assert_int_eq(WEXITSTATUS(status), 0);
 	}
 	struct mq_store *s = open_ok(dir);
-	ck_assert_int_eq(mq_store_schema_version(s), 2);
+	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
 	struct mq_vm_record **list = NULL;
 	size_t n = 0;
 	ck_assert_int_eq(mq_store_vm_list(s, &list, &n, NULL), 0);
