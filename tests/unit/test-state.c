@@ -664,7 +664,7 @@ START_TEST(test_fresh_db_schema)
 			 2);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events_vm_id'"), 1);
 	/* every declared column is present */
-	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('vms')"), 15);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('vms')"), 18);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('events')"), 9);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_list('events')"), 0);
 	free(db);
