@@ -40,7 +40,7 @@ const char *mq_observe(const struct mq_vm_record *rec)
 {
 	static const char *const known[] = { MQ_STATUS_CREATED, MQ_STATUS_STARTING, MQ_STATUS_RUNNING,
 					     MQ_STATUS_STOPPING, MQ_STATUS_STOPPED, MQ_STATUS_CRASHED,
-					     MQ_STATUS_FAILED };
+					     MQ_STATUS_FAILED, MQ_STATUS_GUEST_STOPPED, MQ_STATUS_CRASH_LOOP };
 	if (!rec->status)
 		return MQ_STATUS_CREATED;
 	if (mq_status_is_up(rec->status)) {
@@ -67,7 +67,7 @@ enum mq_action mq_plan_decide(const struct mq_decide_in *in)
 		return changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
 	if (in->want_running) {
 		if (!in->up)
-			return MQ_ACT_START;
+			return in->blocked ? MQ_ACT_NOOP : MQ_ACT_START;
 		if (in->restart_changed)
 			return MQ_ACT_RESTART;
 		return in->other_changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
@@ -133,7 +133,9 @@ static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_i
 		break;
 	case MQ_ACT_NOOP:
 	default:
-		if (!in->declared)
+		if (in->blocked && it->block_reason)
+			mq_strbuf_adds(&sb, it->block_reason);
+		else if (!in->declared)
 			mq_strbuf_addf(&sb, "no longer declared (observed %s); use --prune to remove it", it->observed);
 		else if (in->held)
 			mq_strbuf_addf(&sb, "held by 'maqet stop' (observed %s); run 'maqet start %s' to release",
@@ -147,8 +149,44 @@ static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_i
 	return mq_strbuf_detach(&sb);
 }
 
+/* Restart policy: should this down VM be left down for now?  Fills
+ * it->block_reason / it->wake_at. */
+static bool policy_blocks(struct mq_plan_item *it, const struct mq_spec *spec, const struct mq_vm_record *rec,
+			  const struct mq_plan_opts *o)
+{
+	const char *obs = it->observed;
+	const char *why = rec->exit_reason ? rec->exit_reason : "unknown reason";
+	if (strcmp(obs, MQ_STATUS_CRASH_LOOP) == 0) {
+		it->block_reason = xasprintf("crash-loop after %d failures (last: %s); change the manifest or run "
+					     "'maqet start %s'",
+					     rec->restart_count, why, it->name);
+		return true;
+	}
+	if (strcmp(obs, MQ_STATUS_GUEST_STOPPED) == 0 && spec->restart != MQ_RESTART_ALWAYS) {
+		it->block_reason = xasprintf("stopped by guest (%s); restart: %s leaves it stopped; run 'maqet start "
+					     "%s' or change the manifest",
+					     why, mq_restart_str(spec->restart), it->name);
+		return true;
+	}
+	if (!o || !o->supervise)
+		return false;
+	bool failed = strcmp(obs, MQ_STATUS_CRASHED) == 0 || strcmp(obs, MQ_STATUS_FAILED) == 0;
+	if (failed && spec->restart == MQ_RESTART_NEVER) {
+		it->block_reason = xasprintf("%s (%s); restart: never leaves it down", obs, why);
+		return true;
+	}
+	int64_t now = o->now_ms ? o->now_ms : mq_now_ms();
+	if ((failed || strcmp(obs, MQ_STATUS_GUEST_STOPPED) == 0) && rec->backoff_until > now) {
+		it->wake_at = rec->backoff_until;
+		it->block_reason = xasprintf("backoff: restart in %.1fs (failure %d, %s)",
+					     (double)(rec->backoff_until - now) / 1000.0, rec->restart_count, why);
+		return true;
+	}
+	return false;
+}
+
 static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const struct mq_vm_record *rec,
-		      const struct mq_specset *set, bool prune)
+		      const struct mq_specset *set, bool prune, const struct mq_plan_opts *popts)
 {
 	struct mq_strv restart_keys = MQ_STRV_INIT, other_keys = MQ_STRV_INIT;
 	struct mq_decide_in in = { 0 };
@@ -179,6 +217,9 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 		in.other_changed = other_keys.n > 0;
 	}
 	in.prune = !spec && rec && prune && in_sources(set, rec->source);
+	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed)
+		in.blocked = policy_blocks(it, spec, rec, popts);
+	it->blocked = in.blocked;
 	it->action = mq_plan_decide(&in);
 	it->reason = make_reason(it, &in, &restart_keys, &other_keys);
 	mq_strv_clear(&restart_keys);
@@ -212,14 +253,14 @@ int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs
 	p->items = xcalloc(set->n + nrec + 1, sizeof(*p->items));
 	for (size_t i = 0; i < set->n; i++) {
 		const struct mq_spec *spec = set->specs[i];
-		fill_item(&p->items[p->n++], spec, find_rec(recs, nrec, spec->name), set, prune);
+		fill_item(&p->items[p->n++], spec, find_rec(recs, nrec, spec->name), set, prune, opts);
 	}
 	for (size_t i = 0; i < nrec; i++) {
 		if (mq_specset_find(set, recs[i]->name))
 			continue;
 		if (!in_sources(set, recs[i]->source))
 			continue; /* another source's vm: never touched */
-		fill_item(&p->items[p->n++], NULL, recs[i], set, prune);
+		fill_item(&p->items[p->n++], NULL, recs[i], set, prune, opts);
 	}
 	for (size_t i = 0; i < p->n; i++)
 		p->counts[p->items[i].action]++;
@@ -234,6 +275,7 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 	for (size_t i = 0; i < p->n; i++) {
 		free(p->items[i].name);
 		free(p->items[i].reason);
+		free(p->items[i].block_reason);
 		mq_strv_clear(&p->items[i].changed);
 		mq_vm_record_free(p->items[i].rec);
 	}

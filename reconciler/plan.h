@@ -44,6 +44,9 @@ struct mq_decide_in {
 	bool restart_changed;   /* argv-affecting fields changed */
 	bool other_changed;     /* record-only / state fields changed */
 	bool prune;             /* --prune and the record belongs to one of the sources */
+	bool blocked;           /* restart policy forbids starting it now (guest poweroff,
+	                           crash-loop, backoff, restart: never); a manifest change
+	                           lifts it */
 };
 enum mq_action mq_plan_decide(const struct mq_decide_in *in);
 
@@ -56,6 +59,9 @@ struct mq_plan_item {
 	struct mq_vm_record *rec;   /* owned copy; NULL when new */
 	const char *observed;       /* static status string, "absent" when unrecorded */
 	bool held;
+	bool blocked;               /* see mq_decide_in.blocked */
+	char *block_reason;         /* why, when blocked */
+	int64_t wake_at;            /* wall ms when a backoff ends (0 = none): re-plan then */
 };
 
 struct mq_plan {
@@ -67,6 +73,8 @@ struct mq_plan {
 struct mq_plan_opts {
 	bool prune;
 	bool allow_empty;   /* allow a prune that removes every VM of a source */
+	bool supervise;     /* watch mode: also honour `restart: never` and backoff */
+	int64_t now_ms;     /* wall clock for backoff decisions (0 = mq_now_ms()) */
 };
 
 /* Build the plan.  Records not declared and not prunable are left out

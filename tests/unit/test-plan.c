@@ -63,6 +63,24 @@ START_TEST(test_decide_table)
 }
 END_TEST
 
+START_TEST(test_decide_blocked)
+{
+	/* blocked only matters for a declared, recorded, down vm meant to run */
+	struct mq_decide_in in = { .declared = true, .recorded = true, .want_running = true, .blocked = true };
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_NOOP);
+	in.blocked = false;
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_START);
+	in.blocked = true;
+	in.up = true;
+	in.restart_changed = true;
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_RESTART);
+	in.up = false;
+	in.want_running = false;
+	in.restart_changed = false;
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_NOOP);
+}
+END_TEST
+
 START_TEST(test_action_names)
 {
 	ck_assert_str_eq(mq_action_str(MQ_ACT_CREATE), "create");
@@ -342,11 +360,72 @@ START_TEST(test_build_idempotent)
 }
 END_TEST
 
+START_TEST(test_build_restart_policy)
+{
+	struct mq_specset *set = parse("name: g\n---\nname: ga\nrestart: always\n---\nname: cl\n---\n"
+				       "name: nv\nrestart: never\n---\nname: bo\n",
+				       "/src");
+	struct mq_vm_record *recs[5];
+	recs[0] = rec_from_spec(mq_specset_find(set, "g"), MQ_STATUS_GUEST_STOPPED);
+	recs[1] = rec_from_spec(mq_specset_find(set, "ga"), MQ_STATUS_GUEST_STOPPED);
+	recs[2] = rec_from_spec(mq_specset_find(set, "cl"), MQ_STATUS_CRASH_LOOP);
+	recs[2]->restart_count = 10;
+	recs[3] = rec_from_spec(mq_specset_find(set, "nv"), MQ_STATUS_CRASHED);
+	recs[4] = rec_from_spec(mq_specset_find(set, "bo"), MQ_STATUS_CRASHED);
+	recs[4]->backoff_until = 1000000 + 4000;
+	recs[4]->restart_count = 3;
+
+	struct mq_plan *p = NULL;
+	struct mq_plan_opts po = { .now_ms = 1000000 };
+	/* CLI apply: guest-stopped and crash-loop stay down; crashes are converged */
+	ck_assert_int_eq(mq_plan_build(set, recs, 5, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "g")->action, MQ_ACT_NOOP);
+	ck_assert_ptr_nonnull(strstr(item(p, "g")->reason, "stopped by guest"));
+	ck_assert_int_eq(item(p, "ga")->action, MQ_ACT_START);
+	ck_assert_int_eq(item(p, "cl")->action, MQ_ACT_NOOP);
+	ck_assert_ptr_nonnull(strstr(item(p, "cl")->reason, "crash-loop after 10 failures"));
+	ck_assert_int_eq(item(p, "nv")->action, MQ_ACT_START);
+	ck_assert_int_eq(item(p, "bo")->action, MQ_ACT_START);
+	mq_plan_free(p);
+
+	/* watch: restart: never and backoff are honoured too */
+	po.supervise = true;
+	ck_assert_int_eq(mq_plan_build(set, recs, 5, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "nv")->action, MQ_ACT_NOOP);
+	ck_assert_ptr_nonnull(strstr(item(p, "nv")->reason, "restart: never"));
+	ck_assert_int_eq(item(p, "bo")->action, MQ_ACT_NOOP);
+	ck_assert_int_eq(item(p, "bo")->wake_at, 1004000);
+	ck_assert_ptr_nonnull(strstr(item(p, "bo")->reason, "backoff"));
+	mq_plan_free(p);
+	po.now_ms = 1004000; /* backoff over */
+	ck_assert_int_eq(mq_plan_build(set, recs, 5, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "bo")->action, MQ_ACT_START);
+	mq_plan_free(p);
+
+	/* a manifest change lifts every block */
+	struct mq_specset *changed = parse("name: g\nmemory: 64M\n---\nname: ga\nrestart: always\n---\n"
+					   "name: cl\nmemory: 64M\n---\nname: nv\nrestart: never\nmemory: 64M\n"
+					   "---\nname: bo\n",
+					   "/src");
+	po.now_ms = 1000000;
+	ck_assert_int_eq(mq_plan_build(changed, recs, 5, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "g")->action, MQ_ACT_START);
+	ck_assert_int_eq(item(p, "cl")->action, MQ_ACT_START);
+	ck_assert_int_eq(item(p, "nv")->action, MQ_ACT_START);
+	mq_plan_free(p);
+	for (int i = 0; i < 5; i++)
+		mq_vm_record_free(recs[i]);
+	mq_specset_free(set);
+	mq_specset_free(changed);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("decide");
 	tcase_add_test(tc, test_decide_table);
+	tcase_add_test(tc, test_decide_blocked);
 	tcase_add_test(tc, test_action_names);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("observe");
@@ -358,6 +437,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_build_running_restart_vs_update);
 	tcase_add_test(tc, test_build_prune_scope_and_guard);
 	tcase_add_test(tc, test_build_idempotent);
+	tcase_add_test(tc, test_build_restart_policy);
 	suite_add_tcase(s, tc);
 	return s;
 }
