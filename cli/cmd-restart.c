@@ -21,6 +21,7 @@ static int choose(struct mq_cli *cli, const struct mq_vmcmd_args *a, struct mq_p
 	(void)cli;
 	(void)a;
 	o->hold = "clear";
+	o->reset_failures = true;
 	free(it->reason);
 	it->action = mq_status_is_up(it->observed) ? MQ_ACT_RESTART : MQ_ACT_START;
 	it->reason = xstrdup("requested by 'maqet restart'");

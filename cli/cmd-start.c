@@ -21,6 +21,7 @@ static int choose(struct mq_cli *cli, const struct mq_vmcmd_args *a, struct mq_p
 	(void)cli;
 	(void)a;
 	o->hold = "clear";
+	o->reset_failures = true;
 	free(it->reason);
 	if (mq_status_is_up(it->observed)) {
 		it->action = MQ_ACT_UPDATE;

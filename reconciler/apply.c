@@ -171,6 +171,9 @@ struct run {
 	char **binary_checked;    /* binaries already checked, NULL-terminated list */
 	size_t n_checked;
 	char **binary_error;
+	struct mq_spec **recspecs;  /* per item: the recorded spec, rebuilt from JSON */
+	int jobs_max;
+	struct mq_apply_result own_res;
 };
 
 static const char *item_source(const struct mq_plan_item *it)
@@ -445,6 +448,12 @@ static void handle_line(struct run *r, size_t i, char *line)
 			mq_vm_record_set(&rec->qmp_path, qmp);
 			mq_vm_record_set(&rec->accel, accel);
 			mq_vm_record_set(&rec->last_error, NULL);
+			rec->backoff_until = 0;
+			/* An explicit start, or a manifest change that lifted a crash-loop,
+			 * begins a fresh failure window. */
+			if (r->o->reset_failures ||
+			    (it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_CRASH_LOOP) == 0))
+				rec->restart_count = 0;
 			apply_hold(r, rec);
 			put(r, rec);
 			mq_vm_record_free(rec);
@@ -587,25 +596,26 @@ void mq_apply_record_observations(struct mq_store *st, const struct mq_plan *pla
 	}
 }
 
-int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_apply_opts *o,
-	     struct mq_apply_result *res, struct mq_error **err)
+int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const struct mq_apply_opts *o,
+		     struct mq_applier **out)
 {
-	struct mq_apply_result local = { 0 };
-	if (!res)
-		res = &local;
-	memset(res, 0, sizeof(*res));
-	struct run r = { .st = st, .plan = plan, .o = o, .res = res };
-	r.jobs = xcalloc(plan->n + 1, sizeof(*r.jobs));
-	r.active = xcalloc(plan->n + 1, sizeof(*r.active));
-	struct mq_spec **recspecs = xcalloc(plan->n + 1, sizeof(*recspecs));
-	int jobs_max = o->jobs > 0 ? o->jobs : 4;
+	struct run *rp = xcalloc(1, sizeof(*rp));
+	struct run *r = rp;
+	r->st = st;
+	r->plan = plan;
+	r->o = o;
+	r->res = &r->own_res;
+	r->jobs = xcalloc(plan->n + 1, sizeof(*r->jobs));
+	r->active = xcalloc(plan->n + 1, sizeof(*r->active));
+	r->recspecs = xcalloc(plan->n + 1, sizeof(*r->recspecs));
+	r->jobs_max = o->jobs > 0 ? o->jobs : 4;
+	struct mq_spec **recspecs = r->recspecs;
 
-	/* Workers must not die of SIGPIPE if we exit early; we never write to them. */
 	mq_apply_record_observations(st, plan);
 
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct mq_plan_item *it = &plan->items[i];
-		struct job *j = &r.jobs[i];
+		struct job *j = &r->jobs[i];
 		j->item = i;
 		j->fd = -1;
 		j->phase = J_DONE;
@@ -629,23 +639,23 @@ int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_ap
 			break;
 		case MQ_ACT_UPDATE: {
 			struct mq_vm_record *rec = record_for(it);
-			apply_hold(&r, rec);
-			put(&r, rec);
+			apply_hold(r, rec);
+			put(r, rec);
 			mq_vm_record_free(rec);
 			mq_event(st, it->name, item_source(it), "update", "ok", it->reason);
-			finish(&r, i, MQ_OUT_OK, "record updated");
+			finish(r, i, MQ_OUT_OK, "record updated");
 			break;
 		}
 		case MQ_ACT_CREATE: {
 			struct mq_vm_record *rec = record_for(it);
-			put(&r, rec);
+			put(r, rec);
 			mq_vm_record_free(rec);
 			mq_event(st, it->name, item_source(it), "create", "ok", it->spec ? it->spec->file : NULL);
 			if (it->spec && it->spec->state == MQ_DESIRED_RUNNING) {
 				j->kind = JOB_START;
 				j->needs_start = true;
 			} else {
-				finish(&r, i, MQ_OUT_OK, "created (desired stopped)");
+				finish(r, i, MQ_OUT_OK, "created (desired stopped)");
 			}
 			break;
 		}
@@ -671,46 +681,51 @@ int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_ap
 			break;
 		}
 		if (j->needs_start && !j->spec) {
-			finish(&r, i, MQ_OUT_FAILED, "no spec recorded for this vm");
+			finish(r, i, MQ_OUT_FAILED, "no spec recorded for this vm");
 			continue;
 		}
 		if (j->needs_stop || j->needs_start) {
-			r.active[i] = true;
+			r->active[i] = true;
 			j->phase = J_PENDING;
 		} else if (it->action == MQ_ACT_DELETE) {
-			complete_delete(&r, i, recspecs[i]);
+			complete_delete(r, i, recspecs[i]);
 		} else if (it->action == MQ_ACT_STOP) {
 			/* nothing to stop (already gone) */
 			struct mq_vm_record *rec = record_for(it);
 			mq_vm_record_set(&rec->status, MQ_STATUS_STOPPED);
 			rec->pid = 0;
-			apply_hold(&r, rec);
-			put(&r, rec);
+			apply_hold(r, rec);
+			put(r, rec);
 			mq_vm_record_free(rec);
-			finish(&r, i, MQ_OUT_OK, "already stopped");
+			finish(r, i, MQ_OUT_OK, "already stopped");
 		}
 	}
+	*out = (struct mq_applier *)rp;
+	return 0;
+}
 
-	/* Scheduler: launch ready jobs up to jobs_max, poll their pipes. */
-	struct pollfd *pfds = xcalloc(plan->n + 1, sizeof(*pfds));
-	size_t *pidx = xcalloc(plan->n + 1, sizeof(*pidx));
+bool mq_applier_step(struct mq_applier *a)
+{
+	struct run *r = (struct run *)a;
+	const struct mq_plan *plan = r->plan;
+	struct mq_store *st = r->st;
 	for (;;) {
 		size_t running = 0, pending = 0;
 		for (size_t i = 0; i < plan->n; i++) {
-			if (!r.active[i])
+			if (!r->active[i])
 				continue;
-			if (r.jobs[i].phase == J_RUNNING)
+			if (r->jobs[i].phase == J_RUNNING)
 				running++;
-			else if (r.jobs[i].phase == J_PENDING)
+			else if (r->jobs[i].phase == J_PENDING)
 				pending++;
 		}
 		bool progressed = false;
-		for (size_t i = 0; i < plan->n && running < (size_t)jobs_max; i++) {
-			struct job *j = &r.jobs[i];
-			if (!r.active[i] || j->phase != J_PENDING)
+		for (size_t i = 0; i < plan->n && running < (size_t)r->jobs_max; i++) {
+			struct job *j = &r->jobs[i];
+			if (!r->active[i] || j->phase != J_PENDING)
 				continue;
 			char *why = NULL;
-			int rd = readiness(&r, i, &why);
+			int rd = readiness(r, i, &why);
 			if (rd < 0) {
 				const struct mq_plan_item *it = &plan->items[i];
 				mq_event(st, it->name, item_source(it), mq_action_str(it->action), "skipped", why);
@@ -718,9 +733,9 @@ int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_ap
 				if (!it->rec)
 					mq_vm_record_set(&rec->status, MQ_STATUS_CREATED);
 				mq_vm_record_set(&rec->last_error, why);
-				put(&r, rec);
+				put(r, rec);
 				mq_vm_record_free(rec);
-				finish(&r, i, MQ_OUT_SKIPPED, why);
+				finish(r, i, MQ_OUT_SKIPPED, why);
 				free(why);
 				pending--;
 				progressed = true;
@@ -730,27 +745,27 @@ int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_ap
 				continue;
 			if (j->needs_start) {
 				const char *bmsg = NULL;
-				if (check_binary(&r, j->spec->binary, &bmsg) < 0) {
+				if (check_binary(r, j->spec->binary, &bmsg) < 0) {
 					const struct mq_plan_item *it = &plan->items[i];
 					char *m = xasprintf("cannot start vm '%s': %s", it->name, bmsg);
 					struct mq_vm_record *rec = record_for(it);
 					mq_vm_record_set(&rec->status, it->rec && mq_status_is_up(it->observed) ? it->observed
 														: MQ_STATUS_FAILED);
 					mq_vm_record_set(&rec->last_error, m);
-					put(&r, rec);
+					put(r, rec);
 					mq_vm_record_free(rec);
 					mq_event(st, it->name, item_source(it), mq_action_str(it->action), "failed", m);
-					finish(&r, i, MQ_OUT_FAILED, m);
+					finish(r, i, MQ_OUT_FAILED, m);
 					free(m);
 					pending--;
 					progressed = true;
 					continue;
 				}
 			}
-			int lr = launch(&r, i);
+			int lr = launch(r, i);
 			if (lr < 0) {
 				char *m = xasprintf("cannot fork worker: %s", strerror(-lr));
-				finish(&r, i, MQ_OUT_FAILED, m);
+				finish(r, i, MQ_OUT_FAILED, m);
 				free(m);
 				pending--;
 				progressed = true;
@@ -760,80 +775,129 @@ int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_ap
 			pending--;
 			progressed = true;
 		}
-		if (running == 0) {
-			if (pending == 0)
-				break;
-			if (!progressed) {
-				/* Only possible with a dependency loop among records. */
-				for (size_t i = 0; i < plan->n; i++)
-					if (r.active[i] && r.jobs[i].phase == J_PENDING)
-						finish(&r, i, MQ_OUT_SKIPPED, "waiting on a dependency that never finished");
-				break;
-			}
-			continue;
-		}
-		size_t np = 0;
-		for (size_t i = 0; i < plan->n; i++)
-			if (r.active[i] && r.jobs[i].phase == J_RUNNING) {
-				pfds[np].fd = r.jobs[i].fd;
-				pfds[np].events = POLLIN;
-				pfds[np].revents = 0;
-				pidx[np++] = i;
-			}
-		int pr = poll(pfds, np, -1);
-		if (pr < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (size_t k = 0; k < np; k++) {
-			if (!pfds[k].revents)
-				continue;
-			size_t i = pidx[k];
-			struct job *j = &r.jobs[i];
-			char buf[4096];
-			ssize_t n = read(j->fd, buf, sizeof(buf));
-			if (n > 0) {
-				mq_strbuf_add(&j->buf, buf, (size_t)n);
-				char *nl;
-				while ((nl = memchr(j->buf.buf, '\n', j->buf.len))) {
-					*nl = '\0';
-					char *line = xstrdup(j->buf.buf);
-					size_t consumed = (size_t)(nl - j->buf.buf) + 1;
-					memmove(j->buf.buf, nl + 1, j->buf.len - consumed);
-					mq_strbuf_setlen(&j->buf, j->buf.len - consumed);
-					handle_line(&r, i, line);
-					free(line);
-				}
-				continue;
-			}
-			if (n < 0 && errno == EINTR)
-				continue;
-			reap_worker(&r, i);
-			if (plan->items[i].action == MQ_ACT_DELETE && j->phase != J_DONE)
-				complete_delete(&r, i, recspecs[i]);
+		if (running > 0)
+			return false;
+		if (pending == 0)
+			return true;
+		if (!progressed) {
+			/* Only possible with a dependency loop among records. */
+			for (size_t i = 0; i < plan->n; i++)
+				if (r->active[i] && r->jobs[i].phase == J_PENDING)
+					finish(r, i, MQ_OUT_SKIPPED, "waiting on a dependency that never finished");
+			return true;
 		}
 	}
+}
 
-	for (size_t i = 0; i < plan->n; i++) {
-		struct job *j = &r.jobs[i];
+size_t mq_applier_pollfds(struct mq_applier *a, struct pollfd *pfds, size_t max)
+{
+	struct run *r = (struct run *)a;
+	size_t np = 0;
+	for (size_t i = 0; i < r->plan->n && np < max; i++)
+		if (r->active[i] && r->jobs[i].phase == J_RUNNING) {
+			pfds[np].fd = r->jobs[i].fd;
+			pfds[np].events = POLLIN;
+			pfds[np].revents = 0;
+			np++;
+		}
+	return np;
+}
+
+void mq_applier_handle(struct mq_applier *a, int fd)
+{
+	struct run *r = (struct run *)a;
+	for (size_t i = 0; i < r->plan->n; i++) {
+		struct job *j = &r->jobs[i];
+		if (!r->active[i] || j->phase != J_RUNNING || j->fd != fd)
+			continue;
+		char buf[4096];
+		ssize_t n = read(j->fd, buf, sizeof(buf));
+		if (n > 0) {
+			mq_strbuf_add(&j->buf, buf, (size_t)n);
+			char *nl;
+			while ((nl = memchr(j->buf.buf, '\n', j->buf.len))) {
+				*nl = '\0';
+				char *line = xstrdup(j->buf.buf);
+				size_t consumed = (size_t)(nl - j->buf.buf) + 1;
+				memmove(j->buf.buf, nl + 1, j->buf.len - consumed);
+				mq_strbuf_setlen(&j->buf, j->buf.len - consumed);
+				handle_line(r, i, line);
+				free(line);
+			}
+			return;
+		}
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			return;
+		reap_worker(r, i);
+		if (r->plan->items[i].action == MQ_ACT_DELETE && j->phase != J_DONE)
+			complete_delete(r, i, r->recspecs[i]);
+		return;
+	}
+}
+
+void mq_applier_result(const struct mq_applier *a, struct mq_apply_result *res)
+{
+	const struct run *r = (const struct run *)a;
+	*res = r->own_res;
+}
+
+struct mq_applier *mq_applier_free(struct mq_applier *a)
+{
+	struct run *r = (struct run *)a;
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < r->plan->n; i++) {
+		struct job *j = &r->jobs[i];
+		if (j->fd >= 0)
+			close(j->fd);
+		mq_strbuf_release(&j->buf);
 		free(j->message);
 		free(j->qmp_path);
 		free(j->stop_how);
 		free(j->sr.qmp_path);
-		mq_spec_free(recspecs[i]);
+		mq_spec_free(r->recspecs[i]);
 	}
-	for (size_t i = 0; i < r.n_checked; i++) {
-		free(r.binary_checked[i]);
-		free(r.binary_error[i]);
+	for (size_t i = 0; i < r->n_checked; i++) {
+		free(r->binary_checked[i]);
+		free(r->binary_error[i]);
 	}
-	free(r.binary_checked);
-	free(r.binary_error);
-	free(recspecs);
+	free(r->binary_checked);
+	free(r->binary_error);
+	free(r->recspecs);
+	free(r->jobs);
+	free(r->active);
+	free(r);
+	return NULL;
+}
+
+int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_apply_opts *o,
+	     struct mq_apply_result *res, struct mq_error **err)
+{
+	struct mq_applier *a = NULL;
+	int r = mq_applier_start(st, plan, o, &a);
+	if (r < 0)
+		return r;
+	struct pollfd *pfds = xcalloc(plan->n + 1, sizeof(*pfds));
+	while (!mq_applier_step(a)) {
+		size_t np = mq_applier_pollfds(a, pfds, plan->n + 1);
+		int pr = poll(pfds, np, -1);
+		if (pr < 0) {
+			if (errno == EINTR)
+				continue;
+			r = mq_error_set(err, errno, "poll failed: %s", strerror(errno));
+			break;
+		}
+		for (size_t k = 0; k < np; k++)
+			if (pfds[k].revents)
+				mq_applier_handle(a, pfds[k].fd);
+	}
 	free(pfds);
-	free(pidx);
-	free(r.jobs);
-	free(r.active);
-	(void)err;
-	return res->failed ? -EIO : 0;
+	struct mq_apply_result local;
+	mq_applier_result(a, &local);
+	if (res)
+		*res = local;
+	mq_applier_free(a);
+	if (r < 0)
+		return r;
+	return local.failed ? -EIO : 0;
 }

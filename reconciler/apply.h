@@ -37,6 +37,7 @@ struct mq_apply_opts {
 	int64_t stop_timeout_ms;  /* > 0 overrides the spec's stop_timeout (maqet stop --timeout) */
 	bool force_stop;          /* skip the ACPI step */
 	const char *hold;         /* NULL = leave hold; "set" / "clear" = change it on the items */
+	bool reset_failures;      /* a successful start clears the restart count (maqet start) */
 	mq_apply_report_fn report;
 	void *ud;
 };
@@ -51,6 +52,25 @@ void mq_apply_record_observations(struct mq_store *st, const struct mq_plan *pla
 
 int mq_apply(struct mq_store *st, const struct mq_plan *plan, const struct mq_apply_opts *opts,
 	     struct mq_apply_result *res, struct mq_error **err);
+
+/* The same pass, driven from the caller's own poll loop (watch mode):
+ *   mq_applier_start(...);                 synchronous record-only work
+ *   while (!mq_applier_step(a)) {          launch what is ready
+ *       n = mq_applier_pollfds(a, pfds, max);   add to the loop's poll set
+ *       ... for each readable fd: mq_applier_handle(a, fd);
+ *   }
+ *   mq_applier_result(a, &res); mq_applier_free(a);
+ * `plan` and `opts` must outlive the applier.  mq_apply() is exactly this
+ * loop with a private poll(). */
+struct mq_applier;
+struct pollfd;
+int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const struct mq_apply_opts *opts,
+		     struct mq_applier **out);
+bool mq_applier_step(struct mq_applier *a);
+size_t mq_applier_pollfds(struct mq_applier *a, struct pollfd *pfds, size_t max);
+void mq_applier_handle(struct mq_applier *a, int fd);
+void mq_applier_result(const struct mq_applier *a, struct mq_apply_result *res);
+struct mq_applier *mq_applier_free(struct mq_applier *a);
 
 /* Event helper: adds the git commit of `source` when it lies in a git work
  * tree (cached per source for the life of the process). */
