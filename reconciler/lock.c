@@ -37,7 +37,12 @@ static pid_t read_holder(const char *path)
 
 pid_t mq_lock_holder(const char *state_dir)
 {
-	char *path = mq_path_join(state_dir, "lock");
+	return mq_lock_holder_named(state_dir, "lock");
+}
+
+pid_t mq_lock_holder_named(const char *state_dir, const char *file)
+{
+	char *path = mq_path_join(state_dir, file);
 	pid_t p = read_holder(path);
 	free(path);
 	return p;
@@ -46,12 +51,18 @@ pid_t mq_lock_holder(const char *state_dir)
 int mq_lock_acquire(struct mq_lock *l, const char *state_dir, const char *what, int timeout_ms,
 		    struct mq_error **err)
 {
+	return mq_lock_acquire_named(l, state_dir, "lock", what, timeout_ms, err);
+}
+
+int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *file, const char *what,
+			  int timeout_ms, struct mq_error **err)
+{
 	l->fd = -1;
 	l->path = NULL;
 	int r = mq_mkdir_p(state_dir, 0700, err);
 	if (r < 0)
 		return r;
-	char *path = mq_path_join(state_dir, "lock");
+	char *path = mq_path_join(state_dir, file);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		r = mq_error_set(err, errno, "cannot open lock file '%s': %s", path, strerror(errno));

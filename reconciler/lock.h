@@ -22,8 +22,13 @@ struct mq_lock {
  * try again later or raise --lock-timeout". */
 int mq_lock_acquire(struct mq_lock *l, const char *state_dir, const char *what, int timeout_ms,
 		    struct mq_error **err);
+/* Same, on another file of the state dir (watch mode holds "watch.lock" for
+ * its whole life so that a second watch is refused). */
+int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *file, const char *what,
+			  int timeout_ms, struct mq_error **err);
 void mq_lock_release(struct mq_lock *l);
 /* Pid recorded by the current holder, 0 if none/unknown. */
 pid_t mq_lock_holder(const char *state_dir);
+pid_t mq_lock_holder_named(const char *state_dir, const char *file);
 
 #endif

@@ -1,0 +1,209 @@
+/* maqet watch: keep reconciling, as a supervisor. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "cli/cli.h"
+#include "reconciler/watch.h"
+#include "util/parse.h"
+
+static int run_watch(struct mq_cli *cli, int argc, char **argv);
+
+const struct mq_cmd mq_cmd_watch = {
+	.name = "watch",
+	.summary = "keep VMs converged: react to manifest changes and VM exits (supervisor)",
+	.usage = "usage: maqet watch -f PATH... [--prune [--allow-empty]] [--settle MS] [--resync S]\n"
+		 "                   [--log-format text|json] [--jobs N] [--state-dir DIR]\n"
+		 "\n"
+		 "Run in the foreground and reconcile on every manifest change (inotify, after a\n"
+		 "settle window with no further change), on every VM exit (pidfd), on SIGHUP\n"
+		 "and periodically.  Crashed VMs are restarted according to their 'restart'\n"
+		 "policy with exponential backoff; a VM that keeps failing goes to crash-loop.\n"
+		 "A manifest that fails validation keeps its VM's last valid spec in force.\n"
+		 "SIGTERM/SIGINT stop watching and leave every VM running; a later watch\n"
+		 "adopts them.  With NOTIFY_SOCKET set, READY=1 is sent after the first pass.\n"
+		 "\n"
+		 "  -f, --file PATH         manifest file or directory (repeatable)\n"
+		 "      --prune             stop and forget VMs whose manifest was deleted\n"
+		 "      --allow-empty       let --prune remove every VM of a source\n"
+		 "      --settle MS         quiet time after a change before a pass (default 100)\n"
+		 "      --resync S          full resync period in seconds (default 60, 0 = off)\n"
+		 "      --log-format FMT    text (default) or json, one line per decision on stderr\n"
+		 "  -j, --jobs N            VMs acted on in parallel (default 4)\n"
+		 "      --state-dir DIR     state directory\n"
+		 "\n"
+		 "Restart backoff (defaults suit production; tests shorten them):\n"
+		 "      --backoff-initial MS  delay before the second restart (default 1000)\n"
+		 "      --backoff-max MS      longest delay (default 300000)\n"
+		 "      --stable-after MS     running time that resets the failure count (default 600000)\n"
+		 "      --crash-loop-limit N  failures within that window that mean crash-loop (default 10)\n",
+	.run = run_watch,
+};
+
+struct logctx {
+	bool json;
+};
+
+static void log_line(void *ud, const char *vm, const char *action, const char *outcome, const char *detail)
+{
+	struct logctx *lc = ud;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char t[40], stamp[72];
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp, sizeof(stamp), "%s.%03dZ", t, (int)(ts.tv_nsec / 1000000));
+	if (lc->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "time", json_object_new_string(stamp));
+		json_object_object_add(o, "vm", vm ? json_object_new_string(vm) : NULL);
+		json_object_object_add(o, "action", json_object_new_string(action));
+		json_object_object_add(o, "outcome", json_object_new_string(outcome));
+		json_object_object_add(o, "detail", json_object_new_string(detail ? detail : ""));
+		fprintf(stderr, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		fprintf(stderr, "%s %s %s %s: %s\n", stamp, vm ? vm : "-", action, outcome, detail ? detail : "");
+	}
+	fflush(stderr);
+}
+
+static int parse_ms(const char *arg, int64_t min, int64_t max, int64_t *out)
+{
+	uint64_t v;
+	if (mq_parse_u64(arg, &v) < 0 && mq_parse_duration(arg, &v) < 0)
+		return -1;
+	/* a bare number is milliseconds here; mq_parse_duration reads it as seconds */
+	uint64_t raw;
+	if (mq_parse_u64(arg, &raw) == 0)
+		v = raw;
+	if ((int64_t)v < min || (int64_t)v > max)
+		return -1;
+	*out = (int64_t)v;
+	return 0;
+}
+
+static int run_watch(struct mq_cli *cli, int argc, char **argv)
+{
+	enum { O_PRUNE = 1000, O_EMPTY, O_SETTLE, O_RESYNC, O_LOGFMT, O_STATE, O_BINIT, O_BMAX, O_STABLE, O_LIMIT };
+	static const struct option opts[] = {
+		{ "file", required_argument, NULL, 'f' },
+		{ "prune", no_argument, NULL, O_PRUNE },
+		{ "allow-empty", no_argument, NULL, O_EMPTY },
+		{ "settle", required_argument, NULL, O_SETTLE },
+		{ "resync", required_argument, NULL, O_RESYNC },
+		{ "log-format", required_argument, NULL, O_LOGFMT },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "backoff-initial", required_argument, NULL, O_BINIT },
+		{ "backoff-max", required_argument, NULL, O_BMAX },
+		{ "stable-after", required_argument, NULL, O_STABLE },
+		{ "crash-loop-limit", required_argument, NULL, O_LIMIT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_strv paths = MQ_STRV_INIT;
+	struct mq_watch_opts wo = { .settle_ms = 100, .resync_ms = 60000, .jobs = 4 };
+	mq_backoff_cfg_default(&wo.backoff);
+	struct logctx lc = { false };
+	int64_t v;
+	unsigned u;
+	int c;
+	int rc = -1;
+	optind = 0;
+	while (rc < 0 && (c = getopt_long(argc, argv, "f:j:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			mq_strv_push(&paths, optarg);
+			break;
+		case O_PRUNE:
+			wo.prune = true;
+			break;
+		case O_EMPTY:
+			wo.allow_empty = true;
+			break;
+		case O_SETTLE:
+			if (parse_ms(optarg, 0, 600000, &v) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --settle '%s' (milliseconds)", optarg);
+			wo.settle_ms = (int)v;
+			break;
+		case O_RESYNC:
+			if (mq_cli_parse_seconds(optarg, &v) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --resync '%s' (seconds)", optarg);
+			wo.resync_ms = v;
+			break;
+		case O_LOGFMT:
+			if (strcmp(optarg, "json") == 0)
+				lc.json = true;
+			else if (strcmp(optarg, "text") == 0)
+				lc.json = false;
+			else
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "unknown log format '%s' (use text or json)", optarg);
+			break;
+		case 'j':
+			if (mq_parse_uint(optarg, 1, 64, &u) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "--jobs must be a number from 1 to 64, got '%s'", optarg);
+			wo.jobs = (int)u;
+			break;
+		case O_STATE:
+			mq_cli_set_state_dir(cli, optarg);
+			break;
+		case O_BINIT:
+			if (parse_ms(optarg, 1, 3600000, &wo.backoff.initial_ms) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --backoff-initial '%s'", optarg);
+			break;
+		case O_BMAX:
+			if (parse_ms(optarg, 1, 86400000, &wo.backoff.max_ms) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --backoff-max '%s'", optarg);
+			break;
+		case O_STABLE:
+			if (parse_ms(optarg, 1, 86400000, &wo.backoff.stable_ms) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --stable-after '%s'", optarg);
+			break;
+		case O_LIMIT:
+			if (mq_parse_uint(optarg, 1, 1000, &u) < 0)
+				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --crash-loop-limit '%s'", optarg);
+			wo.backoff.limit = (int)u;
+			break;
+		case 'h':
+			fputs(mq_cmd_watch.usage, stdout);
+			rc = MQ_EXIT_OK;
+			break;
+		default:
+			rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid option");
+			break;
+		}
+	}
+	if (rc < 0 && optind < argc)
+		rc = mq_cli_usage_error(cli, &mq_cmd_watch, "unexpected argument '%s' (manifests are given with -f)",
+					argv[optind]);
+	if (rc < 0 && !paths.n)
+		rc = mq_cli_usage_error(cli, &mq_cmd_watch, "no manifests given: pass -f PATH");
+	if (rc >= 0) {
+		mq_strv_clear(&paths);
+		return rc;
+	}
+	rc = mq_cli_open_store(cli);
+	if (rc) {
+		mq_strv_clear(&paths);
+		return rc;
+	}
+	wo.paths = (const char *const *)paths.v;
+	wo.n_paths = paths.n;
+	wo.state_dir = cli->state_dir;
+	wo.runtime_dir = cli->runtime_dir;
+	wo.disk_dir = cli->disk_dir;
+	wo.log = log_line;
+	wo.ud = &lc;
+	struct mq_error *err = NULL;
+	int r = mq_watch_run(cli->store, &wo, &err);
+	mq_strv_clear(&paths);
+	if (r < 0)
+		return mq_cli_fail(cli, err);
+	return MQ_EXIT_OK;
+}
