@@ -46,7 +46,8 @@ static const char *status_color(const char *s)
 {
 	if (strcmp(s, MQ_STATUS_RUNNING) == 0)
 		return MQ_C_GREEN;
-	if (strcmp(s, MQ_STATUS_CRASHED) == 0 || strcmp(s, MQ_STATUS_FAILED) == 0)
+	if (strcmp(s, MQ_STATUS_CRASHED) == 0 || strcmp(s, MQ_STATUS_FAILED) == 0 ||
+	    strcmp(s, MQ_STATUS_CRASH_LOOP) == 0)
 		return MQ_C_RED;
 	if (strcmp(s, MQ_STATUS_STOPPED) == 0 || strcmp(s, MQ_STATUS_CREATED) == 0)
 		return MQ_C_DIM;
@@ -105,7 +106,7 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 		if (strlen(recs[i]->name) > w)
 			w = strlen(recs[i]->name);
 	if (!json)
-		printf("%s%-*s  %-8s  %-9s  %-8s  %-8s  %-5s  %-4s  %s%s\n", mq_c(cli, MQ_C_BOLD), (int)w, "NAME", "DESIRED",
+		printf("%s%-*s  %-8s  %-16s  %-8s  %-8s  %-5s  %-4s  %s%s\n", mq_c(cli, MQ_C_BOLD), (int)w, "NAME", "DESIRED",
 		       "STATUS", "PID", "UPTIME", "ACCEL", "HOLD", "LAST ERROR", mq_c(cli, MQ_C_RESET));
 	int64_t now = mq_now_ms();
 	for (size_t i = 0; i < nrec; i++) {
@@ -130,6 +131,10 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 			json_object_object_add(o, "last_error", r->last_error ? json_object_new_string(r->last_error) : NULL);
 			json_object_object_add(o, "source", r->source ? json_object_new_string(r->source) : NULL);
 			json_object_object_add(o, "spec_hash", r->spec_hash ? json_object_new_string(r->spec_hash) : NULL);
+			json_object_object_add(o, "restart_count", json_object_new_int64(r->restart_count));
+			json_object_object_add(o, "exit_reason", r->exit_reason ? json_object_new_string(r->exit_reason) : NULL);
+			json_object_object_add(o, "backoff_until_ms",
+					       r->backoff_until ? json_object_new_int64(r->backoff_until) : NULL);
 			json_object_array_add(arr, o);
 			continue;
 		}
@@ -138,9 +143,10 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 			snprintf(pid, sizeof(pid), "%lld", (long long)r->pid);
 			fmt_uptime(uptime, upt, sizeof(upt));
 		}
-		printf("%-*s  %-8s  %s%-9s%s  %-8s  %-8s  %-5s  %-4s  %s\n", (int)w, r->name, desired,
+		printf("%-*s  %-8s  %s%-16s%s  %-8s  %-8s  %-5s  %-4s  %s\n", (int)w, r->name, desired,
 		       mq_c(cli, status_color(obs)), obs, mq_c(cli, MQ_C_RESET), pid, upt, up && r->accel ? r->accel : "-",
-		       r->hold ? "yes" : "-", r->last_error ? r->last_error : "");
+		       r->hold ? "yes" : "-",
+		       r->last_error ? r->last_error : (!up && r->exit_reason ? r->exit_reason : ""));
 	}
 	if (json) {
 		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
