@@ -18,7 +18,7 @@
 
 #define QMP_EVENT_QUEUE 256
 #define QMP_READ_CHUNK 65536
-#define QMP_CONNECT_RETRY_MS 20
+#define QMP_CONNECT_RETRY_MS 2
 
 struct mq_qmp {
 	int fd;

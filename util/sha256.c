@@ -1,7 +1,6 @@
 /* Written from the FIPS 180-4 description. */
 #include "util/sha256.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -75,15 +74,12 @@ void mq_sha256_update(struct mq_sha256 *c, const void *data, size_t len)
 void mq_sha256_final(struct mq_sha256 *c, unsigned char out[32])
 {
 	uint64_t bits = c->len * 8;
-	unsigned char pad = 0x80;
-	mq_sha256_update(c, &pad, 1);
-	unsigned char zero = 0;
-	while (c->used != 56)
-		mq_sha256_update(c, &zero, 1);
-	unsigned char lenb[8];
+	/* 0x80, zeros up to 56 mod 64, then the 64-bit length: one update. */
+	unsigned char pad[72] = { 0x80 };
+	size_t padlen = (c->used < 56 ? 56 - c->used : 120 - c->used);
 	for (int i = 0; i < 8; i++)
-		lenb[i] = (unsigned char)(bits >> (56 - 8 * i));
-	mq_sha256_update(c, lenb, 8);
+		pad[padlen + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
+	mq_sha256_update(c, pad, padlen + 8);
 	for (int i = 0; i < 8; i++) {
 		out[4 * i] = (unsigned char)(c->h[i] >> 24);
 		out[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
@@ -94,11 +90,15 @@ void mq_sha256_final(struct mq_sha256 *c, unsigned char out[32])
 
 void mq_sha256_hex(const void *data, size_t len, char out[65])
 {
+	static const char digits[] = "0123456789abcdef";
 	struct mq_sha256 c;
 	unsigned char d[32];
 	mq_sha256_init(&c);
 	mq_sha256_update(&c, data, len);
 	mq_sha256_final(&c, d);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[64] = '\0';
 }
