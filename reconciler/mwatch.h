@@ -10,7 +10,7 @@
  * (*~, #*#, .#*, *.swp, *.swx, *.tmp, 4913) and non-YAML files are ignored.
  *
  * Half-written files: a file that got IN_MODIFY (or IN_OPEN for writing)
- * without IN_CLOSE_WRITE yet is "being written"; mq_mwatch_settled() stays
+ * without IN_CLOSE_WRITE yet is "being written"; mq_mwatch_due() stays
  * false while any such file exists (up to a cap, see below), so a
  * truncate-then-write save is never read half-way.
  *
