@@ -14,9 +14,11 @@ has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 
 vm_yaml a > "$M/a.yaml"
 vm_yaml b > "$M/b.yaml"
+fake_yaml f normal > "$M/f.yaml"
 start_watch -f "$M" --settle 100
 pa=$(live_pid a) || fail "a not running"
 pb=$(live_pid b) || fail "b not running"
+pf=$(live_pid f) || fail "f not running"
 w1=$WATCH_PID
 
 # --- a second watch on the same state dir is refused
@@ -30,12 +32,16 @@ pass "second watch refused, naming pid $w1"
 
 # --- SIGTERM: exit 0, every VM keeps running
 stop_watch
-assert_contains "$(log_details shutdown ok null)" "leaving 2 vms running"
+assert_contains "$(log_details shutdown ok null)" "leaving 3 vms running"
 proc_alive "$pa" || fail "a died when the watch stopped"
 proc_alive "$pb" || fail "b died when the watch stopped"
 assert_eq "$(vm_status a)" running
 assert_eq "$(vm_status b)" running
+proc_alive "$pf" || fail "f died when the watch stopped"
 pass "SIGTERM leaves the vms running"
+# f dies while no watch runs: the next watch must treat it as a crash
+kill -9 "$pf"
+wait_until 10 proc_dead "$pf" || fail "kill -9 f"
 
 # --- a new watch adopts them; READY=1 reaches $NOTIFY_SOCKET after the first
 # pass (made long by a slow-starting new VM).
@@ -63,6 +69,10 @@ assert_eq "$(vm_pid a)" "$pa" "a keeps its pid"
 assert_eq "$(vm_pid b)" "$pb" "b keeps its pid"
 assert_eq "$(log_count create ok s)" 1 "the new manifest s is created by the startup pass"
 pass "new watch adopts running vms with the same pids"
+assert_eq "$(log_count adopt ok f)" 0 "dead f must not be adopted"
+wait_log exit crash f 10 || fail "f, dead while no watch ran, not handled as a crash: $(log_select '' '' f)"
+wait_until 15 has_new_pid f "$pf" || fail "f not restarted by the new watch"
+pass "a vm that died between watches is handled as a crash and restarted"
 
 wait_until 20 proc_dead "$nr" || fail "READY=1 not received on NOTIFY_SOCKET: $(cat "$T/notify.out")"
 nout=$(cat "$T/notify.out")
@@ -146,7 +156,7 @@ pass "manifest edit during a CLI apply is applied after it"
 
 ps=$(live_pid s) || fail "s not running"
 stop_watch
-assert_contains "$(log_details shutdown ok null)" "leaving 5 vms running"
+assert_contains "$(log_details shutdown ok null)" "leaving 6 vms running"
 for p in "$pa" "$pb" "$ps" "$(vm_pid d)"; do proc_alive "$p" || fail "pid $p died when the watch stopped"; done
 pass "second watch exits 0, vms keep running"
 

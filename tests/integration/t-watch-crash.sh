@@ -80,5 +80,12 @@ assert_ne "$(vm_status loop)" crash-loop "maqet start must clear crash-loop"
 wait_log_n $((e0 + 1)) exit crash loop 15 || fail "watch did not notice the CLI-started loop dying"
 pass "maqet start revives a crash-looping vm; watch supervises it"
 
-proc_alive "$pa2" || fail "a died"
-stop_watch
+# status JSON carries the documented fields for every VM
+mq status -o json | jq -e 'length == 3 and all(.[]; has("name") and has("desired") and has("status")
+	and has("pid") and has("hold") and has("last_error") and has("restart_count") and has("exit_reason"))' \
+	>/dev/null || fail "status JSON lacks fields: $(mq status -o json)"
+
+# SIGINT ends the watch like SIGTERM and leaves the VMs running
+stop_watch INT
+proc_alive "$pa2" || fail "a died when the watch stopped"
+pass "SIGINT: watch exits 0, vms keep running"

@@ -2,7 +2,8 @@
 # A guest that powers itself off (boot sector, make_guest mode 1) is not a
 # crash: `maqet watch` logs "exit"/"guest-poweroff".  Under the default
 # `restart: on-failure` the VM stays down with status "stopped-by-guest"
-# (and plan says why); under `restart: always` it is started again.
+# (and plan says why) until its manifest changes; under `restart: never` it
+# stays down too; under `restart: always` it is started again.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
 
@@ -16,8 +17,10 @@ gm() { # name [extra yaml lines...]
 }
 make_guest "$M/g1.img" 1
 cp "$M/g1.img" "$M/g2.img"
+cp "$M/g1.img" "$M/g3.img"
 gm g1 > "$M/g1.yaml"                  # restart: on-failure (the default)
 gm g2 "restart: always" > "$M/g2.yaml"
+gm g3 "restart: never" > "$M/g3.yaml"
 
 start_watch -f "$M" --settle 100
 p1=$(vm_pid g1); p2=$(vm_pid g2)
@@ -56,5 +59,17 @@ run_rc rc mq plan -f "$M" -o json
 assert_eq "$(jq -r '.items[] | select(.name == "g1") | .observed' <<<"$OUT")" stopped-by-guest "plan's observed state of g1"
 assert_contains "$(jq -r '.items[] | select(.name == "g1") | .reason' <<<"$OUT")" "guest" "plan's reason for g1"
 pass "restart: on-failure leaves a guest poweroff stopped (stopped-by-guest)"
+
+# restart: never -> stays down after its guest powered off
+wait_log exit guest-poweroff g3 60 || fail "no exit/guest-poweroff for g3: $(log_select exit '' g3)"
+assert_eq "$(starts_of g3)" 1 "g3 (restart: never) must not be restarted"
+pgrep -f -- "$RT/g3.qmp" >/dev/null && fail "a qemu for g3 is running"
+assert_eq "$(vm_status g3)" stopped-by-guest "status of g3"
+pass "restart: never leaves a guest poweroff stopped"
+
+# a manifest change lifts stopped-by-guest: g1 is started again
+gm g1 "cpu: 1" > "$M/g1.yaml"
+wait_until 30 starts_at_least g1 2 || fail "a manifest change did not start g1 again: $(log_select '' '' g1)"
+pass "a manifest change starts a stopped-by-guest vm again"
 
 stop_watch

@@ -95,6 +95,20 @@ run_rc rc mq plan -f "$M"
 assert_eq "$rc" 0 "plan after the burst must be empty (last save applied): $OUT"
 pass "burst of 20 saves gives one pass"
 
+# --- manifests in a directory created while watching (file written at once,
+# racing the new directory's watch) and in a directory moved in
+mkdir "$M/sub" && fk e 1s > "$M/sub/e.yaml"
+wait_log create ok e 20 || fail "manifest in a new subdirectory not picked up"
+live_pid e >/dev/null || fail "e not running"
+mkdir -p "$T/outside/deeper"
+fk g 1s > "$T/outside/deeper/g.yaml"
+mv "$T/outside" "$M/moved"
+wait_log create ok g 20 || fail "manifest in a directory moved in not picked up"
+live_pid g >/dev/null || fail "g not running"
+fk g 1s "restart: never" > "$M/moved/deeper/g.yaml"
+wait_log update ok g 20 || fail "edit inside a moved-in directory not picked up (no watch on it?)"
+pass "new and moved-in subdirectories are watched"
+
 # --- an invalid edit: VM untouched, logged once per distinct content; a fix resumes
 i0=$(log_count invalid kept-last-valid)
 fk base 20s "memory: lots" > "$M/base.yaml"
@@ -153,5 +167,10 @@ wait_log delete ok d 20 || fail "deleted d.yaml not pruned: $(log_details delete
 wait_until 10 proc_dead "$pd" || fail "pruned d still running"
 assert_eq "$(vm_field d name)" "" "pruned d must be forgotten"
 assert_eq "$(vm_pid base)" "$pbase3" "pruning must not touch base"
+# a removed subdirectory removes its manifests: pruned as well
+pe=$(live_pid e) || fail "e not running"
+rm -r "$M/sub"
+wait_log delete ok e 20 || fail "manifest in a removed subdirectory not pruned"
+wait_until 10 proc_dead "$pe" || fail "pruned e still running"
 stop_watch
 pass "deleted manifest with --prune is stopped and forgotten"

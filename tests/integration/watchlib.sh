@@ -51,18 +51,20 @@ start_watch() {
 		fail "watch did not become ready (pid $WATCH_PID): $(tail -n 20 "$WATCH_LOG")"
 }
 
-# stop_watch: SIGTERM the current watch; it must exit 0 within 20 s, log
-# "shutdown"/"ok" once and have written only well-formed JSON lines.
+# stop_watch [SIGNAL]: SIGTERM (or SIGNAL, e.g. INT) the current watch; it
+# must exit 0 within 20 s, log "shutdown"/"ok" once and have written only
+# well-formed JSON lines.
 stop_watch() {
+	local sig=${1:-TERM}
 	[ -n "$WATCH_PID" ] || fail "stop_watch: no watch running"
-	proc_alive "$WATCH_PID" || fail "watch (pid $WATCH_PID) died before SIGTERM: $(tail -n 20 "$WATCH_LOG")"
-	kill -TERM "$WATCH_PID"
+	proc_alive "$WATCH_PID" || fail "watch (pid $WATCH_PID) died before SIG$sig: $(tail -n 20 "$WATCH_LOG")"
+	kill -"$sig" "$WATCH_PID"
 	local deadline=$((SECONDS + 20))
 	while proc_alive "$WATCH_PID" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
-	proc_alive "$WATCH_PID" && fail "watch did not exit within 20 s of SIGTERM"
+	proc_alive "$WATCH_PID" && fail "watch did not exit within 20 s of SIG$sig"
 	local rc=0
 	wait "$WATCH_PID" || rc=$?
-	assert_eq "$rc" 0 "watch exit status after SIGTERM: $(tail -n 5 "$WATCH_LOG")"
+	assert_eq "$rc" 0 "watch exit status after SIG$sig: $(tail -n 5 "$WATCH_LOG")"
 	assert_eq "$(log_count shutdown ok null)" 1 "one shutdown/ok line with vm null"
 	check_log_format
 	WATCH_PID=
@@ -162,6 +164,7 @@ starts_of() {
 	echo $(($(log_count create ok "$vm" "$f") + $(log_count start ok "$vm" "$f") + $(log_count restart ok "$vm" "$f")))
 }
 
+starts_at_least() { [ "$(starts_of "$1")" -ge "$2" ]; } # name n
 status_is() { [ "$(vm_status "$1")" = "$2" ]; } # name status
 
 # Pid with proof it is alive (the status pid, not "null").
