@@ -33,7 +33,7 @@
 #define STOP_QMP_TIMEOUT_MS 2000
 #define STOP_KILL_WAIT_MS 5000
 #define START_POLL_MS 5
-#define START_CONNECT_MS 200
+#define SOCKET_WAIT_MS 2
 #define SATA_PORTS 6
 
 /* ------------------------------------------------------------------------ */
@@ -807,9 +807,21 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 			break;
 
 		struct mq_error *qerr = NULL;
+		if (!q && access(qmp_path, F_OK) < 0) {
+			/* Socket not bound yet: wait on the pidfd briefly (an early exit
+			 * wakes us at once), then look again. */
+			struct pollfd p = { .fd = pidfd, .events = POLLIN };
+			int t = left < SOCKET_WAIT_MS ? (int)left : SOCKET_WAIT_MS;
+			if (pidfd >= 0)
+				(void)poll(&p, 1, t);
+			else
+				(void)poll(NULL, 0, t);
+			continue;
+		}
 		if (!q) {
-			int t = left < START_CONNECT_MS ? (int)left : START_CONNECT_MS;
-			r = mq_qmp_connect(qmp_path, t, &q, &qerr);
+			/* Bound: the greeting may take a while on a loaded host; give the
+			 * whole remaining budget (QEMU dying closes the socket: EOF). */
+			r = mq_qmp_connect(qmp_path, (int)left, &q, &qerr);
 			if (r == -EPROTO) {
 				r = mq_error_set(err, EPROTO, "cannot start vm '%s': %s", spec->name, qerr->msg);
 				mq_error_free(qerr);
