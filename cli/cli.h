@@ -47,6 +47,9 @@ struct mq_cmd {
 void mq_cli_set_state_dir(struct mq_cli *cli, const char *dir);
 /* Open (create) the store; prints the error and returns MQ_EXIT_FAILURE on failure. */
 int mq_cli_open_store(struct mq_cli *cli);
+/* Read-only commands: open the store only when it exists (never create the
+ * state dir).  *present tells which; returns 0 or MQ_EXIT_FAILURE. */
+int mq_cli_open_store_existing(struct mq_cli *cli, bool *present);
 void mq_cli_release(struct mq_cli *cli);
 
 /* Print "maqet: <msg>" to stderr (red "error:" on a TTY). */

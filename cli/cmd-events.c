@@ -2,14 +2,12 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <json-c/json.h>
 
 #include "cli/cli.h"
 #include "util/parse.h"
-#include "util/paths.h"
 
 static int run_events(struct mq_cli *cli, int argc, char **argv);
 
@@ -67,17 +65,14 @@ static int run_events(struct mq_cli *cli, int argc, char **argv)
 		return mq_cli_usage_error(cli, &mq_cmd_events, "too many arguments");
 	if (!limit_set && !json)
 		limit = 50;
-	char *db = mq_path_join(cli->state_dir, "maqet.db");
-	struct stat st;
-	bool have_db = stat(db, &st) == 0;
-	free(db);
+	bool have_db = false;
+	if (mq_cli_open_store_existing(cli, &have_db)) {
+		return MQ_EXIT_FAILURE;
+	}
 	struct mq_event **ev = NULL;
 	size_t n = 0;
 	struct mq_error *err = NULL;
 	if (have_db) {
-		int rc = mq_cli_open_store(cli);
-		if (rc)
-			return rc;
 		if (mq_store_event_list(cli->store, name, limit, &ev, &n, &err) < 0)
 			return mq_cli_fail(cli, err);
 	}

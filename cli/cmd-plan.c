@@ -2,10 +2,8 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "util/paths.h"
 #include "util/xalloc.h"
 
 static int run_plan(struct mq_cli *cli, int argc, char **argv);
@@ -95,16 +93,12 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 	struct mq_vm_record **recs = NULL;
 	size_t nrec = 0;
 	struct mq_error *err = NULL;
-	char *db = mq_path_join(cli->state_dir, "maqet.db");
-	struct stat st;
-	bool have_db = stat(db, &st) == 0;
-	free(db);
+	bool have_db = false;
+	if (mq_cli_open_store_existing(cli, &have_db)) {
+		mq_specset_free(set);
+		return MQ_EXIT_FAILURE;
+	}
 	if (have_db) {
-		rc = mq_cli_open_store(cli);
-		if (rc) {
-			mq_specset_free(set);
-			return rc;
-		}
 		if (mq_store_vm_list(cli->store, &recs, &nrec, &err) < 0) {
 			mq_specset_free(set);
 			return mq_cli_fail(cli, err);

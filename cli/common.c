@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -44,6 +45,15 @@ int mq_cli_open_store(struct mq_cli *cli)
 	if (mq_store_open(cli->state_dir, &cli->store, &err) < 0)
 		return mq_cli_fail(cli, err);
 	return 0;
+}
+
+int mq_cli_open_store_existing(struct mq_cli *cli, bool *present)
+{
+	char *db = mq_path_join(cli->state_dir, "maqet.db");
+	struct stat st;
+	*present = stat(db, &st) == 0;
+	free(db);
+	return *present ? mq_cli_open_store(cli) : 0;
 }
 
 void mq_cli_release(struct mq_cli *cli)
