@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Guests that power off at (nearly) the same moment are each classified from
+# their own QMP events: eight guests (make_guest mode 0) get the ACPI power
+# button at once through their QMP sockets, and every exit must be logged as
+# "guest-poweroff", none as "crash", and under `restart: on-failure` none is
+# restarted.  (A watch that classifies a VM whose exit it has not read yet,
+# while it handles another VM's exit, calls it a crash.)
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/watchlib.sh"
+command -v python3 >/dev/null || fail "python3 (needed by meson) not found"
+
+N=8
+make_guest "$M/guest.img" 0
+for i in $(seq 1 $N); do
+	cp "$M/guest.img" "$M/h$i.img"
+	printf 'name: h%s\nmemory: 32M\nstop_timeout: 10s\nstorage:\n  - {name: boot, type: raw, file: h%s.img, interface: ide}\n' \
+		"$i" "$i" > "$M/h$i.yaml"
+done
+rm "$M/guest.img"
+start_watch -f "$M" --settle 100
+socks=()
+for i in $(seq 1 $N); do
+	wait_until 90 serial_has "h$i" "maqet-guest up" || fail "h$i did not boot: $(cat "$RT/h$i.serial.log" 2>/dev/null)"
+	socks+=("$RT/h$i.qmp")
+done
+# The guest arms the power button a few instructions after printing "up".
+sleep 0.5
+
+# Press every power button at once (QMP system_powerdown, one thread per VM).
+python3 - "${socks[@]}" <<'PY' || fail "could not send system_powerdown"
+import json, socket, sys, threading
+errors = []
+def press(path):
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        f = s.makefile("rwb")
+        f.readline()  # greeting
+        for cmd in ({"execute": "qmp_capabilities"}, {"execute": "system_powerdown"}):
+            f.write((json.dumps(cmd) + "\n").encode())
+            f.flush()
+            while True:
+                msg = json.loads(f.readline())
+                if "error" in msg:
+                    raise RuntimeError(msg["error"])
+                if "return" in msg:
+                    break
+        s.close()
+    except Exception as e:
+        errors.append("%s: %s" % (path, e))
+threads = [threading.Thread(target=press, args=(p,)) for p in sys.argv[1:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if errors:
+    sys.exit("\n".join(errors))
+PY
+
+wait_log_n $N exit "" "" 30 || fail "only $(log_count exit) of $N exits logged"
+quiet_for 2
+# (a VM wrongly restarted has a fresh serial log, so look only at the others)
+for i in $(seq 1 $N); do
+	[ "$(starts_of "h$i")" = 1 ] || continue
+	serial_has "h$i" "powering off" || fail "h$i's guest did not power off by itself"
+done
+crashes=$(log_select exit crash | jq -r .vm | tr '\n' ' ')
+assert_eq "$(log_count exit guest-poweroff)" $N "exits classified guest-poweroff (classified crash: $crashes)"
+assert_eq "$(log_count exit crash)" 0 "simultaneous guest poweroffs classified as crashes: $crashes"
+for i in $(seq 1 $N); do
+	assert_eq "$(starts_of "h$i")" 1 "h$i (restart: on-failure) restarted after its guest powered off"
+	assert_eq "$(vm_status "h$i")" stopped-by-guest "status of h$i"
+done
+pass "$N simultaneous guest poweroffs are all guest-poweroff, none restarted"
+stop_watch
