@@ -5,9 +5,11 @@
 #   bash bench/run-all.sh
 #   MAQET=path/to/maqet bash bench/run-all.sh
 #
-# Runs bench/apply-cold.sh and bench/apply-noop.sh (their environment knobs,
-# REPS, N, SETTLE_MAX, pass through; REPS means something different to each,
-# so leave it unset here unless you mean it), prints each one's full output,
+# Runs bench/apply-cold.sh, bench/apply-noop.sh and the watch benchmarks
+# bench/watch-create.sh, watch-restart.sh, watch-idle.sh, watch-rss.sh (their
+# environment knobs, REPS, N, SETTLE_MAX, ..., pass through; REPS and N mean
+# something different to each, so leave them unset here unless you mean it),
+# prints each one's full output,
 # then one summary line per script.  Exit status: 0 when every target of every
 # script holds, 1 when a target missed, 2 when a benchmark could not run.
 set -uo pipefail
@@ -17,7 +19,7 @@ set -uo pipefail
 }
 worst=0
 summary=()
-for b in apply-cold apply-noop; do
+for b in apply-cold apply-noop watch-create watch-restart watch-idle watch-rss; do
 	echo "=== bench/$b.sh"
 	bash "bench/$b.sh"
 	rc=$?
