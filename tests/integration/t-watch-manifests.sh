@@ -167,6 +167,26 @@ wait_log delete ok d 20 || fail "deleted d.yaml not pruned: $(log_details delete
 wait_until 10 proc_dead "$pd" || fail "pruned d still running"
 assert_eq "$(vm_field d name)" "" "pruned d must be forgotten"
 assert_eq "$(vm_pid base)" "$pbase3" "pruning must not touch base"
+# with --prune, a manifest that fails to load (even one whose name cannot be
+# read) prunes nothing; restoring it changes nothing
+i0=$(log_count invalid kept-last-valid)
+cp "$M/base.yaml" "$T/base.yaml.good"
+printf 'name: base\nmemory: [\n' > "$M/base.yaml"
+wait_log_n $((i0 + 1)) invalid kept-last-valid "" 20 || fail "unparseable manifest not logged as invalid"
+quiet_for 1
+assert_eq "$(log_count delete '' base)" 0 "an unparseable manifest must not prune its vm"
+assert_eq "$(vm_pid base)" "$pbase3" "an unparseable manifest must not touch base"
+cp "$T/base.yaml.good" "$M/base.yaml"
+quiet_for 1
+assert_eq "$(vm_pid base)" "$pbase3" "restoring the manifest must not restart base"
+assert_eq "$(log_count restart '' base)$(log_count delete '' base)" 00 "restoring the manifest changes nothing"
+# renaming a manifest file (same source directory) neither prunes nor restarts
+mv "$M/base.yaml" "$M/base-renamed.yaml"
+quiet_for 1
+assert_eq "$(log_count delete '' base)" 0 "renaming base's manifest must not prune it"
+assert_eq "$(vm_pid base)" "$pbase3" "renaming base's manifest must not restart it"
+pass "with --prune, invalid or renamed manifests prune nothing"
+
 # a removed subdirectory removes its manifests: pruned as well
 pe=$(live_pid e) || fail "e not running"
 rm -r "$M/sub"
