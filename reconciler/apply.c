@@ -132,6 +132,12 @@ static int worker_main(struct job *j, const struct mq_apply_opts *o, int fd)
 		}
 		wline(fd, "stopped");
 	}
+	if (j->needs_start && !j->needs_stop && j->ref.pid > 0) {
+		/* A crashed instance may still be tearing down (watch begins the
+		 * restart when its leader is a zombie): wait until it is fully gone,
+		 * so its disk locks and sockets are released. */
+		(void)mq_proc_wait_exit(&j->ref, 30000);
+	}
 	if (j->needs_start) {
 		struct mq_strv created = MQ_STRV_INIT;
 		int r = mq_qemu_prepare_disks(j->spec, o->disk_dir, &created, &err);
@@ -250,21 +256,58 @@ static uint64_t stop_timeout_for(const struct mq_plan_item *it, const struct mq_
 	return 30000;
 }
 
+/* QEMU binaries that answered --version, for the life of the process (a
+ * watch runs for months): reused while the resolved file keeps its identity
+ * (device, inode, size, mtime), checked again when it is replaced. */
+struct bin_ok {
+	char *binary;
+	char *resolved;
+	struct stat st;
+};
+static struct bin_ok *bin_cache;
+static size_t bin_cache_n;
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 static int check_binary(struct run *r, const char *binary, const char **errmsg)
 {
+	for (size_t i = 0; i < bin_cache_n; i++) {
+		struct stat st;
+		if (strcmp(bin_cache[i].binary, binary) == 0 && stat(bin_cache[i].resolved, &st) == 0 &&
+		    same_file(&st, &bin_cache[i].st))
+			return 0;
+	}
+	/* Failures are remembered for this pass only: a missing binary fails fast. */
 	for (size_t i = 0; i < r->n_checked; i++)
 		if (strcmp(r->binary_checked[i], binary) == 0) {
 			*errmsg = r->binary_error[i];
-			return r->binary_error[i] ? -1 : 0;
+			return -1;
 		}
 	struct mq_error *err = NULL;
-	int rc = mq_qemu_check_binary(binary, NULL, NULL, &err);
-	r->binary_checked = xreallocarray(r->binary_checked, r->n_checked + 1, sizeof(char *));
-	r->binary_error = xreallocarray(r->binary_error, r->n_checked + 1, sizeof(char *));
-	r->binary_checked[r->n_checked] = xstrdup(binary);
-	r->binary_error[r->n_checked] = rc < 0 ? xstrdup(err ? err->msg : "qemu binary check failed") : NULL;
-	*errmsg = r->binary_error[r->n_checked];
-	r->n_checked++;
+	char *resolved = NULL;
+	int rc = mq_qemu_check_binary(binary, &resolved, NULL, &err);
+	struct stat st;
+	if (rc == 0 && resolved && stat(resolved, &st) == 0) {
+		bin_cache = xreallocarray(bin_cache, bin_cache_n + 1, sizeof(*bin_cache));
+		bin_cache[bin_cache_n].binary = xstrdup(binary);
+		bin_cache[bin_cache_n].resolved = resolved;
+		bin_cache[bin_cache_n].st = st;
+		bin_cache_n++;
+		resolved = NULL;
+	}
+	free(resolved);
+	if (rc < 0) {
+		r->binary_checked = xreallocarray(r->binary_checked, r->n_checked + 1, sizeof(char *));
+		r->binary_error = xreallocarray(r->binary_error, r->n_checked + 1, sizeof(char *));
+		r->binary_checked[r->n_checked] = xstrdup(binary);
+		r->binary_error[r->n_checked] = xstrdup(err ? err->msg : "qemu binary check failed");
+		*errmsg = r->binary_error[r->n_checked];
+		r->n_checked++;
+	}
 	mq_error_free(err);
 	return rc < 0 ? -1 : 0;
 }

@@ -380,6 +380,17 @@ static void handle_exit(struct watch *w, size_t i)
 	while (t->ev && mq_mono_ms() < deadline)
 		pump_ev(t, (int)(deadline - mq_mono_ms()));
 	drain_events(t);
+	/* A stop that some maqet (this watch's pass or a CLI command) is doing
+	 * shows as status "stopping": report it now; nothing else to decide. */
+	struct mq_vm_record *rec = NULL;
+	if (mq_store_vm_get(w->st, t->name, &rec, NULL) == 0 && rec->pid == t->ref.pid &&
+	    rec->start_time == t->ref.start_time && rec->status && strcmp(rec->status, MQ_STATUS_STOPPING) == 0) {
+		t->info.intended = true;
+		char *desc = mq_exit_describe(&t->info);
+		wlog(w, t->name, "exit", mq_exit_kind_str(MQ_EXIT_INTENDED), "pid %d: %s", (int)t->ref.pid, desc);
+		free(desc);
+	}
+	mq_vm_record_free(rec);
 	w->px = xreallocarray(w->px, w->npx + 1, sizeof(*w->px));
 	struct pending_exit *p = &w->px[w->npx++];
 	p->name = xstrdup(t->name);
@@ -387,6 +398,19 @@ static void handle_exit(struct watch *w, size_t i)
 	p->info = t->info;
 	untrack_at(w, i);
 	want_pass(w, "exit", false);
+}
+
+/* Handle every tracked VM that has exited, so a pass never classifies an
+ * exit without the QMP events that came with it. */
+static void collect_exits(struct watch *w)
+{
+	for (size_t i = w->ntr; i-- > 0;) {
+		struct pollfd p = { .fd = w->tr[i].pidfd, .events = POLLIN };
+		/* A multi-threaded QEMU shows as a zombie (main thread gone) a
+		 * moment before its pidfd turns readable: count that as exited. */
+		if ((poll(&p, 1, 0) == 1 && p.revents) || mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE)
+			handle_exit(w, i);
+	}
 }
 
 static enum mq_restart policy_of(struct watch *w, const struct mq_vm_record *rec)
@@ -448,8 +472,8 @@ static void record_exits(struct watch *w)
 					 kind == MQ_EXIT_GUEST_POWEROFF ? MQ_STATUS_GUEST_STOPPED : MQ_STATUS_CRASHED);
 			mq_vm_record_set(&r->exit_reason, desc);
 			mq_vm_record_set(&r->last_error, kind == MQ_EXIT_CRASH ? desc : NULL);
-			r->pid = 0;
-			r->start_time = 0;
+			/* pid + start time stay: the restart waits for that process to be
+			 * fully gone (its status no longer says it runs). */
 			r->started_at = 0;
 			char *d = xasprintf("%s; restart: %s%s", desc, mq_restart_str(policy),
 				      mq_policy_restarts(policy, kind) ? "" : " (left stopped)");
@@ -564,6 +588,7 @@ static void try_start_pass(struct watch *w)
 	w->pass_wanted = w->reload_wanted = false;
 	if (reload)
 		load_manifests(w);
+	collect_exits(w);
 	record_exits(w);
 
 	struct mq_vm_record **recs = NULL;
@@ -818,8 +843,22 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 				continue;
 			short ev_re = pfds[tr_base + 2 * i + 1].revents;
 			short pid_re = pfds[tr_base + 2 * i].revents;
-			if (ev_re)
+			if (ev_re) {
 				pump_ev(&w->tr[i], 0);
+				/* The event monitor hangs up as QEMU dies, well before the
+				 * kernel reports a KVM process's exit on the pidfd.  Begin
+				 * at once when the process is provably exiting (its main
+				 * thread is a zombie); look again for a few ms. */
+				for (int k = 0; !pid_re && !w->tr[i].ev && k < 5; k++) {
+					if (mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE) {
+						pid_re = POLLIN;
+						break;
+					}
+					struct pollfd pp = { .fd = w->tr[i].pidfd, .events = POLLIN };
+					if (poll(&pp, 1, 1) == 1)
+						pid_re = pp.revents;
+				}
+			}
 			if (pid_re)
 				handle_exit(w, i);
 		}
