@@ -27,26 +27,39 @@ done
 sleep 0.5
 
 # Press every power button at once (QMP system_powerdown, one thread per VM).
-python3 - "${socks[@]}" <<'PY' || fail "could not send system_powerdown"
-import json, socket, sys, threading
+# A guest that was not armed yet gets the button again every 2 s until its
+# QEMU exits (the connection reaches EOF).
+python3 - "${socks[@]}" <<'PY' || fail "could not power off every guest through QMP"
+import socket, sys, threading
 errors = []
 def press(path):
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(10)
         s.connect(path)
-        f = s.makefile("rwb")
-        f.readline()  # greeting
-        for cmd in ({"execute": "qmp_capabilities"}, {"execute": "system_powerdown"}):
-            f.write((json.dumps(cmd) + "\n").encode())
-            f.flush()
-            while True:
-                msg = json.loads(f.readline())
-                if "error" in msg:
-                    raise RuntimeError(msg["error"])
-                if "return" in msg:
-                    break
-        s.close()
+        buf = b""
+        def until(pred):
+            nonlocal buf
+            while not pred(buf):
+                chunk = s.recv(65536)
+                if not chunk:
+                    return False
+                buf += chunk
+            return True
+        until(lambda b: b"QMP" in b)  # greeting
+        s.sendall(b'{"execute": "qmp_capabilities"}\n')
+        until(lambda b: b'"return"' in b)
+        s.settimeout(2)
+        for attempt in range(15):
+            s.sendall(b'{"execute": "system_powerdown"}\n')
+            try:
+                if not until(lambda b: False):
+                    return  # EOF: qemu exited
+            except socket.timeout:
+                continue
+        errors.append("%s: still running after 15 presses" % path)
+    except (ConnectionResetError, BrokenPipeError):
+        return  # qemu exited while we wrote
     except Exception as e:
         errors.append("%s: %s" % (path, e))
 threads = [threading.Thread(target=press, args=(p,)) for p in sys.argv[1:]]
