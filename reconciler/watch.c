@@ -20,6 +20,7 @@
 #include "reconciler/notify.h"
 #include "reconciler/plan.h"
 #include "reconciler/proc.h"
+#include "reconciler/procexit.h"
 #include "reconciler/qemu.h"
 #include "reconciler/qmp.h"
 #include "specs/fromjson.h"
@@ -62,6 +63,7 @@ struct watch {
 	const struct mq_watch_opts *o;
 	struct mq_mwatch *mw;
 	int sigfd, timerfd, lockfd;
+	int pxfd;                    /* process-exit connector, -1 when unavailable */
 
 	struct tracked *tr;
 	size_t ntr;
@@ -372,19 +374,31 @@ static void sync_tracking(struct watch *w)
 	mq_vm_record_list_free(recs, n);
 }
 
-static void handle_exit(struct watch *w, size_t i)
+static void handle_exit(struct watch *w, size_t i, bool wait_eof)
 {
 	struct tracked *t = &w->tr[i];
-	/* QEMU sends SHUTDOWN before it exits; read up to the connection's EOF. */
-	int64_t deadline = mq_mono_ms() + 100;
-	while (t->ev && mq_mono_ms() < deadline)
-		pump_ev(t, (int)(deadline - mq_mono_ms()));
+	if (wait_eof) {
+		/* QEMU sends SHUTDOWN before it exits; read up to the connection's EOF. */
+		int64_t deadline = mq_mono_ms() + 100;
+		while (t->ev && mq_mono_ms() < deadline)
+			pump_ev(t, (int)(deadline - mq_mono_ms()));
+	} else {
+		/* Early notice (main thread gone): an event QEMU wrote before dying
+		 * is already in the socket; do not wait for the hang-up. */
+		pump_ev(t, 0);
+	}
 	drain_events(t);
 	/* A stop that some maqet (this watch's pass or a CLI command) is doing
 	 * shows as status "stopping": report it now; nothing else to decide. */
 	struct mq_vm_record *rec = NULL;
-	if (mq_store_vm_get(w->st, t->name, &rec, NULL) == 0 && rec->pid == t->ref.pid &&
-	    rec->start_time == t->ref.start_time && rec->status && strcmp(rec->status, MQ_STATUS_STOPPING) == 0) {
+	bool by_maqet = false;
+	if (mq_store_vm_get(w->st, t->name, &rec, NULL) == 0) {
+		bool same = rec->pid == t->ref.pid && rec->start_time == t->ref.start_time;
+		/* being stopped, or already recorded as stopped/replaced by whoever stopped it */
+		by_maqet = (same && rec->status && strcmp(rec->status, MQ_STATUS_STOPPING) == 0) || !same ||
+			   !mq_status_is_up(rec->status);
+	}
+	if (by_maqet) {
 		t->info.intended = true;
 		char *desc = mq_exit_describe(&t->info);
 		wlog(w, t->name, "exit", mq_exit_kind_str(MQ_EXIT_INTENDED), "pid %d: %s", (int)t->ref.pid, desc);
@@ -408,8 +422,10 @@ static void collect_exits(struct watch *w)
 		struct pollfd p = { .fd = w->tr[i].pidfd, .events = POLLIN };
 		/* A multi-threaded QEMU shows as a zombie (main thread gone) a
 		 * moment before its pidfd turns readable: count that as exited. */
-		if ((poll(&p, 1, 0) == 1 && p.revents) || mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE)
-			handle_exit(w, i);
+		if (poll(&p, 1, 0) == 1 && p.revents)
+			handle_exit(w, i, true);
+		else if (mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE)
+			handle_exit(w, i, false);
 	}
 }
 
@@ -618,6 +634,25 @@ static void try_start_pass(struct watch *w)
 		w->prune_error_hash[0] = '\0';
 	}
 	mq_vm_record_list_free(recs, nrec);
+	/* A VM that died after its exit was collected above would be planned as
+	 * "observed crashed" without its classification: record it, plan again. */
+	for (int again = 0; w->plan && again < 3; again++) {
+		bool unrecorded = false;
+		for (size_t i = 0; i < w->plan->n; i++) {
+			const struct mq_plan_item *it = &w->plan->items[i];
+			if (it->rec && mq_status_is_up(it->rec->status) && !mq_status_is_up(it->observed))
+				unrecorded = true;
+		}
+		if (!unrecorded)
+			break;
+		w->plan = mq_plan_free(w->plan);
+		collect_exits(w);
+		record_exits(w);
+		if (mq_store_vm_list(w->st, &recs, &nrec, NULL) < 0)
+			break;
+		mq_plan_build(w->set, recs, nrec, &po, &w->plan, NULL);
+		mq_vm_record_list_free(recs, nrec);
+	}
 	if (!w->plan) {
 		mq_lock_release(&w->lock);
 		w->locked = false;
@@ -700,6 +735,24 @@ static void on_timer(struct watch *w)
 	}
 }
 
+/* The kernel says some thread-group leaders exited: if one is ours (and
+ * pid + start time prove it is gone), begin at once. */
+static void on_procexit(struct watch *w)
+{
+	pid_t pids[512];
+	int n = mq_procexit_read(w->pxfd, pids, 512);
+	if (n == -ENOBUFS) {
+		collect_exits(w); /* messages lost: look at every tracked VM */
+		return;
+	}
+	for (int k = 0; k < n; k++)
+		for (size_t i = 0; i < w->ntr; i++)
+			if (w->tr[i].ref.pid == pids[k] && mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE) {
+				handle_exit(w, i, false);
+				break;
+			}
+}
+
 static void on_signal(struct watch *w)
 {
 	struct signalfd_siginfo si;
@@ -745,6 +798,10 @@ static int setup(struct watch *w, struct mq_error **err)
 	}
 	if (w->o->resync_ms > 0)
 		w->next_resync = mq_mono_ms() + w->o->resync_ms;
+	/* Optional early exit notices (needs CAP_NET_ADMIN); pidfds stay the authority. */
+	w->pxfd = mq_procexit_open();
+	if (w->pxfd < 0)
+		w->pxfd = -1;
 	/* VMs already running now are adopted (not started) by this watch. */
 	struct mq_vm_record **recs = NULL;
 	size_t n = 0;
@@ -775,7 +832,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	struct watch *w = &wv;
 	w->st = st;
 	w->o = o;
-	w->sigfd = w->timerfd = w->lockfd = -1;
+	w->sigfd = w->timerfd = w->lockfd = w->pxfd = -1;
 	w->lock.fd = -1;
 	int r = setup(w, err);
 	if (r < 0)
@@ -794,7 +851,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 		if (!w->applier && w->pass_wanted && !w->lock_retry_at)
 			continue; /* a pass became due while finishing one */
 
-		size_t need = 4 + 2 * w->ntr + (w->plan ? w->plan->n : 0);
+		size_t need = 5 + 2 * w->ntr + (w->plan ? w->plan->n : 0);
 		if (need > cap) {
 			cap = need * 2;
 			pfds = xreallocarray(pfds, cap, sizeof(*pfds));
@@ -804,6 +861,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 		pfds[np++] = (struct pollfd){ .fd = w->timerfd, .events = POLLIN };
 		pfds[np++] = (struct pollfd){ .fd = mq_mwatch_fd(w->mw), .events = POLLIN };
 		pfds[np++] = (struct pollfd){ .fd = w->lockfd, .events = POLLIN };
+		pfds[np++] = (struct pollfd){ .fd = w->pxfd, .events = POLLIN };
 		size_t tr_base = np;
 		for (size_t i = 0; i < w->ntr; i++) {
 			pfds[np++] = (struct pollfd){ .fd = w->tr[i].pidfd, .events = POLLIN };
@@ -831,36 +889,43 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 			if (!w->locked)
 				want_pass(w, "state", false);
 		}
+		if (pfds[4].revents)
+			on_procexit(w);
 		/* applier pipes first: their fds are only valid while it lives */
 		if (w->applier)
 			for (size_t k = ap_base; k < np; k++)
 				if (pfds[k].revents)
 					mq_applier_handle(w->applier, pfds[k].fd);
-		/* exits and events; walk backwards since handle_exit removes entries */
-		size_t ntr_polled = (ap_base - tr_base) / 2;
-		for (size_t i = ntr_polled; i-- > 0;) {
-			if (i >= w->ntr)
+		/* exits and events: look VMs up by fd (handling an exit reorders w->tr) */
+		for (size_t k = tr_base; k < ap_base; k++) {
+			if (!pfds[k].revents || pfds[k].fd < 0)
 				continue;
-			short ev_re = pfds[tr_base + 2 * i + 1].revents;
-			short pid_re = pfds[tr_base + 2 * i].revents;
-			if (ev_re) {
-				pump_ev(&w->tr[i], 0);
-				/* The event monitor hangs up as QEMU dies, well before the
-				 * kernel reports a KVM process's exit on the pidfd.  Begin
-				 * at once when the process is provably exiting (its main
-				 * thread is a zombie); look again for a few ms. */
-				for (int k = 0; !pid_re && !w->tr[i].ev && k < 5; k++) {
-					if (mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE) {
-						pid_re = POLLIN;
-						break;
+			for (size_t i = 0; i < w->ntr; i++) {
+				struct tracked *t = &w->tr[i];
+				bool is_ev = t->ev && mq_qmp_fd(t->ev) == pfds[k].fd;
+				if (t->pidfd != pfds[k].fd && !is_ev)
+					continue;
+				bool exited = t->pidfd == pfds[k].fd;
+				if (is_ev) {
+					pump_ev(t, 0);
+					/* The event monitor hangs up as QEMU dies, well before the
+					 * kernel reports a KVM process's exit on the pidfd.  Begin
+					 * at once when the process is provably exiting (its main
+					 * thread is a zombie); look again for a few ms. */
+					for (int n = 0; !exited && !t->ev && n < 5; n++) {
+						if (mq_proc_check(&t->ref) != MQ_PROC_ALIVE) {
+							exited = true;
+							break;
+						}
+						struct pollfd pp = { .fd = t->pidfd, .events = POLLIN };
+						if (poll(&pp, 1, 1) == 1)
+							exited = true;
 					}
-					struct pollfd pp = { .fd = w->tr[i].pidfd, .events = POLLIN };
-					if (poll(&pp, 1, 1) == 1)
-						pid_re = pp.revents;
 				}
+				if (exited)
+					handle_exit(w, i, true);
+				break;
 			}
-			if (pid_re)
-				handle_exit(w, i);
 		}
 	}
 	free(pfds);
@@ -894,6 +959,8 @@ out:
 		close(w->timerfd);
 	if (w->lockfd >= 0)
 		close(w->lockfd);
+	if (w->pxfd >= 0)
+		close(w->pxfd);
 	mq_lock_release(&instance);
 	return r;
 }
