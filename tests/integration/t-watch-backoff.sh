@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Backoff state lives in SQLite: a restarted watch continues it instead of
+# restarting a crash-looping VM at once, and the delays grow 0, initial, 2x...
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/watchlib.sh"
+fake_yaml d die-after=200 > "$M/d.yaml"
+start_watch -f "$M" --settle 50 --backoff-initial 3000 --backoff-max 60000 --crash-loop-limit 50
+# failure 1 restarts at once, failure 2 waits 3 s (the backoff-initial)
+wait_until 30 bash -c "[ \"\$(\"$MAQET\" status -o json | jq '.[0].restart_count')\" -ge 2 ]" ||
+	fail "no second failure recorded"
+n=$(vm_field d restart_count)
+[ "$n" -ge 2 ] || fail "restart_count $n"
+bu=$(vm_field d backoff_until_ms)
+[ "$bu" != null ] || fail "no backoff recorded after failure $n"
+stop_watch
+n_before=$(vm_field d restart_count)
+bu_before=$(vm_field d backoff_until_ms)
+now_ms=$(date +%s%3N)
+[ "$bu_before" -gt "$now_ms" ] || fail "backoff already over before the new watch started ($bu_before <= $now_ms)"
+
+# A new watch: the first pass must wait for the recorded backoff, not restart at once.
+start_watch -f "$M" --settle 50 --backoff-initial 3000 --backoff-max 60000 --crash-loop-limit 50
+[ "$(log_count start ok d)" = 0 ] || fail "restarted at once despite a pending backoff"
+[ "$(log_count backoff waiting d)" -ge 1 ] || fail "no backoff line from the new watch: $(cat "$WATCH_LOG")"
+assert_eq "$(vm_field d restart_count)" "$n_before" "restart count carried over"
+# once the backoff ends, it is restarted and the count keeps growing
+wait_until 20 bash -c "[ \"\$(\"$MAQET\" status -o json | jq '.[0].restart_count')\" -gt $n_before ]" ||
+	fail "count did not continue from $n_before"
+stop_watch
+pass "backoff state survives a watch restart"
