@@ -472,6 +472,10 @@ static void record_exits(struct watch *w)
 			struct mq_vm_record *r = recs[k];
 			if (!mq_status_is_up(r->status) || mq_status_is_up(mq_observe(r)))
 				continue;
+			/* died after collect_exits() looked: collect it now, with its events */
+			long ti = find_tracked(w, r->name);
+			if (ti >= 0 && w->tr[ti].ref.pid == r->pid && w->tr[ti].ref.start_time == r->start_time)
+				handle_exit(w, (size_t)ti, false);
 			struct mq_exit_info info = { 0 };
 			for (size_t i = 0; i < w->npx; i++)
 				if (strcmp(w->px[i].name, r->name) == 0 && w->px[i].ref.pid == r->pid &&
