@@ -118,6 +118,7 @@ echo "kernel floor: a pidfd on the same QEMU (bench/wtime.c pidfdwait): when the
 echo "$REPS repetitions; ms from just before kill(2):"
 printf '  %-6s %-4s %8s %10s %12s %12s %12s %6s\n' rep vm pid "watch" "pidfd floor" "watch-floor" "poll 100ms" "idle"
 w_us=() p_us=() k_us=() o_us=()
+retries=0
 for ((r = 1; r <= REPS; r++)); do
 	vm=k$(((r - 1) % N))
 	pid=${pids[$vm]}
@@ -125,15 +126,26 @@ for ((r = 1; r <= REPS; r++)); do
 	waited=$IDLE_WAITED
 	((IDLE_OK)) || waited="${waited}s!"
 	off=$(log_size "$log")
-	"$WTIME" pidfdwait 30000 "$pid" >"$BENCH_TMP/pidfd.out" &
+	"$WTIME" pidfdwait 30000 "$pid" >"$BENCH_TMP/pidfd.out" 2>"$BENCH_TMP/pidfd.err" &
 	pidfdw=$!
 	"$WTIME" procpoll 100 30000 "$pid" >"$BENCH_TMP/poll.out" &
 	poller=$!
 	for ((i = 0; i < 500; i++)); do # pidfd opened?
 		[[ -s $BENCH_TMP/pidfd.out ]] && break
+		kill -0 "$pidfdw" 2>/dev/null || break
 		sleep 0.01
 	done
-	[[ -s $BENCH_TMP/pidfd.out ]] || bench_die "the pidfd waiter did not start"
+	if ! [[ -s $BENCH_TMP/pidfd.out ]]; then
+		# the recorded pid is no longer this VM's (it was restarted meanwhile):
+		# take the current one and repeat this repetition, a few times at most
+		kill "$pidfdw" "$poller" 2>/dev/null || true
+		wait "$pidfdw" "$poller" 2>/dev/null || true
+		((retries++ < 3)) || bench_die "the pidfd waiter did not start: $(cat "$BENCH_TMP/pidfd.err")"
+		echo "  (rep $r: pid $pid of $vm is gone: $(cat "$BENCH_TMP/pidfd.err"); retrying with its current pid)"
+		pids[$vm]=$(wait_new_pid "$vm" "$pid")
+		((r--))
+		continue
+	fi
 	sleep "0.0$((RANDOM % 90 + 10))"
 	t=$("$WTIME" kill 9 "$pid") || bench_die "cannot kill $vm (pid $pid)"
 	watch_wait "$log" "$off" 30 "\"vm\":\"$vm\"" '"action":"exit"' || {
