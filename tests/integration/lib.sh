@@ -22,9 +22,12 @@ TEST_NAME=$(basename "$0" .sh)
 cleanup() {
 	local rc=$?
 	# Kill every QEMU (real or fake) whose sockets live in this test's runtime dir.
-	pkill -9 -f -- "$RT/" 2>/dev/null || true
+	# (re-kill until none is left: a worker may still be spawning one)
 	local deadline=$((SECONDS + 10))
-	while pgrep -f -- "$RT/" >/dev/null 2>&1 && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+	while pgrep -f -- "$RT/" >/dev/null 2>&1 && [ $SECONDS -lt $deadline ]; do
+		pkill -9 -f -- "$RT/" 2>/dev/null || true
+		sleep 0.05
+	done
 	if [ $rc -ne 0 ]; then
 		echo "--- $TEST_NAME failed (rc=$rc); state in $T" >&2
 		if [ -d "$RT" ]; then
