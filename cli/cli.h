@@ -69,6 +69,11 @@ const char *mq_c(const struct mq_cli *cli, const char *code);
 #define MQ_C_CYAN "36"
 #define MQ_C_DIM "2"
 
+/* After option parsing of a verb taking -f: no positional arguments and at
+ * least one path.  Returns 0, or MQ_EXIT_USAGE after printing (and clearing
+ * paths). */
+int mq_cli_manifest_args(struct mq_cli *cli, const struct mq_cmd *cmd, struct mq_strv *paths, int optind_,
+			 int argc, char **argv);
 /* Load and validate manifests; prints every diag to stderr.  Returns 0 and
  * *set, or MQ_EXIT_FAILURE. */
 int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set);
@@ -85,7 +90,7 @@ int mq_cli_parse_seconds(const char *arg, int64_t *ms);
 int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_opts *opts);
 /* Fill a one-item plan for record `name`; action chosen by the caller.
  * Returns 0, or MQ_EXIT_FAILURE after printing (unknown vm). */
-int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **plan, struct mq_spec **spec);
+int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **plan);
 
 void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg);
 

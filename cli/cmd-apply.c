@@ -97,13 +97,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 			return mq_cli_usage_error(cli, &mq_cmd_apply, "invalid option");
 		}
 	}
-	if (optind < argc) {
-		mq_strv_clear(&paths);
-		return mq_cli_usage_error(cli, &mq_cmd_apply, "unexpected argument '%s' (manifests are given with -f)",
-					  argv[optind]);
-	}
-	if (!paths.n)
-		return mq_cli_usage_error(cli, &mq_cmd_apply, "no manifests given: pass -f PATH");
+	int arc = mq_cli_manifest_args(cli, &mq_cmd_apply, &paths, optind, argc, argv);
+	if (arc)
+		return arc;
 	if (deldisks && !prune) {
 		mq_strv_clear(&paths);
 		return mq_cli_usage_error(cli, &mq_cmd_apply, "--delete-disks only makes sense with --prune");

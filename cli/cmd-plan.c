@@ -75,13 +75,9 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 			return mq_cli_usage_error(cli, &mq_cmd_plan, "invalid option");
 		}
 	}
-	if (optind < argc) {
-		mq_strv_clear(&paths);
-		return mq_cli_usage_error(cli, &mq_cmd_plan, "unexpected argument '%s' (manifests are given with -f)",
-					  argv[optind]);
-	}
-	if (!paths.n)
-		return mq_cli_usage_error(cli, &mq_cmd_plan, "no manifests given: pass -f PATH");
+	int arc = mq_cli_manifest_args(cli, &mq_cmd_plan, &paths, optind, argc, argv);
+	if (arc)
+		return arc;
 
 	struct mq_specset *set = NULL;
 	int rc = mq_cli_load(cli, &paths, &set);

@@ -73,15 +73,13 @@ static void log_line(void *ud, const char *vm, const char *action, const char *o
 	fflush(stderr);
 }
 
+/* Milliseconds: a bare number is ms here (mq_parse_duration would read it as
+ * seconds); "2s", "500ms" and the like are accepted too. */
 static int parse_ms(const char *arg, int64_t min, int64_t max, int64_t *out)
 {
 	uint64_t v;
 	if (mq_parse_u64(arg, &v) < 0 && mq_parse_duration(arg, &v) < 0)
 		return -1;
-	/* a bare number is milliseconds here; mq_parse_duration reads it as seconds */
-	uint64_t raw;
-	if (mq_parse_u64(arg, &raw) == 0)
-		v = raw;
 	if ((int64_t)v < min || (int64_t)v > max)
 		return -1;
 	*out = (int64_t)v;
@@ -179,11 +177,11 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 			break;
 		}
 	}
-	if (rc < 0 && optind < argc)
-		rc = mq_cli_usage_error(cli, &mq_cmd_watch, "unexpected argument '%s' (manifests are given with -f)",
-					argv[optind]);
-	if (rc < 0 && !paths.n)
-		rc = mq_cli_usage_error(cli, &mq_cmd_watch, "no manifests given: pass -f PATH");
+	if (rc < 0) {
+		int arc = mq_cli_manifest_args(cli, &mq_cmd_watch, &paths, optind, argc, argv);
+		if (arc)
+			return arc;
+	}
 	if (rc >= 0) {
 		mq_strv_clear(&paths);
 		return rc;

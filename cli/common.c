@@ -11,7 +11,6 @@
 #include <json-c/json.h>
 
 #include "reconciler/lock.h"
-#include "specs/fromjson.h"
 #include "util/parse.h"
 #include "util/paths.h"
 #include "util/strbuf.h"
@@ -109,6 +108,19 @@ int mq_cli_usage_error(const struct mq_cli *cli, const struct mq_cmd *cmd, const
 	else
 		fprintf(stderr, "run 'maqet help' for usage\n");
 	return MQ_EXIT_USAGE;
+}
+
+int mq_cli_manifest_args(struct mq_cli *cli, const struct mq_cmd *cmd, struct mq_strv *paths, int optind_,
+			 int argc, char **argv)
+{
+	int rc = 0;
+	if (optind_ < argc)
+		rc = mq_cli_usage_error(cli, cmd, "unexpected argument '%s' (manifests are given with -f)", argv[optind_]);
+	else if (!paths->n)
+		rc = mq_cli_usage_error(cli, cmd, "no manifests given: pass -f PATH");
+	if (rc)
+		mq_strv_clear(paths);
+	return rc;
 }
 
 int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set)
@@ -236,7 +248,7 @@ void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outc
 	fflush(stdout);
 }
 
-int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **plan, struct mq_spec **spec)
+int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **plan)
 {
 	struct mq_error *err = NULL;
 	struct mq_vm_record *rec = NULL;
@@ -249,11 +261,6 @@ int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **pl
 	}
 	if (r < 0)
 		return mq_cli_fail(cli, err);
-	*spec = NULL;
-	if (mq_spec_from_canonical(rec->spec_json, rec->source, spec, &err) < 0) {
-		mq_vm_record_free(rec);
-		return mq_cli_fail(cli, err);
-	}
 	struct mq_plan *p = xcalloc(1, sizeof(*p));
 	p->items = xcalloc(1, sizeof(*p->items));
 	p->n = 1;

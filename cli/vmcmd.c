@@ -74,8 +74,7 @@ int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 		return rc;
 	}
 	struct mq_plan *plan = NULL;
-	struct mq_spec *spec = NULL;
-	rc = mq_cli_single_plan(cli, a->name, &plan, &spec);
+	rc = mq_cli_single_plan(cli, a->name, &plan);
 	if (rc == 0) {
 		struct mq_apply_opts o = { .stop_timeout_ms = a->timeout_ms, .force_stop = a->force,
 					   .delete_disks = a->delete_disks };
@@ -84,7 +83,6 @@ int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 			rc = mq_cli_run_single(cli, plan, &o);
 	}
 	mq_plan_free(plan);
-	mq_spec_free(spec);
 	mq_lock_release(&lock);
 	return rc;
 }

@@ -90,11 +90,8 @@ static void stop_step_cb(void *ud, const char *step, const char *outcome, const 
 	wline(u->fd, "step %s %s %s", step, outcome, detail ? detail : "");
 }
 
-enum job_kind { JOB_START, JOB_STOP, JOB_RESTART };
-
 struct job {
 	size_t item;                 /* index in plan */
-	enum job_kind kind;
 	struct mq_spec *spec;        /* spec to start (borrowed or owned) */
 	struct mq_spec *owned_spec;
 	struct mq_pidref ref;        /* process to stop */
@@ -113,7 +110,7 @@ struct job {
 	char *stop_how;
 };
 
-static int worker_main(struct job *j, const struct mq_apply_opts *o, int fd)
+static int worker_main(struct job *j, const char *name, const struct mq_apply_opts *o, int fd)
 {
 	struct mq_error *err = NULL;
 	if (j->needs_stop && j->ref.pid > 0) {
@@ -127,7 +124,7 @@ static int worker_main(struct job *j, const struct mq_apply_opts *o, int fd)
 		};
 		int r = mq_qemu_stop(&j->ref, j->qmp_path, &so, &err);
 		if (r < 0) {
-			wline(fd, "error %s", err ? err->msg : "stop failed");
+			wline(fd, "error cannot stop vm '%s': %s", name, err ? err->msg : "stop failed");
 			return 1;
 		}
 		wline(fd, "stopped");
@@ -171,7 +168,7 @@ struct run {
 	struct mq_store *st;
 	const struct mq_plan *plan;
 	const struct mq_apply_opts *o;
-	struct job *jobs;         /* one per plan item (kind valid only when active) */
+	struct job *jobs;         /* one per plan item */
 	bool *active;             /* item needs a worker */
 	struct mq_apply_result *res;
 	char **binary_checked;    /* binaries already checked, NULL-terminated list */
@@ -320,12 +317,6 @@ static long find_item(const struct mq_plan *p, const char *name)
 	return -1;
 }
 
-static bool is_start_kind(const struct mq_plan_item *it, const struct job *j)
-{
-	(void)it;
-	return j->needs_start;
-}
-
 /* 1 ready, 0 wait, -1 blocked (message in *why, caller frees). */
 static int readiness(struct run *r, size_t i, char **why)
 {
@@ -355,7 +346,7 @@ static int readiness(struct run *r, size_t i, char **why)
 			}
 			const struct mq_plan_item *di = &r->plan->items[k];
 			struct job *dj = &r->jobs[k];
-			if (r->active[k] && is_start_kind(di, dj)) {
+			if (r->active[k] && dj->needs_start) {
 				if (dj->phase != J_DONE)
 					return 0;
 				if (dj->outcome != MQ_OUT_OK || !dj->started) {
@@ -405,7 +396,7 @@ static int launch(struct run *r, size_t i)
 	}
 	if (pid == 0) {
 		close(p[0]);
-		int rc = worker_main(j, r->o, p[1]);
+		int rc = worker_main(j, it->name, r->o, p[1]);
 		close(p[1]);
 		_exit(rc);
 	}
@@ -421,13 +412,6 @@ static int launch(struct run *r, size_t i)
 		mq_vm_record_set(&rec->status, MQ_STATUS_STOPPING);
 	else if (j->needs_start)
 		mq_vm_record_set(&rec->status, MQ_STATUS_STARTING);
-	if (!j->needs_start && it->rec) {
-		/* keep recorded spec for pure stops of undeclared vms */
-	}
-	if (!it->spec && it->rec) {
-		mq_vm_record_set(&rec->spec_json, it->rec->spec_json);
-		mq_vm_record_set(&rec->spec_hash, it->rec->spec_hash);
-	}
 	put(r, rec);
 	mq_vm_record_free(rec);
 	return 0;
@@ -459,10 +443,6 @@ static void handle_line(struct run *r, size_t i, char *line)
 		mq_event(r->st, it->name, src, "disk.create", "ok", line + 5);
 	} else if (strcmp(line, "stopped") == 0) {
 		struct mq_vm_record *rec = record_for(it);
-		if (!it->spec && it->rec) {
-			mq_vm_record_set(&rec->spec_json, it->rec->spec_json);
-			mq_vm_record_set(&rec->spec_hash, it->rec->spec_hash);
-		}
 		mq_vm_record_set(&rec->status, MQ_STATUS_STOPPED);
 		rec->pid = 0;
 		rec->start_time = 0;
@@ -525,12 +505,9 @@ static void reap_worker(struct run *r, size_t i)
 	if (!ok) {
 		char *msg = j->message && *j->message
 				    ? xstrdup(j->message)
-				    : xasprintf("worker for vm '%s' died unexpectedly (status %d)", it->name, status);
+				    : xasprintf("cannot %s vm '%s': its worker died unexpectedly (status %d)",
+						j->needs_start ? "start" : "stop", it->name, status);
 		struct mq_vm_record *rec = record_for(it);
-		if (!it->spec && it->rec) {
-			mq_vm_record_set(&rec->spec_json, it->rec->spec_json);
-			mq_vm_record_set(&rec->spec_hash, it->rec->spec_hash);
-		}
 		if (j->needs_start && !j->started) {
 			bool stopped_ok = !j->needs_stop || j->stop_how;
 			mq_vm_record_set(&rec->status, stopped_ok || !it->rec ? MQ_STATUS_FAILED : it->observed);
@@ -608,7 +585,9 @@ static void complete_delete(struct run *r, size_t i, struct mq_spec *recspec)
 		mq_strbuf_adds(&note, " (disks kept; use --delete-disks to remove them)");
 	if (mq_store_vm_delete(r->st, it->name, &err) < 0) {
 		mq_event(r->st, it->name, item_source(it), "delete", "failed", err ? err->msg : NULL);
-		finish(r, i, MQ_OUT_FAILED, err ? err->msg : "cannot delete record");
+		char *m = xasprintf("cannot delete vm '%s': %s", it->name, err ? err->msg : "cannot delete its record");
+		finish(r, i, MQ_OUT_FAILED, m);
+		free(m);
 	} else {
 		mq_event(r->st, it->name, item_source(it), "delete", "ok", note.buf);
 		finish(r, i, MQ_OUT_OK, note.buf);
@@ -695,7 +674,6 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			mq_vm_record_free(rec);
 			mq_event(st, it->name, item_source(it), "create", "ok", it->spec ? it->spec->file : NULL);
 			if (it->spec && it->spec->state == MQ_DESIRED_RUNNING) {
-				j->kind = JOB_START;
 				j->needs_start = true;
 			} else {
 				finish(r, i, MQ_OUT_OK, "created (desired stopped)");
@@ -703,28 +681,26 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			break;
 		}
 		case MQ_ACT_START:
-			j->kind = JOB_START;
 			j->needs_start = true;
 			j->needs_stop = up; /* e.g. `maqet restart` of a stopped vm is a start */
 			break;
 		case MQ_ACT_STOP:
-			j->kind = JOB_STOP;
 			j->needs_stop = up;
 			break;
 		case MQ_ACT_RESTART:
-			j->kind = JOB_RESTART;
 			j->needs_stop = up;
 			j->needs_start = true;
 			break;
 		case MQ_ACT_DELETE:
-			j->kind = JOB_STOP;
 			j->needs_stop = up;
 			break;
 		default:
 			break;
 		}
 		if (j->needs_start && !j->spec) {
-			finish(r, i, MQ_OUT_FAILED, "no spec recorded for this vm");
+			char *m = xasprintf("cannot start vm '%s': no spec recorded for it (apply its manifest again)", it->name);
+			finish(r, i, MQ_OUT_FAILED, m);
+			free(m);
 			continue;
 		}
 		if (j->needs_stop || j->needs_start) {
@@ -771,6 +747,9 @@ bool mq_applier_step(struct mq_applier *a)
 			int rd = readiness(r, i, &why);
 			if (rd < 0) {
 				const struct mq_plan_item *it = &plan->items[i];
+				char *cause = why;
+				why = xasprintf("cannot %s vm '%s': %s", j->needs_start ? "start" : "stop", it->name, cause);
+				free(cause);
 				mq_event(st, it->name, item_source(it), mq_action_str(it->action), "skipped", why);
 				struct mq_vm_record *rec = record_for(it);
 				if (!it->rec)
@@ -807,7 +786,8 @@ bool mq_applier_step(struct mq_applier *a)
 			}
 			int lr = launch(r, i);
 			if (lr < 0) {
-				char *m = xasprintf("cannot fork worker: %s", strerror(-lr));
+				char *m = xasprintf("cannot %s vm '%s': cannot fork a worker: %s",
+						    j->needs_start ? "start" : "stop", plan->items[i].name, strerror(-lr));
 				finish(r, i, MQ_OUT_FAILED, m);
 				free(m);
 				pending--;

@@ -35,11 +35,6 @@ static pid_t read_holder(const char *path)
 	return (pid_t)v;
 }
 
-pid_t mq_lock_holder(const char *state_dir)
-{
-	return mq_lock_holder_named(state_dir, "lock");
-}
-
 pid_t mq_lock_holder_named(const char *state_dir, const char *file)
 {
 	char *path = mq_path_join(state_dir, file);

@@ -28,7 +28,6 @@ int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *
 			  int timeout_ms, struct mq_error **err);
 void mq_lock_release(struct mq_lock *l);
 /* Pid recorded by the current holder, 0 if none/unknown. */
-pid_t mq_lock_holder(const char *state_dir);
 pid_t mq_lock_holder_named(const char *state_dir, const char *file);
 
 #endif

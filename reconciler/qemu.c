@@ -750,23 +750,9 @@ static int prepare_runtime_dir(const char *dir, struct mq_error **err)
 /* Last line QEMU wrote to its log since `offset`, skipping our own lines. */
 static char *log_tail_since(const char *log, off_t offset)
 {
-	int fd = open(log, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return xstrdup("");
-	struct stat st;
-	if (fstat(fd, &st) < 0 || st.st_size <= offset) {
-		close(fd);
-		return xstrdup("");
-	}
-	off_t start = st.st_size - offset > 8192 ? st.st_size - 8192 : offset;
-	size_t want = (size_t)(st.st_size - start);
-	char *buf = xmalloc(want + 1);
-	ssize_t n = pread(fd, buf, want, start);
-	close(fd);
-	if (n < 0)
-		n = 0;
-	buf[n] = '\0';
-	char *l = last_line(buf, (size_t)n, "maqet: starting");
+	size_t n = 0;
+	char *buf = mq_file_read_tail(log, offset, 8192, &n);
+	char *l = last_line(buf, n, "maqet: starting");
 	free(buf);
 	return l;
 }

@@ -74,6 +74,7 @@ struct watch {
 
 	struct mq_specset *set;      /* desired set in force (last good) */
 	bool unresolved_invalid;     /* an invalid file without a last valid version */
+	char list_error_hash[65];
 	char set_error_hash[65];
 	char prune_error_hash[65];
 
@@ -170,8 +171,7 @@ static void load_manifests(struct watch *w)
 	struct mq_strv diags = MQ_STRV_INIT;
 	bool unresolved = false;
 	if (mq_manifest_list(w->o->paths, w->o->n_paths, &list, &diags) < 0) {
-		static char list_hash[65];
-		log_diags_once(w, list_hash, &diags, NULL);
+		log_diags_once(w, w->list_error_hash, &diags, NULL);
 		unresolved = true;
 	}
 	mq_strv_clear(&diags);
@@ -462,7 +462,8 @@ static void record_failure(struct watch *w, struct mq_vm_record *rec, int64_t st
 }
 
 /* Record every exit seen (and every recorded-running VM whose process is gone)
- * with its classification, restart bookkeeping and an event.  Under the lock. */
+ * with its classification, restart bookkeeping and an event.  A VM still
+ * tracked is collected here first, with its QMP events.  Under the lock. */
 static void record_exits(struct watch *w)
 {
 	struct mq_vm_record **recs = NULL;
@@ -472,7 +473,7 @@ static void record_exits(struct watch *w)
 			struct mq_vm_record *r = recs[k];
 			if (!mq_status_is_up(r->status) || mq_status_is_up(mq_observe(r)))
 				continue;
-			/* died after collect_exits() looked: collect it now, with its events */
+			/* still tracked: collect its exit now, with its QMP events */
 			long ti = find_tracked(w, r->name);
 			if (ti >= 0 && w->tr[ti].ref.pid == r->pid && w->tr[ti].ref.start_time == r->start_time)
 				handle_exit(w, (size_t)ti, false);
@@ -608,7 +609,6 @@ static void try_start_pass(struct watch *w)
 	w->pass_wanted = w->reload_wanted = false;
 	if (reload)
 		load_manifests(w);
-	collect_exits(w);
 	record_exits(w);
 
 	struct mq_vm_record **recs = NULL;
@@ -650,7 +650,6 @@ static void try_start_pass(struct watch *w)
 		if (!unrecorded)
 			break;
 		w->plan = mq_plan_free(w->plan);
-		collect_exits(w);
 		record_exits(w);
 		if (mq_store_vm_list(w->st, &recs, &nrec, NULL) < 0)
 			break;

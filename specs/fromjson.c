@@ -33,15 +33,24 @@ static bool jbool(json_object *o, const char *key)
 	return json_object_get_boolean(v);
 }
 
-static int lookup(const char *s, const char *const *names, size_t n, int dflt)
+/* Enum value whose name (as spec.h's mq_*_str() spells it) is s, else dflt. */
+static int lookup(const char *s, const char *(*name_of)(int), int count, int dflt)
 {
 	if (!s)
 		return dflt;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(s, names[i]) == 0)
-			return (int)i;
+	for (int i = 0; i < count; i++)
+		if (strcmp(s, name_of(i)) == 0)
+			return i;
 	return dflt;
 }
+
+/* adapters: spec.h's helpers take their own enum types */
+static const char *desired_name(int v) { return mq_desired_str((enum mq_desired)v); }
+static const char *accel_name(int v) { return mq_accel_str((enum mq_accel)v); }
+static const char *restart_name(int v) { return mq_restart_str((enum mq_restart)v); }
+static const char *stype_name(int v) { return mq_storage_type_str((enum mq_storage_type)v); }
+static const char *iface_name(int v) { return mq_iface_str((enum mq_iface)v); }
+static const char *serial_name(int v) { return v == MQ_SERIAL_NONE ? "none" : "log"; }
 
 static void strv_from(json_object *o, const char *key, struct mq_strv *sv)
 {
@@ -56,13 +65,6 @@ static void strv_from(json_object *o, const char *key, struct mq_strv *sv)
 
 int mq_spec_from_canonical(const char *json, const char *source, struct mq_spec **out, struct mq_error **err)
 {
-	static const char *const desired[] = { "running", "stopped" };
-	static const char *const accel[] = { "auto", "kvm", "tcg" };
-	static const char *const serial[] = { "log", "none" };
-	static const char *const restart[] = { "on-failure", "always", "never" };
-	static const char *const stype[] = { "qcow2", "raw", "virtfs" };
-	static const char *const iface[] = { "virtio", "sata", "ide", "scsi", "none" };
-
 	json_object *o = json ? json_tokener_parse(json) : NULL;
 	if (!o || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
@@ -78,17 +80,17 @@ int mq_spec_from_canonical(const char *json, const char *source, struct mq_spec 
 	s->source = xstrdup_null(source);
 	s->file = xstrdup("(recorded spec)");
 	s->abs_file = xstrdup_null(source);
-	s->state = (enum mq_desired)lookup(jstr(o, "state"), desired, 2, 0);
+	s->state = (enum mq_desired)lookup(jstr(o, "state"), desired_name, 2, 0);
 	s->binary = xstrdup(jstr(o, "binary") ? jstr(o, "binary") : "qemu-system-x86_64");
 	s->machine = xstrdup_null(jstr(o, "machine"));
-	s->accel = (enum mq_accel)lookup(jstr(o, "accel"), accel, 3, 0);
+	s->accel = (enum mq_accel)lookup(jstr(o, "accel"), accel_name, 3, 0);
 	s->memory = (uint64_t)jint(o, "memory", 0);
 	s->cpu = (unsigned)jint(o, "cpu", 0);
 	s->display = xstrdup_null(jstr(o, "display"));
 	s->vga = xstrdup_null(jstr(o, "vga"));
-	s->serial = (enum mq_serial)lookup(jstr(o, "serial"), serial, 2, 0);
+	s->serial = (enum mq_serial)lookup(jstr(o, "serial"), serial_name, 2, 0);
 	s->stop_timeout_ms = (uint64_t)jint(o, "stop_timeout", 30000);
-	s->restart = (enum mq_restart)lookup(jstr(o, "restart"), restart, 3, 0);
+	s->restart = (enum mq_restart)lookup(jstr(o, "restart"), restart_name, 3, 0);
 	strv_from(o, "depends_on", &s->depends_on);
 	strv_from(o, "args", &s->args);
 	strv_from(o, "arguments", &s->arguments);
@@ -101,10 +103,10 @@ int mq_spec_from_canonical(const char *json, const char *source, struct mq_spec 
 			json_object *e = json_object_array_get_idx(arr, i);
 			struct mq_storage *st = &s->storage[s->n_storage++];
 			st->name = xstrdup(jstr(e, "name") ? jstr(e, "name") : "disk");
-			st->type = (enum mq_storage_type)lookup(jstr(e, "type"), stype, 3, 0);
+			st->type = (enum mq_storage_type)lookup(jstr(e, "type"), stype_name, 3, 0);
 			st->file = xstrdup_null(jstr(e, "file"));
 			st->size = (uint64_t)jint(e, "size", 0);
-			st->interface = (enum mq_iface)lookup(jstr(e, "interface"), iface, 5, 0);
+			st->interface = (enum mq_iface)lookup(jstr(e, "interface"), iface_name, 5, 0);
 			st->backing_file = xstrdup_null(jstr(e, "backing_file"));
 			st->backing_format = xstrdup_null(jstr(e, "backing_format"));
 			st->path = xstrdup_null(jstr(e, "path"));

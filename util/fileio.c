@@ -110,22 +110,35 @@ int mq_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 	return 0;
 }
 
-char *mq_file_tail(const char *path, int max_lines, size_t max_bytes)
+char *mq_file_read_tail(const char *path, off_t offset, size_t max_bytes, size_t *len)
 {
+	if (len)
+		*len = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return xstrdup("");
-	off_t size = lseek(fd, 0, SEEK_END);
-	if (size < 0)
-		size = 0;
-	off_t start = size > (off_t)max_bytes ? size - (off_t)max_bytes : 0;
-	size_t want = (size_t)(size - start);
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_size <= offset) {
+		close(fd);
+		return xstrdup("");
+	}
+	off_t start = st.st_size - offset > (off_t)max_bytes ? st.st_size - (off_t)max_bytes : offset;
+	size_t want = (size_t)(st.st_size - start);
 	char *buf = xmalloc(want + 1);
 	ssize_t n = pread(fd, buf, want, start);
 	close(fd);
 	if (n < 0)
 		n = 0;
 	buf[n] = '\0';
+	if (len)
+		*len = (size_t)n;
+	return buf;
+}
+
+char *mq_file_tail(const char *path, int max_lines, size_t max_bytes)
+{
+	size_t n = 0;
+	char *buf = mq_file_read_tail(path, 0, max_bytes, &n);
 	/* trim trailing whitespace */
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
 		buf[--n] = '\0';

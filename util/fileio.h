@@ -12,6 +12,10 @@
 int mq_read_file(const char *path, size_t cap, char **out, size_t *len, struct mq_error **err);
 /* Write data to path atomically (tmp + rename), mode. */
 int mq_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct mq_error **err);
+/* The bytes of `path` from `offset` to its end, at most the last `max_bytes`
+ * of them, NUL-terminated ("" when missing or shorter than offset).  *len
+ * (may be NULL) gets the byte count.  Caller frees. */
+char *mq_file_read_tail(const char *path, off_t offset, size_t max_bytes, size_t *len);
 /* Return the last `max_lines` lines (at most `max_bytes` bytes) of a file,
  * trimmed of trailing whitespace; "" if missing.  Caller frees. */
 char *mq_file_tail(const char *path, int max_lines, size_t max_bytes);
