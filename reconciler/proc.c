@@ -163,9 +163,28 @@ int mq_pidref_open(const struct mq_pidref *ref)
 	return -ESRCH;
 }
 
+bool mq_pidfd_unavailable(int r)
+{
+	return r == -ENOSYS || r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EPERM;
+}
+
 int mq_proc_kill(const struct mq_pidref *ref, int sig)
 {
 	int fd = mq_pidref_open(ref);
+	if (fd < 0 && mq_pidfd_unavailable(fd)) {
+		/* Fallback without pidfds (kernel < 5.3, or out of fds): prove the
+		 * identity, then kill(2).  The pid could be reused only if the
+		 * process exited and the pid space wrapped in between these two
+		 * calls: a window of microseconds, accepted and documented. */
+		switch (mq_proc_check(ref)) {
+		case MQ_PROC_ALIVE:
+			return kill(ref->pid, sig) < 0 ? -errno : 0;
+		case MQ_PROC_OTHER:
+			return -ESTALE;
+		case MQ_PROC_GONE:
+			return -ESRCH;
+		}
+	}
 	if (fd < 0)
 		return fd;
 	int r = 0;
@@ -192,6 +211,30 @@ static void reap_if_child(int pidfd, pid_t pid)
 	}
 }
 
+/* Fallback of mq_proc_wait_exit() when no pidfd can be had: look at
+ * /proc/PID/stat with a growing interval (1 ms doubling to 50 ms).  Only
+ * used in that fault mode, never in the watch loop itself. */
+static int wait_exit_nopidfd(const struct mq_pidref *ref, int timeout_ms)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : mq_mono_ms() + timeout_ms;
+	int step = 1;
+	for (;;) {
+		enum mq_proc_state s = mq_proc_check(ref);
+		if (s == MQ_PROC_OTHER)
+			return -ESTALE;
+		if (s == MQ_PROC_GONE) {
+			while (waitpid(ref->pid, NULL, WNOHANG) < 0 && errno == EINTR)
+				;
+			return 0;
+		}
+		if (deadline >= 0 && mq_mono_ms() >= deadline)
+			return -ETIMEDOUT;
+		(void)poll(NULL, 0, step);
+		if (step < 50)
+			step *= 2;
+	}
+}
+
 int mq_proc_wait_exit(const struct mq_pidref *ref, int timeout_ms)
 {
 	if (!ref || ref->pid <= 0)
@@ -199,6 +242,8 @@ int mq_proc_wait_exit(const struct mq_pidref *ref, int timeout_ms)
 	int fd = mq_pidfd_open(ref->pid);
 	if (fd == -ESRCH || fd == -ENOENT)
 		return 0; /* no such task at all, not even a zombie */
+	if (fd < 0 && mq_pidfd_unavailable(fd))
+		return wait_exit_nopidfd(ref, timeout_ms);
 	if (fd < 0)
 		return fd;
 	/* Prove identity after opening the pidfd (see mq_pidref_open). */

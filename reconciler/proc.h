@@ -36,7 +36,11 @@ int mq_pidfd_open(pid_t pid);
 /* Open a pidfd for ref and prove identity after opening it.  Returns the fd,
  * or -ESRCH (gone / zombie) or -ESTALE (pid reused by another process). */
 int mq_pidref_open(const struct mq_pidref *ref);
-/* Send sig to ref through a pidfd.  0, -ESRCH, -ESTALE or -errno. */
+/* True for the pidfd_open() failures that mean "no pidfd can be had here"
+ * (ENOSYS before Linux 5.3, EMFILE/ENFILE/ENOMEM, EPERM under seccomp):
+ * callers fall back to pid + start time checks. */
+bool mq_pidfd_unavailable(int r);
+/* Send sig to ref through a pidfd (without pidfds: identity check + kill(2)).  0, -ESRCH, -ESTALE or -errno. */
 int mq_proc_kill(const struct mq_pidref *ref, int sig);
 /* Wait until ref has exited, up to timeout_ms (poll on a pidfd; no busy
  * loop).  Reaps it with waitpid(WNOHANG) if it is our child.  Returns 0 when
