@@ -168,12 +168,16 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		.ud = cli,
 	};
 	struct mq_apply_result res = { 0 };
-	mq_apply(cli->store, plan, &ao, &res, &err);
+	int ar = mq_apply(cli->store, plan, &ao, &res, &err);
+	if (ar < 0) {
+		/* the pass ran to its end, but something could not be recorded */
+		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result of the apply");
+	}
 	mq_error_free(err);
 	err = NULL;
 	printf("%sApply:%s %zu ok, %zu failed, %zu skipped, %zu unchanged.\n", mq_c(cli, MQ_C_BOLD),
 	       mq_c(cli, MQ_C_RESET), res.ok, res.failed, res.skipped, plan->counts[MQ_ACT_NOOP]);
-	rc = (res.failed || res.skipped) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+	rc = (ar < 0 || res.failed || res.skipped) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
 out:
 	mq_plan_free(plan);
 	mq_vm_record_list_free(recs, nrec);

@@ -286,7 +286,9 @@ int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_
 	opts->disk_dir = cli->disk_dir;
 	opts->report = mq_cli_report;
 	opts->ud = cli;
-	mq_apply(cli->store, plan, opts, &res, &err);
+	int r = mq_apply(cli->store, plan, opts, &res, &err);
+	if (r < 0)
+		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result");
 	mq_error_free(err);
-	return res.failed ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+	return (r < 0 || res.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconciler/phase.h"
 #include "reconciler/proc.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
@@ -32,28 +33,25 @@ const char *mq_action_symbol(enum mq_action a)
 
 bool mq_status_is_up(const char *s)
 {
-	return s && (strcmp(s, MQ_STATUS_RUNNING) == 0 || strcmp(s, MQ_STATUS_STARTING) == 0 ||
-		     strcmp(s, MQ_STATUS_STOPPING) == 0);
+	enum mq_phase p;
+	return s && mq_phase_parse(s, &p, NULL) == 0 && mq_phase_is_up(p);
 }
 
 const char *mq_observe(const struct mq_vm_record *rec)
 {
-	static const char *const known[] = { MQ_STATUS_CREATED, MQ_STATUS_STARTING, MQ_STATUS_RUNNING,
-					     MQ_STATUS_STOPPING, MQ_STATUS_STOPPED, MQ_STATUS_CRASHED,
-					     MQ_STATUS_FAILED, MQ_STATUS_GUEST_STOPPED, MQ_STATUS_CRASH_LOOP };
 	if (!rec->status)
 		return MQ_STATUS_CREATED;
-	if (mq_status_is_up(rec->status)) {
+	enum mq_phase p;
+	if (mq_phase_parse(rec->status, &p, NULL) < 0 || p == MQ_PHASE_ABSENT)
+		return MQ_STATUS_STOPPED; /* a status this version does not know */
+	if (mq_phase_is_up(p)) {
 		if (rec->pid <= 0)
 			return MQ_STATUS_CRASHED;
 		struct mq_pidref ref = { .pid = (pid_t)rec->pid, .start_time = rec->start_time };
 		if (mq_proc_check(&ref) != MQ_PROC_ALIVE)
 			return MQ_STATUS_CRASHED;
 	}
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (strcmp(rec->status, known[i]) == 0)
-			return known[i];
-	return MQ_STATUS_STOPPED;
+	return mq_phase_name(p);
 }
 
 enum mq_action mq_plan_decide(const struct mq_decide_in *in)

@@ -1,89 +1,75 @@
+/* watch.c - `maqet watch`: the reconcile loop as a supervisor, on the event
+ * loop (reconciler/loop.h).
+ *
+ * Sources: the signalfd, the manifest watcher (mwatch), an inotify watch on
+ * the state lock, the process-events connector, the tracked VMs
+ * (reconciler/track.h) and the workers of the pass in flight
+ * (reconciler/apply.h).  Timers: the settle window, periodic resync,
+ * backoff wake-up, lock retry, store-failure retry.
+ *
+ * A pass is only ever started from deferred work, which the loop runs after
+ * a poll(): a pass that asks for another pass can never starve the signalfd.
+ */
 #include "reconciler/watch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
 #include "reconciler/apply.h"
+#include "reconciler/audit.h"
+#include "reconciler/desired.h"
 #include "reconciler/lock.h"
+#include "reconciler/loop.h"
 #include "reconciler/mwatch.h"
 #include "reconciler/notify.h"
+#include "reconciler/phase.h"
 #include "reconciler/plan.h"
 #include "reconciler/proc.h"
 #include "reconciler/procexit.h"
-#include "reconciler/qemu.h"
-#include "reconciler/qmp.h"
+#include "reconciler/track.h"
 #include "specs/fromjson.h"
-#include "specs/spec.h"
-#include "util/fileio.h"
 #include "util/paths.h"
-#include "util/sha256.h"
-#include "util/strbuf.h"
 #include "util/xalloc.h"
 
-/* A running VM the loop holds a pidfd (and, when it could connect, a QMP
- * event connection) for. */
-struct tracked {
-	char *name;
-	struct mq_pidref ref;
-	int pidfd;
-	struct mq_qmp *ev;
-	struct mq_exit_info info;
-};
+#define LOCK_RETRY_MS 50
+#define STORE_RETRY_MIN_MS 500
+#define STORE_RETRY_MAX_MS 30000
 
-/* An exit noticed through a pidfd, waiting for the next pass to be recorded. */
+/* An exit noticed by the tracker, waiting for the next pass to record it. */
 struct pending_exit {
 	char *name;
 	struct mq_pidref ref;
 	struct mq_exit_info info;
 };
 
-/* Per manifest file: the last content that validated, so an invalid edit
- * keeps the VM's last valid spec in force. */
-struct file_cache {
-	char *abs;
-	char *last_valid;
-	size_t len;
-	char invalid_hash[65]; /* content whose errors were already logged */
-	bool seen;
-};
-
 struct watch {
 	struct mq_store *st;
 	const struct mq_watch_opts *o;
+	struct mq_loop *loop;
 	struct mq_mwatch *mw;
-	int sigfd, timerfd, lockfd;
-	int pxfd;                    /* process-exit connector, -1 when unavailable */
+	struct mq_desired *desired;
+	struct mq_tracker *tracker;
+	int lockfd;                   /* inotify on the state lock, -1 when unavailable */
+	int pxfd;                     /* process-exit connector, -1 when unavailable */
+	struct mq_timer *settle_timer, *resync_timer, *backoff_timer, *retry_timer;
 
-	struct tracked *tr;
-	size_t ntr;
 	struct pending_exit *px;
 	size_t npx;
-	struct file_cache *fc;
-	size_t nfc;
-
-	struct mq_specset *set;      /* desired set in force (last good) */
-	bool unresolved_invalid;     /* an invalid file without a last valid version */
-	char list_error_hash[65];
-	char set_error_hash[65];
-	char prune_error_hash[65];
 
 	/* pass scheduling */
-	bool pass_wanted, reload_wanted;
+	bool pass_wanted, reload_wanted, pass_queued;
 	char trigger[32];
-	int64_t lock_retry_at;       /* mono ms, 0 = none */
-	int64_t next_resync;         /* mono ms, 0 = none */
-	int64_t backoff_wake;        /* wall ms, 0 = none */
+	bool waiting_retry;           /* a lock or store retry timer is armed */
+	int64_t store_retry_ms;       /* current store-failure backoff, 0 = none */
+	char *store_error;            /* last store failure reported (once per cause) */
 
 	/* pass in flight */
 	struct mq_plan *plan;
@@ -94,9 +80,9 @@ struct watch {
 	char pass_trigger[32];
 
 	bool ready, stop_requested;
-	struct mq_strv preexisting;  /* "name pid starttime" of VMs running before the first pass */
+	struct mq_strv preexisting;   /* "name pid starttime" of VMs running before the first pass */
 	struct mq_strv undeclared_logged;
-	struct mq_strv blocked_logged;
+	struct mq_strv blocked_logged; /* "name\twake" already logged; pruned to the current plan */
 };
 
 static void wlog(struct watch *w, const char *vm, const char *action, const char *outcome, const char *fmt, ...)
@@ -113,6 +99,17 @@ static void wlog(struct watch *w, const char *vm, const char *action, const char
 	free(d);
 }
 
+static void log_cb(void *ud, const char *vm, const char *action, const char *outcome, const char *detail)
+{
+	struct watch *w = ud;
+	if (w->o->log)
+		w->o->log(w->o->ud, vm, action, outcome, detail);
+}
+
+static void start_pass(struct mq_loop *l, void *ud);
+
+/* Ask for a pass.  It starts from deferred work (after a poll), unless one
+ * is in flight or a retry timer is armed: those ask again when they end. */
 static void want_pass(struct watch *w, const char *trigger, bool reload)
 {
 	if (!w->pass_wanted)
@@ -120,318 +117,84 @@ static void want_pass(struct watch *w, const char *trigger, bool reload)
 	w->pass_wanted = true;
 	if (reload)
 		w->reload_wanted = true;
-}
-
-/* ---- manifests ------------------------------------------------------------ */
-
-static struct file_cache *cache_get(struct watch *w, const char *abs)
-{
-	for (size_t i = 0; i < w->nfc; i++)
-		if (strcmp(w->fc[i].abs, abs) == 0)
-			return &w->fc[i];
-	w->fc = xreallocarray(w->fc, w->nfc + 1, sizeof(*w->fc));
-	struct file_cache *c = &w->fc[w->nfc++];
-	memset(c, 0, sizeof(*c));
-	c->abs = xstrdup(abs);
-	return c;
-}
-
-static void cache_sweep(struct watch *w)
-{
-	size_t k = 0;
-	for (size_t i = 0; i < w->nfc; i++) {
-		if (w->fc[i].seen) {
-			w->fc[i].seen = false;
-			w->fc[k++] = w->fc[i];
-		} else {
-			free(w->fc[i].abs);
-			free(w->fc[i].last_valid);
-		}
-	}
-	w->nfc = k;
-}
-
-static void log_diags_once(struct watch *w, char hash_slot[65], const struct mq_strv *diags, const char *source)
-{
-	char *joined = mq_strv_join(diags, "\n");
-	char h[65];
-	mq_sha256_hex(joined, strlen(joined), h);
-	if (strcmp(h, hash_slot) != 0) {
-		memcpy(hash_slot, h, sizeof(h));
-		for (size_t i = 0; i < diags->n; i++)
-			wlog(w, NULL, "invalid", "kept-last-valid", "%s", diags->v[i]);
-		mq_event(w->st, NULL, source, "invalid", "kept-last-valid", joined);
-	}
-	free(joined);
-}
-
-static void load_manifests(struct watch *w)
-{
-	struct mq_manifest_list list;
-	struct mq_strv diags = MQ_STRV_INIT;
-	bool unresolved = false;
-	if (mq_manifest_list(w->o->paths, w->o->n_paths, &list, &diags) < 0) {
-		log_diags_once(w, w->list_error_hash, &diags, NULL);
-		unresolved = true;
-	}
-	mq_strv_clear(&diags);
-
-	struct mq_specset *set = mq_specset_new();
-	mq_strv_extend(&set->sources, &list.sources);
-	for (size_t i = 0; i < list.n; i++) {
-		const struct mq_manifest_file *f = &list.v[i];
-		char *buf = NULL;
-		size_t len = 0;
-		struct mq_error *err = NULL;
-		if (mq_read_file(f->abs, MQ_MANIFEST_MAX_BYTES, &buf, &len, &err) < 0) {
-			if (err && err->code != ENOENT) {
-				struct mq_strv d1 = MQ_STRV_INIT;
-				mq_strv_pushf(&d1, "%s: %s", f->display, err->msg);
-				struct file_cache *c = cache_get(w, f->abs);
-				c->seen = true;
-				log_diags_once(w, c->invalid_hash, &d1, f->source);
-				mq_strv_clear(&d1);
-				if (c->last_valid) {
-					char *dir = mq_path_dirname(f->abs);
-					mq_spec_parse_buffer(c->last_valid, c->len, f->display, dir, f->source, set, &d1);
-					free(dir);
-					mq_strv_clear(&d1);
-				} else {
-					unresolved = true;
-				}
-			}
-			mq_error_free(err);
-			continue; /* vanished between listing and reading: deleted */
-		}
-		struct file_cache *c = cache_get(w, f->abs);
-		c->seen = true;
-		char *dir = mq_path_dirname(f->abs);
-		struct mq_strv pd = MQ_STRV_INIT;
-		if (mq_spec_parse_buffer(buf, len, f->display, dir, f->source, set, &pd) == 0) {
-			free(c->last_valid);
-			c->last_valid = buf;
-			c->len = len;
-			c->invalid_hash[0] = '\0';
-			buf = NULL;
-		} else {
-			log_diags_once(w, c->invalid_hash, &pd, f->source);
-			if (c->last_valid) {
-				struct mq_strv d2 = MQ_STRV_INIT;
-				mq_spec_parse_buffer(c->last_valid, c->len, f->display, dir, f->source, set, &d2);
-				mq_strv_clear(&d2);
-			} else {
-				unresolved = true;
-			}
-		}
-		mq_strv_clear(&pd);
-		free(dir);
-		free(buf);
-	}
-	cache_sweep(w);
-	mq_manifest_list_release(&list);
-
-	struct mq_strv sd = MQ_STRV_INIT;
-	if (mq_specset_check(set, &sd) < 0) {
-		log_diags_once(w, w->set_error_hash, &sd, NULL);
-		mq_specset_free(set);
-		unresolved = true; /* keep the set in force */
-		if (!w->set)
-			w->set = mq_specset_new();
-	} else {
-		w->set_error_hash[0] = '\0';
-		mq_specset_free(w->set);
-		w->set = set;
-	}
-	mq_strv_clear(&sd);
-	w->unresolved_invalid = unresolved;
-}
-
-/* ---- tracking running VMs --------------------------------------------------- */
-
-static void untrack_at(struct watch *w, size_t i)
-{
-	struct tracked *t = &w->tr[i];
-	if (t->pidfd >= 0)
-		close(t->pidfd);
-	mq_qmp_free(t->ev);
-	free(t->name);
-	w->tr[i] = w->tr[--w->ntr];
-}
-
-static long find_tracked(struct watch *w, const char *name)
-{
-	for (size_t i = 0; i < w->ntr; i++)
-		if (strcmp(w->tr[i].name, name) == 0)
-			return (long)i;
-	return -1;
-}
-
-static void note_event(struct tracked *t, json_object *ev)
-{
-	json_object *name, *data, *v;
-	if (!json_object_object_get_ex(ev, "event", &name))
-		return;
-	const char *e = json_object_get_string(name);
-	if (!e)
-		return;
-	if (strcmp(e, "SHUTDOWN") == 0) {
-		t->info.saw_shutdown = true;
-		t->info.shutdown_guest = false;
-		t->info.reason[0] = '\0';
-		if (json_object_object_get_ex(ev, "data", &data)) {
-			if (json_object_object_get_ex(data, "guest", &v))
-				t->info.shutdown_guest = json_object_get_boolean(v);
-			if (json_object_object_get_ex(data, "reason", &v))
-				snprintf(t->info.reason, sizeof(t->info.reason), "%s", json_object_get_string(v));
-		}
-	} else if (strcmp(e, "GUEST_PANICKED") == 0) {
-		t->info.saw_panic = true;
+	if (!w->pass_queued && !w->applier && !w->locked && !w->waiting_retry && !w->stop_requested) {
+		w->pass_queued = true;
+		mq_loop_defer(w->loop, start_pass, w);
 	}
 }
 
-static void drain_events(struct tracked *t)
+/* ---- store failures ------------------------------------------------------------ */
+
+/* A pass could not write the store: report each distinct cause once, keep
+ * every VM as it is, and try again on a backoff timer. */
+static void on_retry(struct mq_loop *l, struct mq_timer *t, void *ud);
+
+static void store_failed(struct watch *w, const char *msg)
 {
-	json_object *ev;
-	while (t->ev && (ev = mq_qmp_next_event(t->ev))) {
-		note_event(t, ev);
-		json_object_put(ev);
+	if (!w->store_error || strcmp(w->store_error, msg) != 0) {
+		free(w->store_error);
+		w->store_error = xstrdup(msg);
+		wlog(w, NULL, "store", "failed", "%s; vms are left as they are, retrying", msg);
 	}
+	w->store_retry_ms = w->store_retry_ms ? w->store_retry_ms * 2 : STORE_RETRY_MIN_MS;
+	if (w->store_retry_ms > STORE_RETRY_MAX_MS)
+		w->store_retry_ms = STORE_RETRY_MAX_MS;
+	w->pass_wanted = true;
+	w->waiting_retry = true;
+	mq_timer_cancel(w->retry_timer);
+	w->retry_timer = mq_loop_add_timer_in(w->loop, w->store_retry_ms, on_retry, w);
 }
 
-/* Read what the QMP event connection has; close it on EOF. */
-static void pump_ev(struct tracked *t, int timeout_ms)
+static void store_ok(struct watch *w)
 {
-	if (!t->ev)
-		return;
-	int r = mq_qmp_pump(t->ev, timeout_ms, NULL);
-	drain_events(t);
-	if (r < 0 && r != -ETIMEDOUT)
-		t->ev = mq_qmp_free(t->ev);
+	if (w->store_error) {
+		wlog(w, NULL, "store", "recovered", "state writes succeed again");
+		free(w->store_error);
+		w->store_error = NULL;
+	}
+	w->store_retry_ms = 0;
 }
 
-static void track(struct watch *w, const struct mq_vm_record *rec, bool adopting)
+static void on_retry(struct mq_loop *l, struct mq_timer *t, void *ud)
 {
-	struct mq_pidref ref = { .pid = (pid_t)rec->pid, .start_time = rec->start_time };
-	int fd = mq_pidref_open(&ref);
-	if (fd < 0) {
-		want_pass(w, "exit", false); /* gone already: the next pass records it */
-		return;
-	}
-	w->tr = xreallocarray(w->tr, w->ntr + 1, sizeof(*w->tr));
-	struct tracked *t = &w->tr[w->ntr++];
-	memset(t, 0, sizeof(*t));
-	t->name = xstrdup(rec->name);
-	t->ref = ref;
-	t->pidfd = fd;
-	struct mq_vm_paths paths;
-	mq_vm_paths_init(&paths, w->o->runtime_dir, rec->name);
-	struct mq_error *err = NULL;
-	if (mq_qmp_connect(paths.qmp_ev, 1000, &t->ev, &err) < 0) {
-		wlog(w, rec->name, "qmp-events", "unavailable", "%s; exits will be classified without qmp events",
-		     err ? err->msg : "cannot connect");
-		t->ev = NULL;
-	}
-	mq_error_free(err);
-	mq_vm_paths_release(&paths);
-	if (adopting)
-		wlog(w, rec->name, "adopt", "ok", "pid %d (start time %llu)%s", (int)ref.pid,
-		     (unsigned long long)ref.start_time, t->ev ? "" : ", without qmp events");
+	struct watch *w = ud;
+	w->retry_timer = NULL;
+	w->waiting_retry = false;
+	want_pass(w, w->trigger[0] ? w->trigger : "retry", false);
 }
 
-/* Make the tracked set match the records: every running VM has a pidfd. */
-static void sync_tracking(struct watch *w)
-{
-	struct mq_vm_record **recs = NULL;
-	size_t n = 0;
-	if (mq_store_vm_list(w->st, &recs, &n, NULL) < 0)
-		return;
-	for (size_t i = 0; i < w->ntr;) {
-		bool keep = false;
-		for (size_t k = 0; k < n; k++)
-			if (strcmp(recs[k]->name, w->tr[i].name) == 0 && recs[k]->pid == w->tr[i].ref.pid &&
-			    recs[k]->start_time == w->tr[i].ref.start_time && mq_status_is_up(recs[k]->status))
-				keep = true;
-		if (keep)
-			i++;
-		else
-			untrack_at(w, i);
-	}
-	for (size_t k = 0; k < n; k++) {
-		const struct mq_vm_record *r = recs[k];
-		if (!mq_status_is_up(r->status))
-			continue;
-		const char *obs = mq_observe(r);
-		if (!mq_status_is_up(obs)) {
-			want_pass(w, "exit", false);
-			continue;
-		}
-		if (find_tracked(w, r->name) >= 0)
-			continue;
-		char *key = xasprintf("%s %lld %llu", r->name, (long long)r->pid, (unsigned long long)r->start_time);
-		track(w, r, mq_strv_contains(&w->preexisting, key));
-		free(key);
-	}
-	mq_vm_record_list_free(recs, n);
-}
+/* ---- exits ------------------------------------------------------------------------ */
 
-static void handle_exit(struct watch *w, size_t i, bool wait_eof)
+static void on_exit_cb(void *ud, const char *name, const struct mq_pidref *ref, const struct mq_exit_info *info)
 {
-	struct tracked *t = &w->tr[i];
-	if (wait_eof) {
-		/* QEMU sends SHUTDOWN before it exits; read up to the connection's EOF. */
-		int64_t deadline = mq_mono_ms() + 100;
-		while (t->ev && mq_mono_ms() < deadline)
-			pump_ev(t, (int)(deadline - mq_mono_ms()));
-	} else {
-		/* Early notice (main thread gone): an event QEMU wrote before dying
-		 * is already in the socket; do not wait for the hang-up. */
-		pump_ev(t, 0);
-	}
-	drain_events(t);
+	struct watch *w = ud;
+	struct mq_exit_info in = *info;
 	/* A stop that some maqet (this watch's pass or a CLI command) is doing
-	 * shows as status "stopping": report it now; nothing else to decide. */
+	 * shows as phase "stopping": report it now; nothing else to decide. */
 	struct mq_vm_record *rec = NULL;
-	bool by_maqet = false;
-	if (mq_store_vm_get(w->st, t->name, &rec, NULL) == 0) {
-		bool same = rec->pid == t->ref.pid && rec->start_time == t->ref.start_time;
-		/* being stopped, or already recorded as stopped/replaced by whoever stopped it */
-		by_maqet = (same && rec->status && strcmp(rec->status, MQ_STATUS_STOPPING) == 0) || !same ||
-			   !mq_status_is_up(rec->status);
-	}
-	if (by_maqet) {
-		t->info.intended = true;
-		char *desc = mq_exit_describe(&t->info);
-		wlog(w, t->name, "exit", mq_exit_kind_str(MQ_EXIT_INTENDED), "pid %d: %s", (int)t->ref.pid, desc);
-		free(desc);
+	if (mq_store_vm_get(w->st, name, &rec, NULL) == 0) {
+		bool same = rec->pid == ref->pid && rec->start_time == ref->start_time;
+		enum mq_phase ph = mq_phase_get(rec);
+		in.intended = (same && ph == MQ_PHASE_STOPPING) || !same || !mq_phase_is_up(ph);
 	}
 	mq_vm_record_free(rec);
+	if (in.intended) {
+		char *desc = mq_exit_describe(&in);
+		wlog(w, name, "exit", mq_exit_kind_str(MQ_EXIT_INTENDED), "pid %d: %s", (int)ref->pid, desc);
+		free(desc);
+	}
 	w->px = xreallocarray(w->px, w->npx + 1, sizeof(*w->px));
 	struct pending_exit *p = &w->px[w->npx++];
-	p->name = xstrdup(t->name);
-	p->ref = t->ref;
-	p->info = t->info;
-	untrack_at(w, i);
+	p->name = xstrdup(name);
+	p->ref = *ref;
+	p->info = in;
 	want_pass(w, "exit", false);
-}
-
-/* Handle every tracked VM that has exited, so a pass never classifies an
- * exit without the QMP events that came with it. */
-static void collect_exits(struct watch *w)
-{
-	for (size_t i = w->ntr; i-- > 0;) {
-		struct pollfd p = { .fd = w->tr[i].pidfd, .events = POLLIN };
-		/* A multi-threaded QEMU shows as a zombie (main thread gone) a
-		 * moment before its pidfd turns readable: count that as exited. */
-		if (poll(&p, 1, 0) == 1 && p.revents)
-			handle_exit(w, i, true);
-		else if (mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE)
-			handle_exit(w, i, false);
-	}
 }
 
 static enum mq_restart policy_of(struct watch *w, const struct mq_vm_record *rec)
 {
-	const struct mq_spec *s = w->set ? mq_specset_find(w->set, rec->name) : NULL;
+	const struct mq_specset *set = mq_desired_set(w->desired);
+	const struct mq_spec *s = set ? mq_specset_find(set, rec->name) : NULL;
 	if (s)
 		return s->restart;
 	enum mq_restart p = MQ_RESTART_ON_FAILURE;
@@ -443,77 +206,140 @@ static enum mq_restart policy_of(struct watch *w, const struct mq_vm_record *rec
 	return p;
 }
 
-static void record_failure(struct watch *w, struct mq_vm_record *rec, int64_t started_at)
+/* Count a failure against rec's restart budget; true when it entered
+ * crash-loop (detail in *loopmsg, caller frees). */
+static bool count_failure(struct watch *w, struct mq_vm_record *rec, int64_t started_at, char **loopmsg)
 {
 	struct mq_backoff_state bs = { .count = rec->restart_count, .backoff_until = rec->backoff_until };
 	mq_backoff_failure(&w->o->backoff, &bs, mq_now_ms(), started_at);
 	rec->restart_count = bs.count;
 	rec->backoff_until = bs.backoff_until;
-	if (bs.crash_loop) {
-		mq_vm_record_set(&rec->status, MQ_STATUS_CRASH_LOOP);
-		rec->backoff_until = 0;
-		char *d = xasprintf("%d failures within %llds; no more automatic restarts until the manifest changes "
-				    "or 'maqet start %s'",
-				    bs.count, (long long)(w->o->backoff.stable_ms / 1000), rec->name);
-		mq_event(w->st, rec->name, rec->source, "crash-loop", "entered", d);
-		wlog(w, rec->name, "crash-loop", "entered", "%s", d);
-		free(d);
-	}
+	if (!bs.crash_loop)
+		return false;
+	(void)mq_phase_apply(rec, MQ_PHASE_EV_CRASH_LOOP, NULL, NULL);
+	rec->backoff_until = 0;
+	*loopmsg = xasprintf("%d failures within %llds; no more automatic restarts until the manifest changes "
+			     "or 'maqet start %s'",
+			     bs.count, (long long)(w->o->backoff.stable_ms / 1000), rec->name);
+	return true;
 }
 
-/* Record every exit seen (and every recorded-running VM whose process is gone)
- * with its classification, restart bookkeeping and an event.  A VM still
- * tracked is collected here first, with its QMP events.  Under the lock. */
-static void record_exits(struct watch *w)
+static int write_record(struct watch *w, const struct mq_vm_record *rec, const char *action, const char *outcome,
+			const char *detail)
+{
+	struct mq_error *err = NULL;
+	int r = mq_audit_record(w->st, rec, rec->source, action, outcome, detail, &err);
+	if (r < 0)
+		store_failed(w, err ? err->msg : "cannot write the state");
+	mq_error_free(err);
+	return r;
+}
+
+/* Record every exit seen (and every recorded-up VM whose process is gone)
+ * with its classification, restart bookkeeping and an event.  Under the
+ * lock.  Returns -1 when the store could not be read or written. */
+static int record_exits(struct watch *w)
+{
+	mq_tracker_check_all(w->tracker); /* exits not yet noticed, with their events */
+	struct mq_vm_record **recs = NULL;
+	size_t n = 0;
+	struct mq_error *err = NULL;
+	if (mq_store_vm_list(w->st, &recs, &n, &err) < 0) {
+		store_failed(w, err ? err->msg : "cannot read the state");
+		mq_error_free(err);
+		return -1;
+	}
+	int rc = 0;
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		struct mq_vm_record *r = recs[k];
+		if (!mq_phase_is_up(mq_phase_get(r)) || mq_status_is_up(mq_observe(r)))
+			continue;
+		struct mq_exit_info info = { 0 };
+		for (size_t i = 0; i < w->npx; i++)
+			if (strcmp(w->px[i].name, r->name) == 0 && w->px[i].ref.pid == r->pid &&
+			    w->px[i].ref.start_time == r->start_time)
+				info = w->px[i].info;
+		info.intended = mq_phase_get(r) == MQ_PHASE_STOPPING;
+		enum mq_exit_kind kind = mq_classify_exit(&info);
+		if (kind == MQ_EXIT_INTENDED)
+			continue;
+		char *desc = mq_exit_describe(&info);
+		enum mq_restart policy = policy_of(w, r);
+		int64_t started_at = r->started_at;
+		struct mq_phase_ctx ctx = { .error = kind == MQ_EXIT_CRASH ? desc : NULL, .exit_reason = desc };
+		(void)mq_phase_apply(r, kind == MQ_EXIT_GUEST_POWEROFF ? MQ_PHASE_EV_EXIT_GUEST : MQ_PHASE_EV_EXIT_CRASH, &ctx, NULL);
+		char *d = xasprintf("%s; restart: %s%s", desc, mq_restart_str(policy),
+				    mq_policy_restarts(policy, kind) ? "" : " (left stopped)");
+		char *loopmsg = NULL;
+		if (mq_policy_restarts(policy, kind))
+			count_failure(w, r, started_at, &loopmsg);
+		if (write_record(w, r, "exit", mq_exit_kind_str(kind), d) < 0) {
+			rc = -1;
+		} else {
+			wlog(w, r->name, "exit", mq_exit_kind_str(kind), "%s", d);
+			if (loopmsg) {
+				struct mq_error *e2 = NULL;
+				if (mq_audit_event(w->st, r->name, r->source, "crash-loop", "entered", loopmsg, &e2) < 0)
+					rc = -1, store_failed(w, e2 ? e2->msg : "cannot write an event");
+				mq_error_free(e2);
+				wlog(w, r->name, "crash-loop", "entered", "%s", loopmsg);
+			}
+		}
+		free(loopmsg);
+		free(d);
+		free(desc);
+	}
+	mq_vm_record_list_free(recs, n);
+	if (rc == 0) {
+		for (size_t i = 0; i < w->npx; i++)
+			free(w->px[i].name);
+		w->npx = 0;
+	}
+	return rc;
+}
+
+/* ---- tracking ---------------------------------------------------------------------- */
+
+/* Make the tracked set match the records: every up VM is followed. */
+static void sync_tracking(struct watch *w)
 {
 	struct mq_vm_record **recs = NULL;
 	size_t n = 0;
-	if (mq_store_vm_list(w->st, &recs, &n, NULL) == 0) {
+	if (mq_store_vm_list(w->st, &recs, &n, NULL) < 0)
+		return;
+	for (size_t i = 0; i < mq_tracker_count(w->tracker);) {
+		const char *name = mq_tracker_name(w->tracker, i);
+		bool keep = false;
 		for (size_t k = 0; k < n; k++) {
-			struct mq_vm_record *r = recs[k];
-			if (!mq_status_is_up(r->status) || mq_status_is_up(mq_observe(r)))
-				continue;
-			/* still tracked: collect its exit now, with its QMP events */
-			long ti = find_tracked(w, r->name);
-			if (ti >= 0 && w->tr[ti].ref.pid == r->pid && w->tr[ti].ref.start_time == r->start_time)
-				handle_exit(w, (size_t)ti, false);
-			struct mq_exit_info info = { 0 };
-			for (size_t i = 0; i < w->npx; i++)
-				if (strcmp(w->px[i].name, r->name) == 0 && w->px[i].ref.pid == r->pid &&
-				    w->px[i].ref.start_time == r->start_time)
-					info = w->px[i].info;
-			info.intended = strcmp(r->status, MQ_STATUS_STOPPING) == 0;
-			enum mq_exit_kind kind = mq_classify_exit(&info);
-			if (kind == MQ_EXIT_INTENDED)
-				continue;
-			char *desc = mq_exit_describe(&info);
-			enum mq_restart policy = policy_of(w, r);
-			int64_t started_at = r->started_at;
-			mq_vm_record_set(&r->status,
-					 kind == MQ_EXIT_GUEST_POWEROFF ? MQ_STATUS_GUEST_STOPPED : MQ_STATUS_CRASHED);
-			mq_vm_record_set(&r->exit_reason, desc);
-			mq_vm_record_set(&r->last_error, kind == MQ_EXIT_CRASH ? desc : NULL);
-			/* pid + start time stay: the restart waits for that process to be
-			 * fully gone (its status no longer says it runs). */
-			r->started_at = 0;
-			char *d = xasprintf("%s; restart: %s%s", desc, mq_restart_str(policy),
-				      mq_policy_restarts(policy, kind) ? "" : " (left stopped)");
-			mq_event(w->st, r->name, r->source, "exit", mq_exit_kind_str(kind), d);
-			wlog(w, r->name, "exit", mq_exit_kind_str(kind), "%s", d);
-			free(d);
-			if (mq_policy_restarts(policy, kind))
-				record_failure(w, r, started_at);
-			mq_store_vm_put(w->st, r, NULL);
-			free(desc);
+			struct mq_pidref ref = { .pid = (pid_t)recs[k]->pid, .start_time = recs[k]->start_time };
+			if (strcmp(recs[k]->name, name) == 0 && mq_tracker_has(w->tracker, name, &ref) &&
+			    mq_phase_is_up(mq_phase_get(recs[k])))
+				keep = true;
 		}
-		mq_vm_record_list_free(recs, n);
+		if (keep)
+			i++;
+		else
+			mq_tracker_remove(w->tracker, name);
 	}
-	for (size_t i = 0; i < w->npx; i++)
-		free(w->px[i].name);
-	w->npx = 0;
+	for (size_t k = 0; k < n; k++) {
+		const struct mq_vm_record *r = recs[k];
+		if (!mq_phase_is_up(mq_phase_get(r)))
+			continue;
+		struct mq_pidref ref = { .pid = (pid_t)r->pid, .start_time = r->start_time };
+		if (mq_tracker_has(w->tracker, r->name, &ref))
+			continue;
+		if (!mq_status_is_up(mq_observe(r))) {
+			want_pass(w, "exit", false);
+			continue;
+		}
+		char *key = xasprintf("%s %lld %llu", r->name, (long long)r->pid, (unsigned long long)r->start_time);
+		mq_tracker_add(w->tracker, r->name, &ref, -1, mq_strv_contains(&w->preexisting, key));
+		free(key);
+	}
+	mq_vm_record_list_free(recs, n);
 }
 
-/* ---- passes -------------------------------------------------------------------- */
+/* ---- passes -------------------------------------------------------------------------- */
 
 static void on_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg)
 {
@@ -527,27 +353,44 @@ static void on_report(void *ud, const struct mq_plan_item *it, enum mq_outcome o
 		if (mq_store_vm_get(w->st, it->name, &rec, NULL) == 0) {
 			if (!rec->exit_reason)
 				mq_vm_record_set(&rec->exit_reason, "start failed");
-			record_failure(w, rec, 0);
-			mq_store_vm_put(w->st, rec, NULL);
+			char *loopmsg = NULL;
+			count_failure(w, rec, 0, &loopmsg);
+			if (write_record(w, rec, loopmsg ? "crash-loop" : "backoff", loopmsg ? "entered" : "counted",
+					 loopmsg ? loopmsg : "start failed") == 0 && loopmsg)
+				wlog(w, rec->name, "crash-loop", "entered", "%s", loopmsg);
+			free(loopmsg);
 		}
 		mq_vm_record_free(rec);
 	}
 }
 
+static void on_started(void *ud, const char *name, const struct mq_pidref *ref, int ev_fd)
+{
+	struct watch *w = ud;
+	mq_tracker_add(w->tracker, name, ref, ev_fd, false);
+}
+
+static void on_backoff(struct mq_loop *l, struct mq_timer *t, void *ud)
+{
+	struct watch *w = ud;
+	w->backoff_timer = NULL;
+	want_pass(w, "backoff", false);
+}
+
 static void log_plan_notes(struct watch *w, const struct mq_plan *p)
 {
-	w->backoff_wake = 0;
+	int64_t wake = 0;
+	struct mq_strv still_blocked = MQ_STRV_INIT;
 	for (size_t i = 0; i < p->n; i++) {
 		const struct mq_plan_item *it = &p->items[i];
-		if (it->wake_at && (!w->backoff_wake || it->wake_at < w->backoff_wake))
-			w->backoff_wake = it->wake_at;
+		if (it->wake_at && (!wake || it->wake_at < wake))
+			wake = it->wake_at;
 		if (it->action == MQ_ACT_NOOP && it->blocked && it->block_reason) {
 			char *key = xasprintf("%s\t%lld", it->name, (long long)it->wake_at);
-			if (!mq_strv_contains(&w->blocked_logged, key)) {
-				mq_strv_push(&w->blocked_logged, key);
-				wlog(w, it->name, it->wake_at ? "backoff" : "blocked", it->wake_at ? "waiting" : "kept",
-				     "%s", it->block_reason);
-			}
+			if (!mq_strv_contains(&w->blocked_logged, key))
+				wlog(w, it->name, it->wake_at ? "backoff" : "blocked", it->wake_at ? "waiting" : "kept", "%s",
+				     it->block_reason);
+			mq_strv_push(&still_blocked, key);
 			free(key);
 		}
 		long k = mq_strv_find(&w->undeclared_logged, it->name);
@@ -562,13 +405,24 @@ static void log_plan_notes(struct watch *w, const struct mq_plan *p)
 			w->undeclared_logged.v[w->undeclared_logged.n] = NULL;
 		}
 	}
+	/* Only what is blocked now is remembered: the set cannot grow without bound. */
+	mq_strv_clear(&w->blocked_logged);
+	w->blocked_logged = still_blocked;
+	mq_timer_cancel(w->backoff_timer);
+	w->backoff_timer = NULL;
+	if (wake) {
+		int64_t wall = mq_now_ms();
+		w->backoff_timer =
+			mq_loop_add_timer_in(w->loop, (wake > wall ? wake - wall : 0) + 1, on_backoff, w);
+	}
 }
 
-static void drain_lockwatch(struct watch *w)
+static void release_lock(struct watch *w)
 {
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	while (w->lockfd >= 0 && read(w->lockfd, buf, sizeof(buf)) > 0)
-		;
+	if (w->locked) {
+		mq_lock_release(&w->lock);
+		w->locked = false;
+	}
 }
 
 static void end_pass(struct watch *w, size_t changes, const struct mq_apply_result *res)
@@ -579,86 +433,122 @@ static void end_pass(struct watch *w, size_t changes, const struct mq_apply_resu
 	else
 		wlog(w, NULL, "pass", "done", "trigger %s; no changes", w->pass_trigger);
 	w->plan = mq_plan_free(w->plan);
-	mq_lock_release(&w->lock);
-	w->locked = false;
-	drain_lockwatch(w);
+	release_lock(w);
 	sync_tracking(w);
 	if (!w->ready) {
 		w->ready = true;
-		size_t nvms = w->set ? w->set->n : 0;
+		const struct mq_specset *set = mq_desired_set(w->desired);
+		size_t nvms = set ? set->n : 0;
 		wlog(w, NULL, "ready", "ok", "watching %zu path%s, %zu vm%s declared, %zu running", w->o->n_paths,
-		     w->o->n_paths == 1 ? "" : "s", nvms, nvms == 1 ? "" : "s", w->ntr);
+		     w->o->n_paths == 1 ? "" : "s", nvms, nvms == 1 ? "" : "s", mq_tracker_count(w->tracker));
 		char *st = xasprintf("READY=1\nSTATUS=watching %zu vms", nvms);
 		mq_notify(st);
 		free(st);
 	}
+	if (w->stop_requested)
+		mq_loop_quit(w->loop, 0);
+	else if (w->pass_wanted)
+		want_pass(w, w->trigger, false);
 }
 
-static void try_start_pass(struct watch *w)
+static void pass_done_deferred(struct mq_loop *l, void *ud)
 {
+	struct watch *w = ud;
+	struct mq_apply_result res;
+	mq_applier_result(w->applier, &res);
+	const char *serr = mq_applier_store_error(w->applier);
+	if (res.store_errors && serr)
+		store_failed(w, serr);
+	else
+		store_ok(w);
+	w->applier = mq_applier_free(w->applier);
+	end_pass(w, mq_plan_changes(w->plan), &res);
+}
+
+static void on_pass_done(void *ud)
+{
+	struct watch *w = ud;
+	/* called from inside the applier: free it from a later turn */
+	mq_loop_defer(w->loop, pass_done_deferred, w);
+}
+
+static void abort_pass(struct watch *w)
+{
+	w->plan = mq_plan_free(w->plan);
+	release_lock(w);
+	if (w->stop_requested)
+		mq_loop_quit(w->loop, 0);
+}
+
+static void start_pass(struct mq_loop *l, void *ud)
+{
+	struct watch *w = ud;
+	w->pass_queued = false;
+	if (w->applier || w->locked || w->stop_requested || !w->pass_wanted)
+		return;
 	struct mq_error *err = NULL;
 	if (mq_lock_acquire(&w->lock, w->o->state_dir, "watch pass", 0, &err) < 0) {
 		mq_error_free(err);
-		w->lock_retry_at = mq_mono_ms() + 50;
+		/* Held by a CLI command: its release shows on the lock watch;
+		 * the timer is the fallback when inotify is unavailable. */
+		w->waiting_retry = true;
+		mq_timer_cancel(w->retry_timer);
+		w->retry_timer = mq_loop_add_timer_in(w->loop, LOCK_RETRY_MS, on_retry, w);
 		return;
 	}
 	w->locked = true;
-	w->lock_retry_at = 0;
 	snprintf(w->pass_trigger, sizeof(w->pass_trigger), "%s", w->trigger);
-	bool reload = w->reload_wanted || !w->set;
+	bool reload = w->reload_wanted || !mq_desired_set(w->desired);
 	w->pass_wanted = w->reload_wanted = false;
+	mq_audit_new_pass();
 	if (reload)
-		load_manifests(w);
-	record_exits(w);
-
-	struct mq_vm_record **recs = NULL;
-	size_t nrec = 0;
-	if (mq_store_vm_list(w->st, &recs, &nrec, &err) < 0) {
-		wlog(w, NULL, "pass", "failed", "%s", err ? err->msg : "cannot read the state");
-		mq_error_free(err);
-		mq_lock_release(&w->lock);
-		w->locked = false;
+		mq_desired_reload(w->desired);
+	if (record_exits(w) < 0) {
+		abort_pass(w);
 		return;
 	}
+	const struct mq_specset *set = mq_desired_set(w->desired);
 	struct mq_plan_opts po = {
-		.prune = w->o->prune && !w->unresolved_invalid,
+		.prune = w->o->prune && !mq_desired_unresolved(w->desired),
 		.allow_empty = w->o->allow_empty,
 		.supervise = true,
 	};
-	if (mq_plan_build(w->set, recs, nrec, &po, &w->plan, &err) < 0) {
-		struct mq_strv d = MQ_STRV_INIT;
-		mq_strv_push(&d, err ? err->msg : "prune refused");
-		mq_error_free(err);
-		err = NULL;
-		log_diags_once(w, w->prune_error_hash, &d, NULL);
-		mq_strv_clear(&d);
-		po.prune = false;
-		mq_plan_build(w->set, recs, nrec, &po, &w->plan, NULL);
-	} else {
-		w->prune_error_hash[0] = '\0';
-	}
-	mq_vm_record_list_free(recs, nrec);
-	/* A VM that died after its exit was collected above would be planned as
-	 * "observed crashed" without its classification: record it, plan again. */
-	for (int again = 0; w->plan && again < 3; again++) {
+	/* A VM that dies while planning would be planned as "observed crashed"
+	 * without its classification: record it and plan again. */
+	for (int again = 0; again < 3; again++) {
+		struct mq_vm_record **recs = NULL;
+		size_t nrec = 0;
+		if (mq_store_vm_list(w->st, &recs, &nrec, &err) < 0) {
+			store_failed(w, err ? err->msg : "cannot read the state");
+			mq_error_free(err);
+			abort_pass(w);
+			return;
+		}
+		w->plan = mq_plan_free(w->plan);
+		if (mq_plan_build(set, recs, nrec, &po, &w->plan, &err) < 0) {
+			struct mq_strv d = MQ_STRV_INIT;
+			mq_strv_push(&d, err ? err->msg : "prune refused");
+			mq_error_free(err);
+			err = NULL;
+			mq_desired_report_once(w->desired, "prune", &d, NULL);
+			mq_strv_clear(&d);
+			po.prune = false;
+			mq_plan_build(set, recs, nrec, &po, &w->plan, NULL);
+		} else if (po.prune) {
+			mq_desired_clear_slot(w->desired, "prune");
+		}
+		mq_vm_record_list_free(recs, nrec);
 		bool unrecorded = false;
-		for (size_t i = 0; i < w->plan->n; i++) {
+		for (size_t i = 0; w->plan && i < w->plan->n; i++) {
 			const struct mq_plan_item *it = &w->plan->items[i];
 			if (it->rec && mq_status_is_up(it->rec->status) && !mq_status_is_up(it->observed))
 				unrecorded = true;
 		}
-		if (!unrecorded)
+		if (!unrecorded || record_exits(w) < 0)
 			break;
-		w->plan = mq_plan_free(w->plan);
-		record_exits(w);
-		if (mq_store_vm_list(w->st, &recs, &nrec, NULL) < 0)
-			break;
-		mq_plan_build(w->set, recs, nrec, &po, &w->plan, NULL);
-		mq_vm_record_list_free(recs, nrec);
 	}
 	if (!w->plan) {
-		mq_lock_release(&w->lock);
-		w->locked = false;
+		abort_pass(w);
 		return;
 	}
 	log_plan_notes(w, w->plan);
@@ -671,121 +561,141 @@ static void try_start_pass(struct watch *w)
 		.disk_dir = w->o->disk_dir,
 		.jobs = w->o->jobs,
 		.report = on_report,
+		.started = on_started,
 		.ud = w,
 	};
-	mq_applier_start(w->st, w->plan, &w->aopts, &w->applier);
+	mq_applier_start(w->st, w->plan, &w->aopts, w->loop, on_pass_done, w, &w->applier);
 }
 
-static void finish_pass_if_done(struct watch *w)
-{
-	if (!w->applier || !mq_applier_step(w->applier))
-		return;
-	struct mq_apply_result res;
-	mq_applier_result(w->applier, &res);
-	w->applier = mq_applier_free(w->applier);
-	end_pass(w, mq_plan_changes(w->plan), &res);
-}
+/* ---- sources and timers ------------------------------------------------------------ */
 
-/* ---- the loop ------------------------------------------------------------------ */
+static void arm_settle(struct watch *w);
 
-static void arm_timer(struct watch *w)
+static void on_settle(struct mq_loop *l, struct mq_timer *t, void *ud)
 {
-	int64_t now = mq_mono_ms();
-	int64_t next = -1;
-#define CONSIDER(t)                                  \
-	do {                                         \
-		int64_t _t = (t);                    \
-		if (_t > 0 && (next < 0 || _t < next)) \
-			next = _t;                   \
-	} while (0)
-	CONSIDER(mq_mwatch_deadline(w->mw));
-	CONSIDER(w->next_resync);
-	if (w->pass_wanted && !w->applier)
-		CONSIDER(w->lock_retry_at);
-	if (w->backoff_wake) {
-		int64_t wall = mq_now_ms();
-		CONSIDER(now + (w->backoff_wake > wall ? w->backoff_wake - wall : 0) + 1);
-	}
-#undef CONSIDER
-	struct itimerspec its = { 0 };
-	if (next >= 0) {
-		if (next <= now)
-			next = now + 1;
-		its.it_value.tv_sec = next / 1000;
-		its.it_value.tv_nsec = (next % 1000) * 1000000;
-	}
-	timerfd_settime(w->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-static void on_timer(struct watch *w)
-{
-	uint64_t ticks;
-	while (read(w->timerfd, &ticks, sizeof(ticks)) > 0)
-		;
+	struct watch *w = ud;
+	w->settle_timer = NULL;
 	int64_t now = mq_mono_ms();
 	if (mq_mwatch_due(w->mw, now)) {
 		bool overflow = mq_mwatch_overflowed(w->mw);
 		want_pass(w, overflow ? "resync" : "manifests", true);
 		mq_mwatch_consume(w->mw);
 	}
-	if (w->next_resync && now >= w->next_resync) {
-		want_pass(w, "resync", true);
-		w->next_resync = now + w->o->resync_ms;
-	}
-	if (w->backoff_wake && mq_now_ms() >= w->backoff_wake) {
-		w->backoff_wake = 0;
-		want_pass(w, "backoff", false);
+	arm_settle(w);
+}
+
+static void arm_settle(struct watch *w)
+{
+	int64_t d = mq_mwatch_deadline(w->mw);
+	if (d <= 0) {
+		mq_timer_cancel(w->settle_timer);
+		w->settle_timer = NULL;
+	} else if (w->settle_timer) {
+		mq_timer_reschedule(w->settle_timer, d);
+	} else {
+		w->settle_timer = mq_loop_add_timer(w->loop, d, on_settle, w);
 	}
 }
 
-/* The kernel says some thread-group leaders exited: if one is ours (and
- * pid + start time prove it is gone), begin at once. */
-static void on_procexit(struct watch *w)
+static void on_mwatch(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
 {
+	struct watch *w = ud;
+	mq_mwatch_dispatch(w->mw, mq_mono_ms());
+	arm_settle(w);
+}
+
+static void on_resync(struct mq_loop *l, struct mq_timer *t, void *ud)
+{
+	struct watch *w = ud;
+	want_pass(w, "resync", true);
+	mq_timer_reschedule(t, mq_mono_ms() + w->o->resync_ms);
+}
+
+static void on_lockwatch(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
+{
+	struct watch *w = ud;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (w->locked)
+		return;
+	/* Another maqet finished a pass: pick up its result; a pass waiting
+	 * for the lock can try again at once. */
+	if (w->waiting_retry && !w->store_retry_ms) {
+		mq_timer_cancel(w->retry_timer);
+		w->retry_timer = NULL;
+		w->waiting_retry = false;
+	}
+	want_pass(w, "state", false);
+}
+
+static void on_procexit(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
+{
+	struct watch *w = ud;
 	pid_t pids[512];
-	int n = mq_procexit_read(w->pxfd, pids, 512);
+	int n = mq_procexit_read(fd, pids, 512);
 	if (n == -ENOBUFS) {
-		collect_exits(w); /* messages lost: look at every tracked VM */
+		mq_tracker_check_all(w->tracker); /* messages lost: look at every tracked VM */
 		return;
 	}
 	for (int k = 0; k < n; k++)
-		for (size_t i = 0; i < w->ntr; i++)
-			if (w->tr[i].ref.pid == pids[k] && mq_proc_check(&w->tr[i].ref) != MQ_PROC_ALIVE) {
-				handle_exit(w, i, false);
-				break;
-			}
+		mq_tracker_pid_exited(w->tracker, pids[k]);
 }
 
-static void on_signal(struct watch *w)
+static void on_signal(struct mq_loop *l, struct mq_source *s, const struct signalfd_siginfo *si, void *ud)
 {
-	struct signalfd_siginfo si;
-	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGHUP)
-			want_pass(w, "signal", true);
-		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			w->stop_requested = true;
+	struct watch *w = ud;
+	if (si->ssi_signo == SIGHUP) {
+		want_pass(w, "signal", true);
+	} else if (si->ssi_signo == SIGTERM || si->ssi_signo == SIGINT) {
+		w->stop_requested = true;
+		/* A pass in flight finishes first (its workers' results must be
+		 * recorded); otherwise leave now. */
+		if (!w->applier)
+			mq_loop_quit(w->loop, 0);
 	}
+}
+
+static void desired_report(void *ud, const struct mq_strv *diags, const char *source)
+{
+	struct watch *w = ud;
+	for (size_t i = 0; i < diags->n; i++)
+		wlog(w, NULL, "invalid", "kept-last-valid", "%s", diags->v[i]);
+	char *joined = mq_strv_join(diags, "\n");
+	struct mq_error *err = NULL;
+	if (mq_audit_event(w->st, NULL, source, "invalid", "kept-last-valid", joined, &err) < 0)
+		store_failed(w, err ? err->msg : "cannot write an event");
+	mq_error_free(err);
+	free(joined);
 }
 
 static int setup(struct watch *w, struct mq_error **err)
 {
+	int r = mq_loop_new(&w->loop, err);
+	if (r < 0)
+		return r;
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-		return mq_error_set(err, errno, "cannot block signals: %s", strerror(errno));
-	w->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (w->sigfd < 0)
-		return mq_error_set(err, errno, "cannot create signalfd: %s", strerror(errno));
-	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (w->timerfd < 0)
-		return mq_error_set(err, errno, "cannot create timerfd: %s", strerror(errno));
-	struct mq_mwatch_opts mo = { .settle_ms = w->o->settle_ms };
-	int r = mq_mwatch_new(w->o->paths, w->o->n_paths, &mo, &w->mw, err);
+	r = mq_loop_add_signals(w->loop, &mask, on_signal, w, NULL, err);
 	if (r < 0)
 		return r;
+	struct mq_mwatch_opts mo = { .settle_ms = w->o->settle_ms };
+	r = mq_mwatch_new(w->o->paths, w->o->n_paths, &mo, &w->mw, err);
+	if (r < 0)
+		return r;
+	mq_loop_add_fd(w->loop, mq_mwatch_fd(w->mw), POLLIN, on_mwatch, w);
+	w->desired = mq_desired_new(w->o->paths, w->o->n_paths, desired_report, w);
+	struct mq_track_opts to = {
+		.loop = w->loop,
+		.runtime_dir = w->o->runtime_dir,
+		.on_exit = on_exit_cb,
+		.log = log_cb,
+		.ud = w,
+	};
+	w->tracker = mq_tracker_new(&to);
 	/* Another maqet finishing a pass truncates the lock file on release. */
 	w->lockfd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (w->lockfd >= 0) {
@@ -796,14 +706,18 @@ static int setup(struct watch *w, struct mq_error **err)
 		if (inotify_add_watch(w->lockfd, lp, IN_MODIFY | IN_CLOSE_WRITE) < 0) {
 			close(w->lockfd);
 			w->lockfd = -1;
+		} else {
+			mq_loop_add_fd(w->loop, w->lockfd, POLLIN, on_lockwatch, w);
 		}
 		free(lp);
 	}
 	if (w->o->resync_ms > 0)
-		w->next_resync = mq_mono_ms() + w->o->resync_ms;
+		w->resync_timer = mq_loop_add_timer_in(w->loop, w->o->resync_ms, on_resync, w);
 	/* Optional early exit notices (needs CAP_NET_ADMIN); pidfds stay the authority. */
 	w->pxfd = mq_procexit_open();
-	if (w->pxfd < 0)
+	if (w->pxfd >= 0)
+		mq_loop_add_fd(w->loop, w->pxfd, POLLIN, on_procexit, w);
+	else
 		w->pxfd = -1;
 	/* VMs already running now are adopted (not started) by this watch. */
 	struct mq_vm_record **recs = NULL;
@@ -835,135 +749,35 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	struct watch *w = &wv;
 	w->st = st;
 	w->o = o;
-	w->sigfd = w->timerfd = w->lockfd = w->pxfd = -1;
+	w->lockfd = w->pxfd = -1;
 	w->lock.fd = -1;
 	int r = setup(w, err);
-	if (r < 0)
-		goto out;
-
-	want_pass(w, "startup", true);
-	struct pollfd *pfds = NULL;
-	size_t cap = 0;
-	for (;;) {
-		if (!w->applier && !w->locked && w->pass_wanted && !w->stop_requested &&
-		    (!w->lock_retry_at || mq_mono_ms() >= w->lock_retry_at))
-			try_start_pass(w);
-		finish_pass_if_done(w);
-		if (w->stop_requested && !w->applier)
-			break;
-		if (!w->applier && w->pass_wanted && !w->lock_retry_at)
-			continue; /* a pass became due while finishing one */
-
-		size_t need = 5 + 2 * w->ntr + (w->plan ? w->plan->n : 0);
-		if (need > cap) {
-			cap = need * 2;
-			pfds = xreallocarray(pfds, cap, sizeof(*pfds));
-		}
-		size_t np = 0;
-		pfds[np++] = (struct pollfd){ .fd = w->sigfd, .events = POLLIN };
-		pfds[np++] = (struct pollfd){ .fd = w->timerfd, .events = POLLIN };
-		pfds[np++] = (struct pollfd){ .fd = mq_mwatch_fd(w->mw), .events = POLLIN };
-		pfds[np++] = (struct pollfd){ .fd = w->lockfd, .events = POLLIN };
-		pfds[np++] = (struct pollfd){ .fd = w->pxfd, .events = POLLIN };
-		size_t tr_base = np;
-		for (size_t i = 0; i < w->ntr; i++) {
-			pfds[np++] = (struct pollfd){ .fd = w->tr[i].pidfd, .events = POLLIN };
-			pfds[np++] = (struct pollfd){ .fd = w->tr[i].ev ? mq_qmp_fd(w->tr[i].ev) : -1, .events = POLLIN };
-		}
-		size_t ap_base = np;
-		if (w->applier)
-			np += mq_applier_pollfds(w->applier, pfds + np, cap - np);
-		arm_timer(w);
-		int pr = poll(pfds, np, -1);
-		if (pr < 0) {
-			if (errno == EINTR)
-				continue;
-			r = mq_error_set(err, errno, "poll failed: %s", strerror(errno));
-			break;
-		}
-		if (pfds[0].revents)
-			on_signal(w);
-		if (pfds[1].revents)
-			on_timer(w);
-		if (pfds[2].revents)
-			mq_mwatch_dispatch(w->mw, mq_mono_ms());
-		if (pfds[3].revents) {
-			drain_lockwatch(w);
-			if (!w->locked)
-				want_pass(w, "state", false);
-		}
-		if (pfds[4].revents)
-			on_procexit(w);
-		/* applier pipes first: their fds are only valid while it lives */
-		if (w->applier)
-			for (size_t k = ap_base; k < np; k++)
-				if (pfds[k].revents)
-					mq_applier_handle(w->applier, pfds[k].fd);
-		/* exits and events: look VMs up by fd (handling an exit reorders w->tr) */
-		for (size_t k = tr_base; k < ap_base; k++) {
-			if (!pfds[k].revents || pfds[k].fd < 0)
-				continue;
-			for (size_t i = 0; i < w->ntr; i++) {
-				struct tracked *t = &w->tr[i];
-				bool is_ev = t->ev && mq_qmp_fd(t->ev) == pfds[k].fd;
-				if (t->pidfd != pfds[k].fd && !is_ev)
-					continue;
-				bool exited = t->pidfd == pfds[k].fd;
-				if (is_ev) {
-					pump_ev(t, 0);
-					/* The event monitor hangs up as QEMU dies, well before the
-					 * kernel reports a KVM process's exit on the pidfd.  Begin
-					 * at once when the process is provably exiting (its main
-					 * thread is a zombie); look again for a few ms. */
-					for (int n = 0; !exited && !t->ev && n < 5; n++) {
-						if (mq_proc_check(&t->ref) != MQ_PROC_ALIVE) {
-							exited = true;
-							break;
-						}
-						struct pollfd pp = { .fd = t->pidfd, .events = POLLIN };
-						if (poll(&pp, 1, 1) == 1)
-							exited = true;
-					}
-				}
-				if (exited)
-					handle_exit(w, i, true);
-				break;
-			}
-		}
+	if (r >= 0) {
+		want_pass(w, "startup", true);
+		r = mq_loop_run(w->loop, err);
+		/* SIGTERM during a pass: it ran to its end above (end_pass quits). */
+		wlog(w, NULL, "shutdown", "ok", "leaving %zu vm%s running", mq_tracker_count(w->tracker),
+		     mq_tracker_count(w->tracker) == 1 ? "" : "s");
+		mq_notify("STOPPING=1");
 	}
-	free(pfds);
-	wlog(w, NULL, "shutdown", "ok", "leaving %zu vm%s running", w->ntr, w->ntr == 1 ? "" : "s");
-	mq_notify("STOPPING=1");
-	r = r < 0 ? r : 0;
-out:
-	while (w->ntr)
-		untrack_at(w, w->ntr - 1);
-	free(w->tr);
 	for (size_t i = 0; i < w->npx; i++)
 		free(w->px[i].name);
 	free(w->px);
-	for (size_t i = 0; i < w->nfc; i++) {
-		free(w->fc[i].abs);
-		free(w->fc[i].last_valid);
-	}
-	free(w->fc);
 	mq_plan_free(w->plan);
 	mq_applier_free(w->applier);
-	if (w->locked)
-		mq_lock_release(&w->lock);
-	mq_specset_free(w->set);
+	release_lock(w);
+	mq_tracker_free(w->tracker);
+	mq_desired_free(w->desired);
+	mq_loop_free(w->loop);
 	mq_mwatch_free(w->mw);
 	mq_strv_clear(&w->undeclared_logged);
 	mq_strv_clear(&w->blocked_logged);
 	mq_strv_clear(&w->preexisting);
-	if (w->sigfd >= 0)
-		close(w->sigfd);
-	if (w->timerfd >= 0)
-		close(w->timerfd);
+	free(w->store_error);
 	if (w->lockfd >= 0)
 		close(w->lockfd);
 	if (w->pxfd >= 0)
 		close(w->pxfd);
 	mq_lock_release(&instance);
-	return r;
+	return r < 0 ? r : 0;
 }

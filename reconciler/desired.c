@@ -1,0 +1,221 @@
+#include "reconciler/desired.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "specs/spec.h"
+#include "util/fileio.h"
+#include "util/paths.h"
+#include "util/sha256.h"
+#include "util/xalloc.h"
+
+/* Per manifest file: the last content that validated. */
+struct file_cache {
+	char *abs;
+	char *last_valid;
+	size_t len;
+	char invalid_hash[65]; /* content whose errors were already reported */
+	bool seen;
+};
+
+struct slot {
+	char *name;
+	char hash[65];
+};
+
+struct mq_desired {
+	const char *const *paths;
+	size_t n_paths;
+	mq_desired_report_fn report;
+	void *ud;
+	struct file_cache *fc;
+	size_t nfc;
+	struct slot *slots;
+	size_t nslots;
+	struct mq_specset *set;
+	bool unresolved;
+};
+
+struct mq_desired *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud)
+{
+	struct mq_desired *d = xcalloc(1, sizeof(*d));
+	d->paths = paths;
+	d->n_paths = n_paths;
+	d->report = report;
+	d->ud = ud;
+	return d;
+}
+
+struct mq_desired *mq_desired_free(struct mq_desired *d)
+{
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < d->nfc; i++) {
+		free(d->fc[i].abs);
+		free(d->fc[i].last_valid);
+	}
+	free(d->fc);
+	for (size_t i = 0; i < d->nslots; i++)
+		free(d->slots[i].name);
+	free(d->slots);
+	mq_specset_free(d->set);
+	free(d);
+	return NULL;
+}
+
+static void report_hashed(struct mq_desired *d, char hash_slot[65], const struct mq_strv *diags, const char *source)
+{
+	char *joined = mq_strv_join(diags, "\n");
+	char h[65];
+	mq_sha256_hex(joined, strlen(joined), h);
+	if (strcmp(h, hash_slot) != 0) {
+		memcpy(hash_slot, h, sizeof(h));
+		if (d->report)
+			d->report(d->ud, diags, source);
+	}
+	free(joined);
+}
+
+static struct slot *slot_get(struct mq_desired *d, const char *name)
+{
+	for (size_t i = 0; i < d->nslots; i++)
+		if (strcmp(d->slots[i].name, name) == 0)
+			return &d->slots[i];
+	d->slots = xreallocarray(d->slots, d->nslots + 1, sizeof(*d->slots));
+	struct slot *s = &d->slots[d->nslots++];
+	s->name = xstrdup(name);
+	s->hash[0] = '\0';
+	return s;
+}
+
+void mq_desired_report_once(struct mq_desired *d, const char *slot, const struct mq_strv *diags, const char *source)
+{
+	report_hashed(d, slot_get(d, slot)->hash, diags, source);
+}
+
+void mq_desired_clear_slot(struct mq_desired *d, const char *slot)
+{
+	slot_get(d, slot)->hash[0] = '\0';
+}
+
+static struct file_cache *cache_get(struct mq_desired *d, const char *abs)
+{
+	for (size_t i = 0; i < d->nfc; i++)
+		if (strcmp(d->fc[i].abs, abs) == 0)
+			return &d->fc[i];
+	d->fc = xreallocarray(d->fc, d->nfc + 1, sizeof(*d->fc));
+	struct file_cache *c = &d->fc[d->nfc++];
+	memset(c, 0, sizeof(*c));
+	c->abs = xstrdup(abs);
+	return c;
+}
+
+static void cache_sweep(struct mq_desired *d)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < d->nfc; i++) {
+		if (d->fc[i].seen) {
+			d->fc[i].seen = false;
+			d->fc[k++] = d->fc[i];
+		} else {
+			free(d->fc[i].abs);
+			free(d->fc[i].last_valid);
+		}
+	}
+	d->nfc = k;
+}
+
+/* Parse a file's last valid content into set; false when there is none. */
+static bool use_last_valid(struct file_cache *c, const struct mq_manifest_file *f, struct mq_specset *set)
+{
+	if (!c->last_valid)
+		return false;
+	char *dir = mq_path_dirname(f->abs);
+	struct mq_strv dd = MQ_STRV_INIT;
+	mq_spec_parse_buffer(c->last_valid, c->len, f->display, dir, f->source, set, &dd);
+	mq_strv_clear(&dd);
+	free(dir);
+	return true;
+}
+
+const struct mq_specset *mq_desired_reload(struct mq_desired *d)
+{
+	struct mq_manifest_list list;
+	struct mq_strv diags = MQ_STRV_INIT;
+	bool unresolved = false;
+	if (mq_manifest_list(d->paths, d->n_paths, &list, &diags) < 0) {
+		mq_desired_report_once(d, "list", &diags, NULL);
+		unresolved = true;
+	}
+	mq_strv_clear(&diags);
+
+	struct mq_specset *set = mq_specset_new();
+	mq_strv_extend(&set->sources, &list.sources);
+	for (size_t i = 0; i < list.n; i++) {
+		const struct mq_manifest_file *f = &list.v[i];
+		char *buf = NULL;
+		size_t len = 0;
+		struct mq_error *err = NULL;
+		if (mq_read_file(f->abs, MQ_MANIFEST_MAX_BYTES, &buf, &len, &err) < 0) {
+			if (err && err->code != ENOENT) {
+				struct mq_strv d1 = MQ_STRV_INIT;
+				mq_strv_pushf(&d1, "%s: %s", f->display, err->msg);
+				struct file_cache *c = cache_get(d, f->abs);
+				c->seen = true;
+				report_hashed(d, c->invalid_hash, &d1, f->source);
+				mq_strv_clear(&d1);
+				if (!use_last_valid(c, f, set))
+					unresolved = true;
+			}
+			mq_error_free(err);
+			continue; /* vanished between listing and reading: deleted */
+		}
+		struct file_cache *c = cache_get(d, f->abs);
+		c->seen = true;
+		char *dir = mq_path_dirname(f->abs);
+		struct mq_strv pd = MQ_STRV_INIT;
+		if (mq_spec_parse_buffer(buf, len, f->display, dir, f->source, set, &pd) == 0) {
+			free(c->last_valid);
+			c->last_valid = buf;
+			c->len = len;
+			c->invalid_hash[0] = '\0';
+			buf = NULL;
+		} else {
+			report_hashed(d, c->invalid_hash, &pd, f->source);
+			if (!use_last_valid(c, f, set))
+				unresolved = true;
+		}
+		mq_strv_clear(&pd);
+		free(dir);
+		free(buf);
+	}
+	cache_sweep(d);
+	mq_manifest_list_release(&list);
+
+	struct mq_strv sd = MQ_STRV_INIT;
+	if (mq_specset_check(set, &sd) < 0) {
+		mq_desired_report_once(d, "set", &sd, NULL);
+		mq_specset_free(set);
+		unresolved = true; /* keep the set in force */
+		if (!d->set)
+			d->set = mq_specset_new();
+	} else {
+		mq_desired_clear_slot(d, "set");
+		mq_specset_free(d->set);
+		d->set = set;
+	}
+	mq_strv_clear(&sd);
+	d->unresolved = unresolved;
+	return d->set;
+}
+
+const struct mq_specset *mq_desired_set(const struct mq_desired *d)
+{
+	return d->set;
+}
+
+bool mq_desired_unresolved(const struct mq_desired *d)
+{
+	return d->unresolved;
+}

@@ -1,0 +1,39 @@
+/* vmjob.h - what a worker does for one VM: the slow QEMU work of a pass.
+ *
+ * Runs inside a worker process (reconciler/worker.h) and reports every step
+ * to the parent as typed messages; the parent alone writes the store:
+ *   MQ_WMSG_STEP     per stop-ladder step (step, outcome, detail)
+ *   MQ_WMSG_STOPPED  the old process is gone
+ *   MQ_WMSG_DISK     per disk image created
+ *   MQ_WMSG_STARTED  QEMU runs (pid, start time, accel, QMP path), with the
+ *                    negotiated QMP event connection attached when asked
+ *   MQ_WMSG_ERROR    the failure, as the whole user-facing message
+ * The worker exits 0 on success, 1 after an MQ_WMSG_ERROR.
+ */
+#ifndef MQ_VMJOB_H
+#define MQ_VMJOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "reconciler/proc.h"
+#include "specs/spec.h"
+
+struct mq_vmjob {
+	const char *name;
+	const struct mq_spec *spec;  /* to start; NULL when only stopping */
+	bool stop, start;
+	struct mq_pidref ref;        /* process to stop / wait for */
+	const char *qmp_path;        /* its QMP socket, may be NULL */
+	uint64_t stop_timeout_ms;
+	int stop_grace_ms;
+	bool force_stop;
+	const char *runtime_dir, *disk_dir;
+	int start_timeout_ms;
+	bool keep_ev;                /* hand the QMP event connection to the parent */
+};
+
+/* mq_worker_fn for a struct mq_vmjob. */
+int mq_vmjob_run(int fd, void *job);
+
+#endif
