@@ -163,7 +163,7 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 				wo->jobs = (int)u;
 			break;
 		case O_STATE:
-			mq_cli_set_state_dir(cli, optarg);
+			rc = mq_cli_state_dir_option(cli, &mq_cmd_watch, optarg);
 			break;
 		case O_BINIT:
 			if (parse_ms(optarg, 1, 3600000, &v) < 0)

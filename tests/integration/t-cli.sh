@@ -62,6 +62,11 @@ for a in "--state-dir" "--state-dir=" "--state-dir ''"; do
 	assert_eq "$rc" 64 "global $a: $OUT"
 	assert_contains "$OUT" "cannot use --state-dir: no directory given" "global $a"
 done
+for c in "apply -f $M" "plan -f $M" "watch -f $M" "status" "events" "stop x" "start x" "restart x" "rm x"; do
+	run_rc rc timeout 10 "$MAQET" $c --state-dir ''
+	assert_eq "$rc" 64 "$c --state-dir '': $OUT"
+	assert_contains "$OUT" "cannot use --state-dir '': no directory given" "$c --state-dir ''"
+done
 [ -e "$STATE" ] && fail "usage errors created the state dir"
 pass "help, version and usage errors"
 
