@@ -45,6 +45,9 @@ struct mq_cmd {
 
 /* Resolve state/runtime/disk dirs from --state-dir / env / default. */
 void mq_cli_set_state_dir(struct mq_cli *cli, const char *dir);
+/* A verb's --state-dir DIR: -1 when set, or MQ_EXIT_USAGE after printing when
+ * DIR is empty (which would make the working directory the state dir). */
+int mq_cli_state_dir_option(struct mq_cli *cli, const struct mq_cmd *cmd, const char *dir);
 /* Open (create) the store; prints the error and returns MQ_EXIT_FAILURE on failure. */
 int mq_cli_open_store(struct mq_cli *cli);
 /* Read-only commands: open the store only when it exists (never create the

@@ -64,7 +64,10 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 			}
 			break;
 		case O_STATE:
-			mq_cli_set_state_dir(cli, optarg);
+			if (mq_cli_state_dir_option(cli, &mq_cmd_plan, optarg) >= 0) {
+				mq_strv_clear(&paths);
+				return MQ_EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			fputs(mq_cmd_plan.usage, stdout);

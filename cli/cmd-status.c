@@ -70,7 +70,8 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 				return mq_cli_usage_error(cli, &mq_cmd_status, "unknown output format '%s' (use table or json)", optarg);
 			break;
 		case 'S':
-			mq_cli_set_state_dir(cli, optarg);
+			if (mq_cli_state_dir_option(cli, &mq_cmd_status, optarg) >= 0)
+				return MQ_EXIT_USAGE;
 			break;
 		case 'h':
 			fputs(mq_cmd_status.usage, stdout);

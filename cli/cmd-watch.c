@@ -74,19 +74,32 @@ static void log_line(void *ud, const char *vm, const char *action, const char *o
 }
 
 /* Milliseconds: a bare number is ms here (mq_parse_duration would read it as
- * seconds); "2s", "500ms" and the like are accepted too. */
+ * seconds); "2s", "500ms" and the like are accepted too.  *out is left
+ * untouched on failure. */
 static int parse_ms(const char *arg, int64_t min, int64_t max, int64_t *out)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	if (mq_parse_u64(arg, &v) < 0 && mq_parse_duration(arg, &v) < 0)
 		return -1;
-	if ((int64_t)v < min || (int64_t)v > max)
+	if (v > (uint64_t)max || (int64_t)v < min)
 		return -1;
 	*out = (int64_t)v;
 	return 0;
 }
 
-static int run_watch(struct mq_cli *cli, int argc, char **argv)
+/* One bad option value: a usage error (exit 64) naming the option, the value
+ * and what would be accepted. */
+static int bad_value(struct mq_cli *cli, const char *opt, const char *arg, const char *why)
+{
+	return mq_cli_usage_error(cli, &mq_cmd_watch, "cannot use %s '%s': %s", opt, arg, why);
+}
+
+/* Parse watch's options into *wo / *lc / *paths (all initialised by the
+ * caller).  Returns -1 to go on, or an exit code after printing (then paths
+ * is cleared).  Every value is parsed into a local that is initialised and
+ * only copied out on success, so a failed parse never reads garbage. */
+static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq_strv *paths,
+			    struct mq_watch_opts *wo, struct logctx *lc)
 {
 	enum { O_PRUNE = 1000, O_EMPTY, O_SETTLE, O_RESYNC, O_LOGFMT, O_STATE, O_BINIT, O_BMAX, O_STABLE, O_LIMIT };
 	static const struct option opts[] = {
@@ -105,68 +118,80 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct mq_strv paths = MQ_STRV_INIT;
-	struct mq_watch_opts wo = { .settle_ms = 100, .resync_ms = 60000, .jobs = 4 };
-	mq_backoff_cfg_default(&wo.backoff);
-	struct logctx lc = { false };
-	int64_t v;
-	unsigned u;
-	int c;
 	int rc = -1;
+	int c;
 	optind = 0;
 	while (rc < 0 && (c = getopt_long(argc, argv, "f:j:h", opts, NULL)) != -1) {
+		int64_t v = 0;
+		unsigned u = 0;
 		switch (c) {
 		case 'f':
-			mq_strv_push(&paths, optarg);
+			mq_strv_push(paths, optarg);
 			break;
 		case O_PRUNE:
-			wo.prune = true;
+			wo->prune = true;
 			break;
 		case O_EMPTY:
-			wo.allow_empty = true;
+			wo->allow_empty = true;
 			break;
 		case O_SETTLE:
 			if (parse_ms(optarg, 0, 600000, &v) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --settle '%s' (milliseconds)", optarg);
-			wo.settle_ms = (int)v;
+				rc = bad_value(cli, "--settle", optarg,
+					       "not a quiet time (give milliseconds from 0 to 600000, e.g. 100, 500ms or 2s)");
+			else
+				wo->settle_ms = (int)v;
 			break;
 		case O_RESYNC:
 			if (mq_cli_parse_seconds(optarg, &v) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --resync '%s' (seconds)", optarg);
-			wo.resync_ms = v;
+				rc = bad_value(cli, "--resync", optarg,
+					       "not a resync period (give seconds up to 24h, e.g. 60, 90s or 5m; 0 turns it off)");
+			else
+				wo->resync_ms = v;
 			break;
 		case O_LOGFMT:
 			if (strcmp(optarg, "json") == 0)
-				lc.json = true;
+				lc->json = true;
 			else if (strcmp(optarg, "text") == 0)
-				lc.json = false;
+				lc->json = false;
 			else
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "unknown log format '%s' (use text or json)", optarg);
+				rc = bad_value(cli, "--log-format", optarg, "unknown log format (use text or json)");
 			break;
 		case 'j':
 			if (mq_parse_uint(optarg, 1, 64, &u) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "--jobs must be a number from 1 to 64, got '%s'", optarg);
-			wo.jobs = (int)u;
+				rc = bad_value(cli, "--jobs", optarg, "not a job count (give a number from 1 to 64)");
+			else
+				wo->jobs = (int)u;
 			break;
 		case O_STATE:
-			mq_cli_set_state_dir(cli, optarg);
+			rc = mq_cli_state_dir_option(cli, &mq_cmd_watch, optarg);
 			break;
 		case O_BINIT:
-			if (parse_ms(optarg, 1, 3600000, &wo.backoff.initial_ms) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --backoff-initial '%s'", optarg);
+			if (parse_ms(optarg, 1, 3600000, &v) < 0)
+				rc = bad_value(cli, "--backoff-initial", optarg,
+					       "not a delay (give milliseconds from 1 to 3600000, e.g. 1000 or 1s)");
+			else
+				wo->backoff.initial_ms = v;
 			break;
 		case O_BMAX:
-			if (parse_ms(optarg, 1, 86400000, &wo.backoff.max_ms) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --backoff-max '%s'", optarg);
+			if (parse_ms(optarg, 1, 86400000, &v) < 0)
+				rc = bad_value(cli, "--backoff-max", optarg,
+					       "not a delay (give milliseconds from 1 to 86400000, e.g. 300000 or 5m)");
+			else
+				wo->backoff.max_ms = v;
 			break;
 		case O_STABLE:
-			if (parse_ms(optarg, 1, 86400000, &wo.backoff.stable_ms) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --stable-after '%s'", optarg);
+			if (parse_ms(optarg, 1, 86400000, &v) < 0)
+				rc = bad_value(cli, "--stable-after", optarg,
+					       "not a running time (give milliseconds from 1 to 86400000, e.g. 600000 or 10m)");
+			else
+				wo->backoff.stable_ms = v;
 			break;
 		case O_LIMIT:
 			if (mq_parse_uint(optarg, 1, 1000, &u) < 0)
-				rc = mq_cli_usage_error(cli, &mq_cmd_watch, "invalid --crash-loop-limit '%s'", optarg);
-			wo.backoff.limit = (int)u;
+				rc = bad_value(cli, "--crash-loop-limit", optarg,
+					       "not a failure count (give a number from 1 to 1000)");
+			else
+				wo->backoff.limit = (int)u;
 			break;
 		case 'h':
 			fputs(mq_cmd_watch.usage, stdout);
@@ -177,15 +202,23 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 			break;
 		}
 	}
-	if (rc < 0) {
-		int arc = mq_cli_manifest_args(cli, &mq_cmd_watch, &paths, optind, argc, argv);
-		if (arc)
-			return arc;
-	}
 	if (rc >= 0) {
-		mq_strv_clear(&paths);
+		mq_strv_clear(paths);
 		return rc;
 	}
+	rc = mq_cli_manifest_args(cli, &mq_cmd_watch, paths, optind, argc, argv); /* clears paths on error */
+	return rc ? rc : -1;
+}
+
+static int run_watch(struct mq_cli *cli, int argc, char **argv)
+{
+	struct mq_strv paths = MQ_STRV_INIT;
+	struct mq_watch_opts wo = { .settle_ms = 100, .resync_ms = 60000, .jobs = 4 };
+	mq_backoff_cfg_default(&wo.backoff);
+	struct logctx lc = { .json = false };
+	int rc = parse_watch_args(cli, argc, argv, &paths, &wo, &lc);
+	if (rc >= 0)
+		return rc;
 	rc = mq_cli_open_store(cli);
 	if (rc) {
 		mq_strv_clear(&paths);

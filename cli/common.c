@@ -36,6 +36,14 @@ void mq_cli_set_state_dir(struct mq_cli *cli, const char *dir)
 	cli->disk_dir = mq_path_join(cli->state_dir, "disks");
 }
 
+int mq_cli_state_dir_option(struct mq_cli *cli, const struct mq_cmd *cmd, const char *dir)
+{
+	if (!dir || !*dir)
+		return mq_cli_usage_error(cli, cmd, "cannot use --state-dir '': no directory given (give --state-dir DIR)");
+	mq_cli_set_state_dir(cli, dir);
+	return -1;
+}
+
 int mq_cli_open_store(struct mq_cli *cli)
 {
 	if (cli->store)

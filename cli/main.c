@@ -49,10 +49,13 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			char *hargv[] = { "help", NULL };
 			return mq_cmd_help.run(&cli, 1, hargv);
-		} else if (strcmp(a, "--state-dir") == 0 && i + 1 < argc) {
-			state_dir = argv[++i];
-		} else if (strncmp(a, "--state-dir=", 12) == 0) {
-			state_dir = a + 12;
+		} else if (strcmp(a, "--state-dir") == 0 || strncmp(a, "--state-dir=", 12) == 0) {
+			state_dir = a[11] == '=' ? a + 12 : (i + 1 < argc ? argv[++i] : NULL);
+			/* "" would silently make the working directory the state dir */
+			if (!state_dir || !*state_dir)
+				return mq_cli_usage_error(&cli, NULL,
+							  "cannot use --state-dir: no directory given (write --state-dir DIR "
+							  "before the command)");
 		} else {
 			return mq_cli_usage_error(&cli, NULL, "unknown global option '%s'", a);
 		}

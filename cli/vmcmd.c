@@ -43,7 +43,8 @@ int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char 
 				return mq_cli_usage_error(cli, cmd, "invalid --lock-timeout '%s'", optarg);
 			break;
 		case O_STATE:
-			mq_cli_set_state_dir(cli, optarg);
+			if (mq_cli_state_dir_option(cli, cmd, optarg) >= 0)
+				return MQ_EXIT_USAGE;
 			break;
 		case 'h':
 			fputs(cmd->usage, stdout);

@@ -13,6 +13,8 @@
 #ifndef MQ_ERROR_H
 #define MQ_ERROR_H
 
+#include "util/banned.h"
+
 struct mq_error {
 	int code; /* positive errno value, or 0 when there is none */
 	char *msg;

@@ -1,5 +1,7 @@
 #include "util/parse.h"
 
+#include "util/banned.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

@@ -34,6 +34,8 @@ char *mq_path_dirname(const char *p)
 
 int mq_mkdir_p(const char *path, mode_t mode, struct mq_error **err)
 {
+	if (!path || !*path) /* p + 1 below would point past the terminator */
+		return mq_error_set(err, ENOENT, "cannot create directory '': empty path (give a directory name)");
 	char *p = xstrdup(path);
 	for (char *s = p + 1; ; s++) {
 		if (*s == '/' || *s == '\0') {
@@ -140,7 +142,7 @@ bool mq_path_is_system(const char *p)
 {
 	static const char *const sys[] = { "/etc", "/usr", "/bin", "/sbin", "/boot", "/proc",
 					   "/sys", "/dev", "/root" };
-	if (strcmp(p, "/") == 0)
+	if (p[0] != '/' || strcmp(p, "/") == 0) /* "" or relative: not a resolved path, refuse */
 		return true;
 	for (size_t i = 0; i < MQ_ARRAY_SIZE(sys); i++)
 		if (under(p, sys[i]))

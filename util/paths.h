@@ -11,15 +11,16 @@
 char *mq_path_join(const char *a, const char *b);
 /* Directory part of a path ("." when none).  Caller frees. */
 char *mq_path_dirname(const char *p);
-/* mkdir -p with mode for every created component. */
+/* mkdir -p with mode for every created component.  "" is -ENOENT. */
 int mq_mkdir_p(const char *path, mode_t mode, struct mq_error **err);
 /* Resolve as much of `path` as exists through realpath() and append the rest
  * lexically (".." and "." folded).  Works for files that do not exist yet.
- * path must be absolute.  Caller frees. */
+ * path must be absolute; "" resolves to "/".  Caller frees. */
 char *mq_path_resolve(const char *path);
 /* True when an absolute, resolved path lies in a system directory where maqet
  * must not place disks or shares (/etc, /usr, /bin, /sbin, /lib*, /boot,
- * /proc, /sys, /dev, /root, /var except /var/tmp) or is "/" itself. */
+ * /proc, /sys, /dev, /root, /var except /var/tmp) or is "/" itself.  "" and
+ * relative paths are not resolved paths and are refused too. */
 bool mq_path_is_system(const char *resolved);
 
 /* Default state directory: $MAQET_STATE_DIR, else $XDG_STATE_HOME/maqet, else

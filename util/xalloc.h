@@ -6,6 +6,8 @@
 #ifndef MQ_XALLOC_H
 #define MQ_XALLOC_H
 
+#include "util/banned.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CLI surface: --version, help, -h on every command, usage errors (64),
+# The CLI surface: --version, help, -h on every command, usage errors (64)
+# including every bad 'watch' option value,
 # plan -o json, apply --dry-run and --jobs, a dependent skipped when its
 # dependency fails, rm --delete-disks, colours only on a TTY and never with
 # NO_COLOR.
@@ -32,6 +33,40 @@ assert_contains "$OUT" "unknown output format 'yaml' (use table or json)"
 run_rc rc mq stop
 assert_eq "$rc" 64
 assert_contains "$OUT" "missing vm name"
+# watch: a bad option value is a usage error (64) that names the option, the
+# value and what is accepted, whatever its place on the line, and never starts
+# a watch (which would block here) nor creates the state dir.
+watch_bad() { # expected-message-part args...
+	local want=$1; shift
+	run_rc rc timeout 10 "$MAQET" watch "$@"
+	assert_eq "$rc" 64 "watch $*: $OUT"
+	assert_contains "$OUT" "$want" "watch $*"
+	assert_contains "$OUT" "run 'maqet watch -h' for usage" "watch $*"
+	assert_eq "$(grep -c '^maqet: ' <<<"$OUT")" 1 "watch $* printed more than one error"
+}
+watch_bad "maqet: cannot use --settle 'soon': not a quiet time (give milliseconds" --settle soon -f "$M"
+watch_bad "cannot use --settle '': not a quiet time" -f "$M" --settle=
+watch_bad "cannot use --settle '11m': not a quiet time" -f "$M" --settle 11m
+watch_bad "cannot use --settle '-1': not a quiet time" -f "$M" --settle -1
+watch_bad "cannot use --resync 'often': not a resync period (give seconds" -f "$M" --resync often
+watch_bad "cannot use --resync '25h': not a resync period" --resync 25h -f "$M"
+watch_bad "cannot use --jobs '0': not a job count (give a number from 1 to 64)" -f "$M" -j 0
+watch_bad "cannot use --crash-loop-limit 'x': not a failure count" -f "$M" --crash-loop-limit x
+watch_bad "cannot use --backoff-initial '0': not a delay" -f "$M" --backoff-initial 0
+watch_bad "cannot use --backoff-max '99999999999999999999': not a delay" -f "$M" --backoff-max 99999999999999999999
+watch_bad "cannot use --stable-after '1x': not a running time" -f "$M" --stable-after 1x
+watch_bad "cannot use --log-format 'xml': unknown log format (use text or json)" -f "$M" --log-format xml
+watch_bad "no manifests given: pass -f PATH" --settle 100 --resync 0
+for a in "--state-dir" "--state-dir=" "--state-dir ''"; do
+	eval "run_rc rc mq $a"
+	assert_eq "$rc" 64 "global $a: $OUT"
+	assert_contains "$OUT" "cannot use --state-dir: no directory given" "global $a"
+done
+for c in "apply -f $M" "plan -f $M" "watch -f $M" "status" "events" "stop x" "start x" "restart x" "rm x"; do
+	run_rc rc timeout 10 "$MAQET" $c --state-dir ''
+	assert_eq "$rc" 64 "$c --state-dir '': $OUT"
+	assert_contains "$OUT" "cannot use --state-dir '': no directory given" "$c --state-dir ''"
+done
 [ -e "$STATE" ] && fail "usage errors created the state dir"
 pass "help, version and usage errors"
 

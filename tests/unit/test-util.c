@@ -212,6 +212,62 @@ START_TEST(test_paths)
 }
 END_TEST
 
+/* "" and "/" through every path helper: nothing may read before or past the
+ * terminator (run under ASan), and each gives a defined answer. */
+START_TEST(test_paths_empty_and_root)
+{
+	/* mq_mkdir_p("") used to start scanning at path + 1, past the terminator. */
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_mkdir_p("", 0700, &err), -ENOENT);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strstr(err->msg, "cannot create directory ''") == err->msg, "message: %s", err->msg);
+	err = mq_error_free(err);
+	ck_assert_int_eq(mq_mkdir_p("/", 0700, &err), 0);
+	ck_assert_ptr_null(err);
+
+	static const struct {
+		const char *a, *b, *want;
+	} joins[] = {
+		{ "", "", "" }, { "", "/", "/" }, { "/", "", "/" }, { "/", "/", "/" },
+		{ "", "x", "x" }, { "/", "x", "/x" }, { "x", "", "x/" }, { NULL, "", "" },
+	};
+	for (size_t k = 0; k < MQ_ARRAY_SIZE(joins); k++) {
+		char *j = mq_path_join(joins[k].a, joins[k].b);
+		ck_assert_msg(strcmp(j, joins[k].want) == 0, "join('%s', '%s') = '%s', want '%s'",
+			      joins[k].a ? joins[k].a : "(null)", joins[k].b, j, joins[k].want);
+		free(j);
+	}
+
+	char *d = mq_path_dirname("");
+	ck_assert_str_eq(d, ".");
+	free(d);
+	d = mq_path_dirname("/");
+	ck_assert_str_eq(d, "/");
+	free(d);
+
+	char *r = mq_path_resolve("");
+	ck_assert_str_eq(r, "/");
+	free(r);
+	r = mq_path_resolve("/");
+	ck_assert_str_eq(r, "/");
+	free(r);
+
+	ck_assert(mq_path_is_system("/"));
+	ck_assert_msg(mq_path_is_system(""), "an empty path is not a resolved path and must be refused");
+	ck_assert_msg(mq_path_is_system("tmp/x"), "a relative path is not a resolved path and must be refused");
+
+	unsetenv("MAQET_RUNTIME_DIR");
+	unsetenv("XDG_RUNTIME_DIR");
+	char *rt_empty = mq_runtime_dir_for("");
+	char *rt_root = mq_runtime_dir_for("/");
+	ck_assert_msg(strncmp(rt_empty, "/tmp/maqet-", 11) == 0, "runtime dir for '': %s", rt_empty);
+	ck_assert_msg(strncmp(rt_root, "/tmp/maqet-", 11) == 0, "runtime dir for '/': %s", rt_root);
+	ck_assert_str_ne(rt_empty, rt_root);
+	free(rt_empty);
+	free(rt_root);
+}
+END_TEST
+
 START_TEST(test_runtime_dir_short)
 {
 	unsetenv("MAQET_RUNTIME_DIR");
@@ -267,6 +323,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_strbuf_strv);
 	tcase_add_test(tc, test_sha256);
 	tcase_add_test(tc, test_paths);
+	tcase_add_test(tc, test_paths_empty_and_root);
 	tcase_add_test(tc, test_runtime_dir_short);
 	tcase_add_test(tc, test_fileio);
 	suite_add_tcase(s, tc);
