@@ -107,7 +107,11 @@ static struct mq_vm_record *record_for(const struct mq_plan_item *it)
 		mq_vm_record_set(&rec->name, it->name);
 		phase(rec, MQ_PHASE_EV_RECORD, NULL);
 	} else if (mq_phase_is_up(mq_phase_get(rec)) && !mq_status_is_up(it->observed)) {
-		phase(rec, MQ_PHASE_EV_OBSERVED_GONE, NULL);
+		char *d = xasprintf("process %lld (start time %llu) is gone", (long long)rec->pid,
+				    (unsigned long long)rec->start_time);
+		struct mq_phase_ctx ctx = { .error = d };
+		phase(rec, MQ_PHASE_EV_OBSERVED_GONE, &ctx);
+		free(d);
 	}
 	if (it->spec) {
 		mq_vm_record_set(&rec->source, it->spec->source);
