@@ -1,4 +1,5 @@
 #include "reconciler/apply.h"
+#include "reconciler/audit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,38 +20,6 @@
 #include "util/fileio.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
-
-/* ---- events with the git commit of the source ---------------------------- */
-
-struct git_cache_ent {
-	char *source;
-	char *commit;
-};
-static struct git_cache_ent *git_cache;
-static size_t git_cache_n;
-
-static const char *git_commit_cached(const char *source)
-{
-	if (!source)
-		return NULL;
-	for (size_t i = 0; i < git_cache_n; i++)
-		if (strcmp(git_cache[i].source, source) == 0)
-			return git_cache[i].commit;
-	git_cache = xreallocarray(git_cache, git_cache_n + 1, sizeof(*git_cache));
-	git_cache[git_cache_n].source = xstrdup(source);
-	git_cache[git_cache_n].commit = mq_git_commit_for(source);
-	return git_cache[git_cache_n++].commit;
-}
-
-void mq_event(struct mq_store *st, const char *vm, const char *source, const char *action, const char *outcome,
-	      const char *detail)
-{
-	/* An event that cannot be written must not abort the pass; the store
-	 * error is rare (disk full) and the vm row itself carries the state. */
-	struct mq_error *err = NULL;
-	mq_store_event_add(st, vm, action, outcome, detail, git_commit_cached(source), &err);
-	mq_error_free(err);
-}
 
 /* ---- worker protocol ------------------------------------------------------
  * A worker writes lines to its pipe:

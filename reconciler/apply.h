@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 
+#include "reconciler/audit.h" /* mq_event() and friends */
 #include "reconciler/plan.h"
 #include "state/store.h"
 #include "util/error.h"
@@ -71,10 +72,5 @@ size_t mq_applier_pollfds(struct mq_applier *a, struct pollfd *pfds, size_t max)
 void mq_applier_handle(struct mq_applier *a, int fd);
 void mq_applier_result(const struct mq_applier *a, struct mq_apply_result *res);
 struct mq_applier *mq_applier_free(struct mq_applier *a);
-
-/* Event helper: adds the git commit of `source` when it lies in a git work
- * tree (cached per source for the life of the process). */
-void mq_event(struct mq_store *st, const char *vm, const char *source, const char *action,
-	      const char *outcome, const char *detail);
 
 #endif

@@ -1,5 +1,6 @@
-/* test-state.c - unit tests for state/ (store.c, git.c).  Check, fork mode;
- * every test works in its own mkdtemp directory under /tmp. */
+/* test-state.c - unit tests for state/ (store.c, vms.c, events.c) and the git
+ * commit lookup (util/git.c).  Check, fork mode; every test works in its own
+ * mkdtemp directory under /tmp. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "state/store.h"
+#include "util/git.h"
 #include "util/fileio.h"
 #include "util/parse.h"
 #include "util/paths.h"
