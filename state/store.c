@@ -72,6 +72,8 @@ int64_t mq_now_ms(void)
  * value. */
 static int sqlite_errno(int rc, int sys_errno)
 {
+	if (rc == SQLITE_IOERR_NOMEM)
+		return ENOMEM;
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
@@ -320,8 +322,15 @@ static int setup_pragmas(struct mq_store *s, struct mq_error **err)
 {
 	/* Switching a fresh database to WAL needs an exclusive lock.  When
 	 * several processes open it at once, each holds a shared lock while it
-	 * asks, and SQLite answers SQLITE_BUSY at once rather than deadlock
-	 * (the busy handler is not called), so retry until the busy timeout. */
+	 * asks, and SQLite answers SQLITE_BUSY at once rather than deadlock:
+	 * a connection that already holds a read lock never gets its busy
+	 * handler called, so sqlite3_busy_timeout() (set in mq_store_open) does
+	 * not help here: without this loop an open while another connection
+	 * writes, or several first opens at once, fail with "database is locked"
+	 * (test-state: test_open_waits_for_wal_switch, test_concurrent_first_open).
+	 * So the loop stays; it only ever waits while the database is not yet in
+	 * WAL mode (for a WAL database the pragma changes nothing and takes no
+	 * lock), and gives up at the same deadline as the busy timeout. */
 	int64_t deadline = monotonic_ms() + MQ_STORE_BUSY_TIMEOUT_MS;
 	long delay_us = 500 + (long)(getpid() % 500);
 	sqlite3_stmt *st;
