@@ -68,8 +68,8 @@ int64_t mq_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Map an SQLite result code that is not about the disk to a positive errno
- * value. */
+/* Map an SQLite result code to a positive errno value (disk failures are
+ * classified first, by mq_store_disk_cause). */
 static int sqlite_errno(int rc, int sys_errno)
 {
 	if (rc == SQLITE_IOERR_NOMEM)
