@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,7 @@ static void detach(struct mq_tracker *t, struct tvm *v)
 
 /* ---- QMP events ------------------------------------------------------------ */
 
-static void note_event(void *ud, json_object *ev)
+static void note_event(struct mq_qmp *q, json_object *ev, void *ud)
 {
 	struct tvm *v = ud;
 	json_object *name, *data, *x;
@@ -183,7 +184,7 @@ static void ev_connect(struct tvm *v);
 static void on_ev(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
 {
 	struct tvm *v = ud;
-	bool was_ready = mq_qmp_ready(v->ev);
+	bool was_ready = mq_qmp_state(v->ev) == MQ_QMP_READY;
 	if (mq_qmp_dispatch(v->ev, revents, NULL) < 0) {
 		ev_close(v);
 		/* The event monitor hangs up as QEMU dies, well before the kernel
@@ -197,7 +198,7 @@ static void on_ev(struct mq_loop *l, struct mq_source *s, int fd, short revents,
 		v->hup_timer = mq_loop_add_timer_in(v->t->o.loop, 2, on_hup_timer, v);
 		return;
 	}
-	if (!was_ready && mq_qmp_ready(v->ev)) {
+	if (!was_ready && mq_qmp_state(v->ev) == MQ_QMP_READY) {
 		mq_timer_cancel(v->evtimer);
 		v->evtimer = NULL;
 	}
@@ -221,7 +222,6 @@ static void on_ev_timer(struct mq_loop *l, struct mq_timer *tm, void *ud)
 
 static void ev_attach(struct tvm *v)
 {
-	mq_qmp_set_event_cb(v->ev, note_event, v);
 	v->evsrc = mq_loop_add_fd(v->t->o.loop, mq_qmp_fd(v->ev), mq_qmp_poll_events(v->ev), on_ev, v);
 }
 
@@ -230,7 +230,8 @@ static void ev_connect(struct tvm *v)
 	struct mq_vm_paths paths;
 	mq_vm_paths_init(&paths, v->t->o.runtime_dir, v->name);
 	struct mq_error *err = NULL;
-	int r = mq_qmp_open(paths.qmp_ev, &v->ev, &err);
+	struct mq_qmp_callbacks cb = { .on_event = note_event, .ud = v };
+	int r = mq_qmp_open(paths.qmp_ev, &cb, &v->ev, &err);
 	mq_vm_paths_release(&paths);
 	if (r == 0) {
 		ev_attach(v);
@@ -310,7 +311,8 @@ void mq_tracker_add(struct mq_tracker *t, const char *name, const struct mq_pidr
 	t->v = xreallocarray(t->v, t->n + 1, sizeof(*t->v));
 	t->v[t->n++] = v;
 	if (ev_fd >= 0) {
-		v->ev = mq_qmp_from_fd(ev_fd);
+		struct mq_qmp_callbacks cb = { .on_event = note_event, .ud = v };
+		v->ev = mq_qmp_from_fd(ev_fd, name, &cb);
 		ev_attach(v);
 	}
 	int fd = mq_pidref_open(ref);

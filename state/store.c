@@ -1,10 +1,9 @@
-/* store.c - maqet's actual-state store (SQLite).  See store.h. */
-#include "state/store.h"
+/* store.c - maqet's actual-state store (SQLite): open, schema and forward
+ * migrations, transactions, error mapping.  See store.h; vm records are in
+ * vms.c, events in events.c. */
+#include "state/store-int.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <pwd.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +16,6 @@
 
 #define MQ_STORE_DB_NAME "maqet.db"
 #define MQ_STORE_BUSY_TIMEOUT_MS 10000
-
-struct mq_store {
-	sqlite3 *db;
-	char *path;   /* <dir>/maqet.db, for messages */
-	char *user;   /* cached user name for event rows */
-};
 
 /* Schema migrations: migrations[i] takes user_version i to i + 1.  Each runs
  * inside its own BEGIN IMMEDIATE transaction together with the user_version
@@ -75,9 +68,12 @@ int64_t mq_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Map an SQLite result code to a positive errno value. */
-static int sqlite_errno(sqlite3 *db, int rc)
+/* Map an SQLite result code to a positive errno value (disk failures are
+ * classified first, by mq_store_disk_cause). */
+static int sqlite_errno(int rc, int sys_errno)
 {
+	if (rc == SQLITE_IOERR_NOMEM)
+		return ENOMEM;
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
@@ -97,30 +93,75 @@ static int sqlite_errno(sqlite3 *db, int rc)
 	case SQLITE_TOOBIG:
 		return EINVAL;
 	case SQLITE_CANTOPEN:
-	case SQLITE_IOERR: {
-		int e = db ? sqlite3_system_errno(db) : 0;
-		return e > 0 ? e : EIO;
-	}
+	case SQLITE_IOERR:
+		return sys_errno > 0 ? sys_errno : EIO;
 	default:
 		return EIO;
 	}
 }
 
-static int db_error(struct mq_store *s, int rc, struct mq_error **err, const char *what)
+const char *mq_store_disk_cause(int rc, int sys_errno, int *code)
 {
-	return mq_error_set(err, sqlite_errno(s->db, rc), "%s in state database '%s': %s", what, s->path,
-			    sqlite3_errmsg(s->db));
+	int primary = rc & 0xff;
+	bool os = primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN;
+	if (primary == SQLITE_FULL || (os && sys_errno == ENOSPC)) {
+		*code = ENOSPC;
+		return "no space left on device";
+	}
+	if (os && sys_errno == EDQUOT) {
+		*code = EDQUOT;
+		return "disk quota exceeded";
+	}
+	if (primary == SQLITE_IOERR && rc != SQLITE_IOERR_NOMEM) {
+		*code = EIO;
+		return "i/o error";
+	}
+	return NULL;
 }
 
-static int prepare(struct mq_store *s, const char *sql, sqlite3_stmt **st, struct mq_error **err,
-		   const char *what)
+int mq_store_map_error(int rc, int sys_errno, const char *what, const char *dir, const char *dbpath,
+		       const char *sqlmsg, struct mq_error **err)
+{
+	int code;
+	const char *cause = mq_store_disk_cause(rc, sys_errno, &code);
+	if (cause)
+		return mq_error_set(err, code, "%s: %s in state dir '%s'", what, cause, dir);
+	return mq_error_set(err, sqlite_errno(rc, sys_errno), "%s in state database '%s': %s", what, dbpath,
+			    sqlmsg ? sqlmsg : sqlite3_errstr(rc));
+}
+
+int mq_store_db_error(struct mq_store *s, int rc, struct mq_error **err, const char *what)
+{
+	/* Statement results carry extended codes (sqlite3_extended_result_codes
+	 * is on); ask the connection in case a caller passed a primary one. */
+	if (rc == (rc & 0xff) && (sqlite3_extended_errcode(s->db) & 0xff) == rc)
+		rc = sqlite3_extended_errcode(s->db);
+	return mq_store_map_error(rc, sqlite3_system_errno(s->db), what, s->dir, s->path, sqlite3_errmsg(s->db),
+				  err);
+}
+
+int mq_store_prepare(struct mq_store *s, const char *sql, sqlite3_stmt **st, struct mq_error **err,
+		     const char *what)
 {
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
 	if (rc != SQLITE_OK) {
 		*st = NULL;
-		return db_error(s, rc, err, what);
+		return mq_store_db_error(s, rc, err, what);
 	}
 	return 0;
+}
+
+int mq_store_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (!v)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+char *mq_store_column_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? xstrdup((const char *)t) : NULL;
 }
 
 /* Run a constant statement (no values, no rows wanted). */
@@ -128,32 +169,19 @@ static int exec_const(struct mq_store *s, const char *sql, struct mq_error **err
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
-		return db_error(s, rc, err, what);
+		return mq_store_db_error(s, rc, err, what);
 	return 0;
-}
-
-static int bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (!v)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-}
-
-static char *column_dup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	return t ? xstrdup((const char *)t) : NULL;
 }
 
 static int read_user_version(struct mq_store *s, int *out, struct mq_error **err)
 {
 	sqlite3_stmt *st;
-	int r = prepare(s, "PRAGMA user_version", &st, err, "cannot read schema version");
+	int r = mq_store_prepare(s, "PRAGMA user_version", &st, err, "cannot read schema version");
 	if (r < 0)
 		return r;
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		r = db_error(s, rc, err, "cannot read schema version");
+		r = mq_store_db_error(s, rc, err, "cannot read schema version");
 		sqlite3_finalize(st);
 		return r;
 	}
@@ -190,7 +218,7 @@ static int integrity_check(struct mq_store *s, struct mq_error **err)
 	if (rc != SQLITE_OK) {
 		if (is_corruption(rc))
 			return corrupt_error(s, sqlite3_errmsg(s->db), err);
-		return db_error(s, rc, err, "cannot check integrity");
+		return mq_store_db_error(s, rc, err, "cannot check integrity");
 	}
 	rc = sqlite3_step(st);
 	int r = 0;
@@ -201,7 +229,7 @@ static int integrity_check(struct mq_store *s, struct mq_error **err)
 	} else if (is_corruption(rc)) {
 		r = corrupt_error(s, sqlite3_errmsg(s->db), err);
 	} else {
-		r = db_error(s, rc, err, "cannot check integrity");
+		r = mq_store_db_error(s, rc, err, "cannot check integrity");
 	}
 	sqlite3_finalize(st);
 	return r;
@@ -241,9 +269,9 @@ static int migrate(struct mq_store *s, struct mq_error **err)
 		}
 		int rc = sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
-			r = mq_error_set(err, sqlite_errno(s->db, rc),
-					 "cannot migrate state database '%s' from schema version %d to %d: %s",
-					 s->path, v, v + 1, sqlite3_errmsg(s->db));
+			char *what = xasprintf("cannot migrate from schema version %d to %d", v, v + 1);
+			r = mq_store_db_error(s, rc, err, what);
+			free(what);
 			goto fail;
 		}
 		/* PRAGMA takes no bound parameters; the value is our own integer. */
@@ -294,14 +322,21 @@ static int setup_pragmas(struct mq_store *s, struct mq_error **err)
 {
 	/* Switching a fresh database to WAL needs an exclusive lock.  When
 	 * several processes open it at once, each holds a shared lock while it
-	 * asks, and SQLite answers SQLITE_BUSY at once rather than deadlock
-	 * (the busy handler is not called), so retry until the busy timeout. */
+	 * asks, and SQLite answers SQLITE_BUSY at once rather than deadlock:
+	 * a connection that already holds a read lock never gets its busy
+	 * handler called, so sqlite3_busy_timeout() (set in mq_store_open) does
+	 * not help here: without this loop an open while another connection
+	 * writes, or several first opens at once, fail with "database is locked"
+	 * (test-state: test_open_waits_for_wal_switch, test_concurrent_first_open).
+	 * So the loop stays; it only ever waits while the database is not yet in
+	 * WAL mode (for a WAL database the pragma changes nothing and takes no
+	 * lock), and gives up at the same deadline as the busy timeout. */
 	int64_t deadline = monotonic_ms() + MQ_STORE_BUSY_TIMEOUT_MS;
 	long delay_us = 500 + (long)(getpid() % 500);
 	sqlite3_stmt *st;
 	int r, rc;
 	for (;;) {
-		r = prepare(s, "PRAGMA journal_mode=WAL", &st, err, "cannot enable write-ahead logging");
+		r = mq_store_prepare(s, "PRAGMA journal_mode=WAL", &st, err, "cannot enable write-ahead logging");
 		if (r < 0)
 			return r;
 		rc = sqlite3_step(st);
@@ -314,7 +349,7 @@ static int setup_pragmas(struct mq_store *s, struct mq_error **err)
 			delay_us *= 2;
 	}
 	if (rc != SQLITE_ROW) {
-		r = db_error(s, rc, err, "cannot enable write-ahead logging");
+		r = mq_store_db_error(s, rc, err, "cannot enable write-ahead logging");
 		sqlite3_finalize(st);
 		return r;
 	}
@@ -338,6 +373,7 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 		return r;
 
 	struct mq_store *s = xcalloc(1, sizeof(*s));
+	s->dir = xstrdup(dir);
 	s->path = mq_path_join(dir, MQ_STORE_DB_NAME);
 
 	int rc = sqlite3_open_v2(s->path, &s->db,
@@ -346,8 +382,14 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 		if (!s->db) {
 			r = mq_error_set(err, ENOMEM, "cannot open state database '%s': out of memory", s->path);
 		} else {
-			r = mq_error_set(err, sqlite_errno(s->db, rc), "cannot open state database '%s': %s",
-					 s->path, sqlite3_errmsg(s->db));
+			int sys = sqlite3_system_errno(s->db), code;
+			const char *cause = mq_store_disk_cause(rc, sys, &code);
+			if (cause)
+				r = mq_error_set(err, code, "cannot open state database '%s': %s in state dir '%s'",
+						 s->path, cause, s->dir);
+			else
+				r = mq_error_set(err, sqlite_errno(rc, sys), "cannot open state database '%s': %s",
+						 s->path, sqlite3_errmsg(s->db));
 		}
 		mq_store_free(s);
 		return r;
@@ -379,6 +421,7 @@ struct mq_store *mq_store_free(struct mq_store *s)
 		return NULL;
 	if (s->db)
 		sqlite3_close(s->db);
+	free(s->dir);
 	free(s->path);
 	free(s->user);
 	free(s);
@@ -412,352 +455,31 @@ void mq_store_rollback(struct mq_store *s)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* ---- VM records ---------------------------------------------------------- */
 
-struct mq_vm_record *mq_vm_record_new(void)
+/* ---- units of writes that commit together -------------------------------- */
+
+int mq_store_unit_begin(struct mq_store *s, struct mq_store_unit *u, const char *what, struct mq_error **err)
 {
-	return xcalloc(1, sizeof(struct mq_vm_record));
+	u->savepoint = !sqlite3_get_autocommit(s->db);
+	return exec_const(s, u->savepoint ? "SAVEPOINT mq_unit" : "BEGIN IMMEDIATE", err, what);
 }
 
-struct mq_vm_record *mq_vm_record_dup(const struct mq_vm_record *r)
+int mq_store_unit_commit(struct mq_store *s, struct mq_store_unit *u, const char *what, struct mq_error **err)
 {
-	if (!r)
-		return NULL;
-	struct mq_vm_record *d = mq_vm_record_new();
-	*d = *r;
-	d->name = xstrdup_null(r->name);
-	d->source = xstrdup_null(r->source);
-	d->spec_json = xstrdup_null(r->spec_json);
-	d->spec_hash = xstrdup_null(r->spec_hash);
-	d->desired = xstrdup_null(r->desired);
-	d->status = xstrdup_null(r->status);
-	d->qmp_path = xstrdup_null(r->qmp_path);
-	d->accel = xstrdup_null(r->accel);
-	d->last_error = xstrdup_null(r->last_error);
-	d->exit_reason = xstrdup_null(r->exit_reason);
-	return d;
+	int r = exec_const(s, u->savepoint ? "RELEASE mq_unit" : "COMMIT", err, what);
+	if (r < 0)
+		mq_store_unit_abort(s, u);
+	return r;
 }
 
-struct mq_vm_record *mq_vm_record_free(struct mq_vm_record *r)
+void mq_store_unit_abort(struct mq_store *s, struct mq_store_unit *u)
 {
-	if (!r)
-		return NULL;
-	free(r->name);
-	free(r->source);
-	free(r->spec_json);
-	free(r->spec_hash);
-	free(r->desired);
-	free(r->status);
-	free(r->qmp_path);
-	free(r->accel);
-	free(r->last_error);
-	free(r->exit_reason);
-	free(r);
-	return NULL;
-}
-
-void mq_vm_record_list_free(struct mq_vm_record **list, size_t n)
-{
-	if (!list)
+	/* After some errors (a full disk, an I/O error) SQLite has already
+	 * rolled the whole transaction back: then there is nothing left to undo. */
+	if (sqlite3_get_autocommit(s->db))
 		return;
-	for (size_t i = 0; i < n; i++)
-		mq_vm_record_free(list[i]);
-	free(list);
-}
-
-void mq_vm_record_set(char **field, const char *value)
-{
-	char *copy = xstrdup_null(value);
-	free(*field);
-	*field = copy;
-}
-
-#define VM_COLUMNS \
-	"name, source, spec_json, spec_hash, desired, status, pid, start_time, qmp_path, accel, " \
-	"hold, last_error, created_at, updated_at, started_at, restart_count, backoff_until, exit_reason"
-
-static struct mq_vm_record *vm_from_row(sqlite3_stmt *st)
-{
-	struct mq_vm_record *r = mq_vm_record_new();
-	r->name = column_dup(st, 0);
-	r->source = column_dup(st, 1);
-	r->spec_json = column_dup(st, 2);
-	r->spec_hash = column_dup(st, 3);
-	r->desired = column_dup(st, 4);
-	r->status = column_dup(st, 5);
-	r->pid = sqlite3_column_int64(st, 6);
-	r->start_time = (uint64_t)sqlite3_column_int64(st, 7);
-	r->qmp_path = column_dup(st, 8);
-	r->accel = column_dup(st, 9);
-	r->hold = sqlite3_column_int64(st, 10) != 0;
-	r->last_error = column_dup(st, 11);
-	r->created_at = sqlite3_column_int64(st, 12);
-	r->updated_at = sqlite3_column_int64(st, 13);
-	r->started_at = sqlite3_column_int64(st, 14);
-	r->restart_count = (int)sqlite3_column_int64(st, 15);
-	r->backoff_until = sqlite3_column_int64(st, 16);
-	r->exit_reason = column_dup(st, 17);
-	return r;
-}
-
-int mq_store_vm_get(struct mq_store *s, const char *name, struct mq_vm_record **out, struct mq_error **err)
-{
-	if (!name)
-		return mq_error_set(err, EINVAL, "cannot read vm from state database '%s': no name given", s->path);
-	sqlite3_stmt *st;
-	char *what = xasprintf("cannot read vm '%s'", name);
-	int r = prepare(s, "SELECT " VM_COLUMNS " FROM vms WHERE name = ?1", &st, err, what);
-	if (r < 0)
-		goto out;
-	int rc = bind_text(st, 1, name);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*out = vm_from_row(st);
-	} else if (rc == SQLITE_DONE) {
-		r = mq_error_set(err, ENOENT, "no vm '%s' in state database '%s'", name, s->path);
-	} else {
-		r = db_error(s, rc, err, what);
-	}
-	sqlite3_finalize(st);
-out:
-	free(what);
-	return r;
-}
-
-int mq_store_vm_list(struct mq_store *s, struct mq_vm_record ***out, size_t *n, struct mq_error **err)
-{
-	sqlite3_stmt *st;
-	int r = prepare(s, "SELECT " VM_COLUMNS " FROM vms ORDER BY name", &st, err, "cannot list vms");
-	if (r < 0)
-		return r;
-	struct mq_vm_record **list = NULL;
-	size_t count = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		list = xreallocarray(list, count + 1, sizeof(*list));
-		list[count++] = vm_from_row(st);
-	}
-	if (rc != SQLITE_DONE) {
-		r = db_error(s, rc, err, "cannot list vms");
-		sqlite3_finalize(st);
-		mq_vm_record_list_free(list, count);
-		return r;
-	}
-	sqlite3_finalize(st);
-	*out = list;
-	*n = count;
-	return 0;
-}
-
-int mq_store_vm_put(struct mq_store *s, const struct mq_vm_record *rec, struct mq_error **err)
-{
-	if (!rec || !rec->name || !*rec->name)
-		return mq_error_set(err, EINVAL, "cannot store vm in state database '%s': it has no name", s->path);
-	const struct {
-		const char *name, *value;
-	} required[] = {
-		{ "source", rec->source },   { "spec_json", rec->spec_json }, { "spec_hash", rec->spec_hash },
-		{ "desired", rec->desired }, { "status", rec->status },
-	};
-	for (size_t i = 0; i < MQ_ARRAY_SIZE(required); i++) {
-		if (!required[i].value)
-			return mq_error_set(err, EINVAL, "cannot store vm '%s' in state database '%s': field '%s' is missing",
-					    rec->name, s->path, required[i].name);
-	}
-
-	static const char sql[] =
-		"INSERT INTO vms (" VM_COLUMNS ") "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
-		"ON CONFLICT(name) DO UPDATE SET "
-		"source = excluded.source, spec_json = excluded.spec_json, spec_hash = excluded.spec_hash, "
-		"desired = excluded.desired, status = excluded.status, pid = excluded.pid, "
-		"start_time = excluded.start_time, qmp_path = excluded.qmp_path, accel = excluded.accel, "
-		"hold = excluded.hold, last_error = excluded.last_error, updated_at = excluded.updated_at, "
-		"started_at = excluded.started_at, restart_count = excluded.restart_count, "
-		"backoff_until = excluded.backoff_until, exit_reason = excluded.exit_reason";
-	char *what = xasprintf("cannot store vm '%s'", rec->name);
-	sqlite3_stmt *st;
-	int r = prepare(s, sql, &st, err, what);
-	if (r < 0)
-		goto out;
-	int64_t now = mq_now_ms();
-	int rc = SQLITE_OK;
-	if (rc == SQLITE_OK) rc = bind_text(st, 1, rec->name);
-	if (rc == SQLITE_OK) rc = bind_text(st, 2, rec->source);
-	if (rc == SQLITE_OK) rc = bind_text(st, 3, rec->spec_json);
-	if (rc == SQLITE_OK) rc = bind_text(st, 4, rec->spec_hash);
-	if (rc == SQLITE_OK) rc = bind_text(st, 5, rec->desired);
-	if (rc == SQLITE_OK) rc = bind_text(st, 6, rec->status);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 7, rec->pid);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 8, (sqlite3_int64)rec->start_time);
-	if (rc == SQLITE_OK) rc = bind_text(st, 9, rec->qmp_path);
-	if (rc == SQLITE_OK) rc = bind_text(st, 10, rec->accel);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int(st, 11, rec->hold ? 1 : 0);
-	if (rc == SQLITE_OK) rc = bind_text(st, 12, rec->last_error);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 13, rec->created_at ? rec->created_at : now);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 14, now);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 15, rec->started_at);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 16, rec->restart_count);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 17, rec->backoff_until);
-	if (rc == SQLITE_OK) rc = bind_text(st, 18, rec->exit_reason);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		r = db_error(s, rc, err, what);
-	sqlite3_finalize(st);
-out:
-	free(what);
-	return r;
-}
-
-int mq_store_vm_delete(struct mq_store *s, const char *name, struct mq_error **err)
-{
-	if (!name)
-		return mq_error_set(err, EINVAL, "cannot delete vm from state database '%s': no name given", s->path);
-	char *what = xasprintf("cannot delete vm '%s'", name);
-	sqlite3_stmt *st;
-	int r = prepare(s, "DELETE FROM vms WHERE name = ?1", &st, err, what);
-	if (r < 0)
-		goto out;
-	int rc = bind_text(st, 1, name);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		r = db_error(s, rc, err, what);
-	sqlite3_finalize(st);
-out:
-	free(what);
-	return r;
-}
-
-/* ---- events -------------------------------------------------------------- */
-
-static const char *current_user(struct mq_store *s, uid_t uid)
-{
-	if (s->user)
-		return s->user;
-	long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
-	size_t len = sz > 0 ? (size_t)sz : 16384;
-	char *buf = NULL;
-	for (;;) {
-		struct passwd pw, *res = NULL;
-		buf = xrealloc(buf, len);
-		int e = getpwuid_r(uid, &pw, buf, len, &res);
-		if (e == ERANGE && len < (1u << 20)) {
-			len *= 2;
-			continue;
-		}
-		if (e == 0 && res && res->pw_name && *res->pw_name)
-			s->user = xstrdup(res->pw_name);
-		break;
-	}
-	free(buf);
-	if (!s->user)
-		s->user = xasprintf("%lu", (unsigned long)uid);
-	return s->user;
-}
-
-int mq_store_event_add(struct mq_store *s, const char *vm, const char *action, const char *outcome,
-		       const char *detail, const char *git_commit, struct mq_error **err)
-{
-	if (!action || !outcome)
-		return mq_error_set(err, EINVAL, "cannot record event in state database '%s': %s is missing",
-				    s->path, !action ? "action" : "outcome");
-	uid_t uid = getuid();
-	const char *user = current_user(s, uid);
-	sqlite3_stmt *st;
-	int r = prepare(s,
-			"INSERT INTO events (time, vm, action, outcome, detail, uid, user, git_commit) "
-			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-			&st, err, "cannot record event");
-	if (r < 0)
-		return r;
-	int rc = sqlite3_bind_int64(st, 1, mq_now_ms());
-	if (rc == SQLITE_OK) rc = bind_text(st, 2, vm);
-	if (rc == SQLITE_OK) rc = bind_text(st, 3, action);
-	if (rc == SQLITE_OK) rc = bind_text(st, 4, outcome);
-	if (rc == SQLITE_OK) rc = bind_text(st, 5, detail);
-	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 6, (sqlite3_int64)uid);
-	if (rc == SQLITE_OK) rc = bind_text(st, 7, user);
-	if (rc == SQLITE_OK) rc = bind_text(st, 8, git_commit);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		r = db_error(s, rc, err, "cannot record event");
-	sqlite3_finalize(st);
-	return r;
-}
-
-#define EVENT_COLUMNS "id, time, vm, action, outcome, detail, uid, user, git_commit"
-
-int mq_store_event_list(struct mq_store *s, const char *vm, size_t limit, struct mq_event ***out,
-			size_t *n, struct mq_error **err)
-{
-	/* The newest `limit` rows, handed back oldest first.  LIMIT -1 = all. */
-	static const char sql_all[] =
-		"SELECT " EVENT_COLUMNS " FROM (SELECT " EVENT_COLUMNS " FROM events "
-		"ORDER BY id DESC LIMIT ?1) ORDER BY id";
-	static const char sql_vm[] =
-		"SELECT " EVENT_COLUMNS " FROM (SELECT " EVENT_COLUMNS " FROM events WHERE vm = ?2 "
-		"ORDER BY id DESC LIMIT ?1) ORDER BY id";
-	sqlite3_stmt *st;
-	int r = prepare(s, vm ? sql_vm : sql_all, &st, err, "cannot list events");
-	if (r < 0)
-		return r;
-	sqlite3_int64 lim = (limit == 0 || limit > (size_t)INT64_MAX) ? -1 : (sqlite3_int64)limit;
-	int rc = sqlite3_bind_int64(st, 1, lim);
-	if (rc == SQLITE_OK && vm)
-		rc = bind_text(st, 2, vm);
-	struct mq_event **list = NULL;
-	size_t count = 0;
-	if (rc == SQLITE_OK) {
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			struct mq_event *e = xcalloc(1, sizeof(*e));
-			e->id = sqlite3_column_int64(st, 0);
-			e->time = sqlite3_column_int64(st, 1);
-			e->vm = column_dup(st, 2);
-			e->action = column_dup(st, 3);
-			e->outcome = column_dup(st, 4);
-			e->detail = column_dup(st, 5);
-			e->uid = (uint32_t)sqlite3_column_int64(st, 6);
-			e->user = column_dup(st, 7);
-			e->git_commit = column_dup(st, 8);
-			list = xreallocarray(list, count + 1, sizeof(*list));
-			list[count++] = e;
-		}
-	}
-	if (rc != SQLITE_DONE) {
-		r = db_error(s, rc, err, "cannot list events");
-		sqlite3_finalize(st);
-		mq_event_list_free(list, count);
-		return r;
-	}
-	sqlite3_finalize(st);
-	*out = list;
-	*n = count;
-	return 0;
-}
-
-struct mq_event *mq_event_free(struct mq_event *e)
-{
-	if (!e)
-		return NULL;
-	free(e->vm);
-	free(e->action);
-	free(e->outcome);
-	free(e->detail);
-	free(e->user);
-	free(e->git_commit);
-	free(e);
-	return NULL;
-}
-
-void mq_event_list_free(struct mq_event **list, size_t n)
-{
-	if (!list)
-		return;
-	for (size_t i = 0; i < n; i++)
-		mq_event_free(list[i]);
-	free(list);
+	if (u->savepoint)
+		sqlite3_exec(s->db, "ROLLBACK TO mq_unit; RELEASE mq_unit", NULL, NULL, NULL);
+	else
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }

@@ -1,5 +1,7 @@
-/* test-state.c - unit tests for state/ (store.c, git.c).  Check, fork mode;
- * every test works in its own mkdtemp directory under /tmp. */
+/* test-state.c - unit tests for state/ (store.c, vms.c, events.c), the git
+ * commit lookup (util/git.c) and the audit trail built on both
+ * (reconciler/audit.c).  Check, fork mode; every test works in its own
+ * mkdtemp directory under /tmp. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "state/store-int.h" /* struct mq_store, the error mapping */
+#include "reconciler/audit.h"
 #include "state/store.h"
+#include "util/git.h"
 #include "util/fileio.h"
 #include "util/parse.h"
 #include "util/paths.h"
@@ -25,6 +30,8 @@
 /* ---- helpers ------------------------------------------------------------- */
 
 static char *tmpdir;
+
+#define SHA_A_FOR_EVENTS "3b18e512dba79e4c8300dd08aeb37f8e728b8dad"
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -880,54 +887,423 @@ START_TEST(test_busy_timeout_waits_for_writer)
 }
 END_TEST
 
-/* Several processes create and migrate the same fresh database at once. */
+/* The first open switches a fresh database to WAL, which needs an exclusive
+ * lock.  While another connection holds the write lock, SQLite answers that
+ * switch with SQLITE_BUSY at once, without calling the busy handler: the
+ * open must still wait for the writer, as the busy timeout promises. */
+START_TEST(test_open_waits_for_wal_switch)
+{
+	char *db = tpath("maqet.db");
+	raw_exec(db, "PRAGMA user_version = 0"); /* a fresh database, rollback journal */
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'delete'"), 1);
+	int ready[2];
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(ready[0]);
+		sqlite3 *c = NULL;
+		if (sqlite3_open_v2(db, &c, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+		    sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(2);
+		struct timespec ts = { 0, 500 * 1000000L }; /* hold the write lock */
+		nanosleep(&ts, NULL);
+		if (sqlite3_exec(c, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(3);
+		sqlite3_close(c);
+		_exit(0);
+	}
+	close(ready[1]);
+	char b;
+	ck_assert_int_eq(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+
+	int64_t t0 = mq_now_ms();
+	struct mq_store *s = open_ok(tmpdir);
+	int64_t waited = mq_now_ms() - t0;
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_ge(waited, 250);
+	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
+	mq_store_free(s);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+	free(db);
+}
+END_TEST
+
+/* Several processes create and migrate the same fresh database at once,
+ * released together by a pipe, in several rounds: they race for the lock that
+ * switches a fresh database to WAL, which SQLite's busy handler does not
+ * cover (see setup_pragmas in store.c). */
 START_TEST(test_concurrent_first_open)
 {
-	char *dir = tpath("state");
-	enum { N = 6 };
-	pid_t pids[N];
-	for (int i = 0; i < N; i++) {
-		pids[i] = fork();
-		ck_assert_int_ge(pids[i], 0);
-		if (pids[i] == 0) {
-			struct mq_store *c = NULL;
-			struct mq_error *err = NULL;
-			if (mq_store_open(dir, &c, &err) < 0) {
-				fprintf(stderr, "child %d: %s\n", i, err ? err->msg : "?");
-				_exit(1);
+	enum { N = 8, ROUNDS = 6 };
+	for (int round = 0; round < ROUNDS; round++) {
+		char rel[32];
+		snprintf(rel, sizeof(rel), "state%d", round);
+		char *dir = tpath(rel);
+		int go[2];
+		ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+		pid_t pids[N];
+		for (int i = 0; i < N; i++) {
+			pids[i] = fork();
+			ck_assert_int_ge(pids[i], 0);
+			if (pids[i] == 0) {
+				close(go[1]);
+				char b;
+				if (read(go[0], &b, 1) != 0) /* EOF: everyone is forked */
+					_exit(3);
+				struct mq_store *c = NULL;
+				struct mq_error *err = NULL;
+				if (mq_store_open(dir, &c, &err) < 0) {
+					fprintf(stderr, "child %d: %s\n", i, err ? err->msg : "?");
+					_exit(1);
+				}
+				char name[16];
+				snprintf(name, sizeof(name), "vm%d", i);
+				struct mq_vm_record *r = sample(name);
+				if (mq_store_vm_put(c, r, &err) < 0 ||
+				    mq_store_event_add(c, name, "create", "ok", NULL, NULL, &err) < 0) {
+					fprintf(stderr, "child %d: %s\n", i, err ? err->msg : "?");
+					_exit(2);
+				}
+				mq_vm_record_free(r);
+				mq_store_free(c);
+				_exit(0);
 			}
-			char name[16];
-			snprintf(name, sizeof(name), "vm%d", i);
-			struct mq_vm_record *r = sample(name);
-			if (mq_store_vm_put(c, r, &err) < 0 ||
-			    mq_store_event_add(c, name, "create", "ok", NULL, NULL, &err) < 0) {
-				fprintf(stderr, "child %d: %s\n", i, err ? err->msg : "?");
-				_exit(2);
-			}
-			mq_vm_record_free(r);
-			mq_store_free(c);
-			_exit(0);
 		}
+		close(go[0]);
+		close(go[1]);
+		for (int i = 0; i < N; i++) {
+			int status;
+			ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+			ck_assert(WIFEXITED(status));
+			ck_assert_msg(WEXITSTATUS(status) == 0, "round %d: child %d exited %d", round, i,
+				      WEXITSTATUS(status));
+		}
+		struct mq_store *s = open_ok(dir);
+		ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
+		struct mq_vm_record **list = NULL;
+		size_t n = 0;
+		ck_assert_int_eq(mq_store_vm_list(s, &list, &n, NULL), 0);
+		ck_assert_uint_eq(n, N);
+		mq_vm_record_list_free(list, n);
+		struct mq_event **ev = NULL;
+		ck_assert_int_eq(mq_store_event_list(s, NULL, 0, &ev, &n, NULL), 0);
+		ck_assert_uint_eq(n, N);
+		mq_event_list_free(ev, n);
+		mq_store_free(s);
+		free(dir);
 	}
-	for (int i = 0; i < N; i++) {
-		int status;
-		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
-		ck_assert(WIFEXITED(status));
-		ck_assert_int_eq(WEXITSTATUS(status), 0);
-	}
-	struct mq_store *s = open_ok(dir);
-	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
-	struct mq_vm_record **list = NULL;
-	size_t n = 0;
-	ck_assert_int_eq(mq_store_vm_list(s, &list, &n, NULL), 0);
-	ck_assert_uint_eq(n, N);
-	mq_vm_record_list_free(list, n);
+}
+END_TEST
+
+/* ---- error mapping ------------------------------------------------------- */
+
+static void expect_mapped(int rc, int sys_errno, const char *what, int want_rc, const char *want_msg)
+{
+	struct mq_error *err = NULL;
+	int r = mq_store_map_error(rc, sys_errno, what, "/var/lib/maqet", "/var/lib/maqet/maqet.db",
+				   sqlite3_errstr(rc), &err);
+	ck_assert_msg(r == want_rc, "rc %d errno %d: got %d, want %d", rc, sys_errno, r, want_rc);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_int_eq(err->code, -want_rc);
+	ck_assert_str_eq(err->msg, want_msg);
+	/* SQLite's own words for these never reach the user */
+	ck_assert_ptr_null(strstr(err->msg, "disk I/O error"));
+	mq_error_free(err);
+}
+
+START_TEST(test_error_mapping_disk)
+{
+	const char *full_vm = "cannot record vm 'web': no space left on device in state dir '/var/lib/maqet'";
+	expect_mapped(SQLITE_FULL, 0, "cannot record vm 'web'", -ENOSPC, full_vm);
+	/* a stale errno does not turn SQLITE_FULL into something else */
+	expect_mapped(SQLITE_FULL, EIO, "cannot record vm 'web'", -ENOSPC, full_vm);
+	/* SQLite reports some full-disk failures as I/O errors: the errno decides */
+	expect_mapped(SQLITE_IOERR_WRITE, ENOSPC, "cannot record vm 'web'", -ENOSPC, full_vm);
+	expect_mapped(SQLITE_IOERR_SHMSIZE, ENOSPC, "cannot record vm 'web'", -ENOSPC, full_vm);
+	expect_mapped(SQLITE_IOERR_TRUNCATE, ENOSPC, "cannot record vm 'web'", -ENOSPC, full_vm);
+	expect_mapped(SQLITE_IOERR_FSYNC, ENOSPC, "cannot record vm 'web'", -ENOSPC, full_vm);
+	expect_mapped(SQLITE_CANTOPEN, ENOSPC, "cannot record vm 'web'", -ENOSPC, full_vm);
+	expect_mapped(SQLITE_IOERR_WRITE, EDQUOT, "cannot record vm 'web'", -EDQUOT,
+		      "cannot record vm 'web': disk quota exceeded in state dir '/var/lib/maqet'");
+	/* any other I/O error */
+	const char *io_vm = "cannot record vm 'web': i/o error in state dir '/var/lib/maqet'";
+	expect_mapped(SQLITE_IOERR, 0, "cannot record vm 'web'", -EIO, io_vm);
+	expect_mapped(SQLITE_IOERR_WRITE, EIO, "cannot record vm 'web'", -EIO, io_vm);
+	expect_mapped(SQLITE_IOERR_FSYNC, 0, "cannot record vm 'web'", -EIO, io_vm);
+	expect_mapped(SQLITE_IOERR_READ, EIO, "cannot record vm 'web'", -EIO, io_vm);
+	/* events say so */
+	expect_mapped(SQLITE_FULL, 0, "cannot record event for vm 'web'", -ENOSPC,
+		      "cannot record event for vm 'web': no space left on device in state dir '/var/lib/maqet'");
+	expect_mapped(SQLITE_IOERR_WRITE, EIO, "cannot record event for vm 'web'", -EIO,
+		      "cannot record event for vm 'web': i/o error in state dir '/var/lib/maqet'");
+
+	int code = 0;
+	ck_assert_str_eq(mq_store_disk_cause(SQLITE_IOERR_SHMSIZE, ENOSPC, &code), "no space left on device");
+	ck_assert_int_eq(code, ENOSPC);
+	ck_assert_ptr_null(mq_store_disk_cause(SQLITE_BUSY, ENOSPC, &code));
+	ck_assert_ptr_null(mq_store_disk_cause(SQLITE_CONSTRAINT_TRIGGER, 0, &code));
+	ck_assert_ptr_null(mq_store_disk_cause(SQLITE_CANTOPEN, EACCES, &code));
+	ck_assert_ptr_null(mq_store_disk_cause(SQLITE_IOERR_NOMEM, 0, &code));
+}
+END_TEST
+
+START_TEST(test_error_mapping_other)
+{
+	/* not about the disk: SQLite's message and the database named */
+	expect_mapped(SQLITE_BUSY, 0, "cannot record vm 'web'", -EBUSY,
+		      "cannot record vm 'web' in state database '/var/lib/maqet/maqet.db': database is locked");
+	expect_mapped(SQLITE_CONSTRAINT_TRIGGER, 0, "cannot record event for vm 'web'", -EINVAL,
+		      "cannot record event for vm 'web' in state database '/var/lib/maqet/maqet.db': "
+		      "constraint failed");
+	expect_mapped(SQLITE_CANTOPEN, EACCES, "cannot start transaction", -EACCES,
+		      "cannot start transaction in state database '/var/lib/maqet/maqet.db': "
+		      "unable to open database file");
+	expect_mapped(SQLITE_READONLY, 0, "cannot record vm 'web'", -EROFS,
+		      "cannot record vm 'web' in state database '/var/lib/maqet/maqet.db': "
+		      "attempt to write a readonly database");
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_store_map_error(SQLITE_IOERR_NOMEM, 0, "x", "/d", "/d/maqet.db", NULL, &err), -ENOMEM);
+	mq_error_free(err);
+	ck_assert_int_eq(mq_store_map_error(SQLITE_FULL, 0, "x", "/d", "/d/maqet.db", NULL, NULL), -ENOSPC);
+}
+END_TEST
+
+/* A database that cannot grow (max_page_count) fails writes with the very
+ * SQLITE_FULL a full disk gives: the message and code of a full disk, and
+ * nothing half-written. */
+START_TEST(test_full_database)
+{
+	struct mq_store *s = open_ok(tmpdir);
+	struct mq_vm_record *r = sample("web");
+	put_ok(s, r);
+	ck_assert_int_eq(mq_store_event_add(s, "web", "create", "ok", NULL, NULL, NULL), 0);
+	struct mq_vm_record *before = get_ok(s, "web");
+
+	sqlite3_stmt *st = NULL;
+	ck_assert_int_eq(sqlite3_prepare_v2(s->db, "PRAGMA page_count", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int64_t pages = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	char *sql = xasprintf("PRAGMA max_page_count = %lld", (long long)pages);
+	ck_assert_int_eq(sqlite3_exec(s->db, sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
+
+	size_t big = 256 * 1024;
+	char *json = xmalloc(big + 1);
+	memset(json, 'x', big);
+	json[big] = '\0';
+	mq_vm_record_set(&r->spec_json, json);
+	mq_vm_record_set(&r->status, MQ_STATUS_STOPPED);
+
+	char *want = xasprintf("cannot record vm 'web': no space left on device in state dir '%s'", tmpdir);
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_store_vm_put(s, r, &err), -ENOSPC);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_str_eq(err->msg, want);
+	ck_assert_int_eq(err->code, ENOSPC);
+	err = mq_error_free(err);
+	ck_assert_int_eq(mq_store_vm_put_event(s, r, "stop", "ok", json, NULL, &err), -ENOSPC);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_str_eq(err->msg, want);
+	err = mq_error_free(err);
+
+	/* an event too large for what is left */
+	ck_assert_int_eq(mq_store_event_add(s, "web", "start", "ok", json, NULL, &err), -ENOSPC);
+	ck_assert_ptr_nonnull(err);
+	char *want_ev = xasprintf("cannot record event for vm 'web': no space left on device in state dir '%s'",
+				  tmpdir);
+	ck_assert_str_eq(err->msg, want_ev);
+	err = mq_error_free(err);
+
+	/* nothing changed, and the store still works */
+	struct mq_vm_record *after = get_ok(s, "web");
+	assert_same_record(after, before);
+	ck_assert_int_eq(after->updated_at, before->updated_at);
 	struct mq_event **ev = NULL;
+	size_t n = 0;
 	ck_assert_int_eq(mq_store_event_list(s, NULL, 0, &ev, &n, NULL), 0);
-	ck_assert_uint_eq(n, N);
+	ck_assert_uint_eq(n, 1);
 	mq_event_list_free(ev, n);
+	ck_assert_int_eq(mq_store_begin(s, NULL), 0);
+	mq_store_rollback(s);
+
+	free(want_ev);
+	free(want);
+	free(json);
+	mq_vm_record_free(after);
+	mq_vm_record_free(before);
+	mq_vm_record_free(r);
 	mq_store_free(s);
-	free(dir);
+}
+END_TEST
+
+/* ---- a record and its event commit together ------------------------------ */
+
+static size_t event_count(struct mq_store *s, const char *vm)
+{
+	struct mq_event **ev = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(mq_store_event_list(s, vm, 0, &ev, &n, NULL), 0);
+	mq_event_list_free(ev, n);
+	return n;
+}
+
+/* Triggers that make one of the two writes fail, installed from a second
+ * connection (as a damaged or hostile database could). */
+#define FAIL_EVENTS "CREATE TRIGGER fail_events BEFORE INSERT ON events " \
+	"BEGIN SELECT RAISE(ABORT, 'injected event failure'); END;"
+#define FAIL_VM_WRITES "CREATE TRIGGER fail_vm_insert BEFORE INSERT ON vms " \
+	"BEGIN SELECT RAISE(ABORT, 'injected record failure'); END;" \
+	"CREATE TRIGGER fail_vm_update BEFORE UPDATE ON vms " \
+	"BEGIN SELECT RAISE(ABORT, 'injected record failure'); END;" \
+	"CREATE TRIGGER fail_vm_delete BEFORE DELETE ON vms " \
+	"BEGIN SELECT RAISE(ABORT, 'injected record failure'); END;"
+
+START_TEST(test_put_event_together)
+{
+	struct mq_store *s = open_ok(tmpdir);
+	char *db = tpath("maqet.db");
+	struct mq_vm_record *r = sample("web");
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_store_vm_put_event(s, r, "create", "ok", "vms/web.yaml", SHA_A_FOR_EVENTS, &err), 0);
+	ck_assert_ptr_null(err);
+	struct mq_vm_record *before = get_ok(s, "web");
+	assert_same_record(before, r);
+	struct mq_event **ev = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(mq_store_event_list(s, "web", 0, &ev, &n, NULL), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(ev[0]->action, "create");
+	ck_assert_str_eq(ev[0]->outcome, "ok");
+	ck_assert_str_eq(ev[0]->detail, "vms/web.yaml");
+	ck_assert_str_eq(ev[0]->git_commit, SHA_A_FOR_EVENTS);
+	mq_event_list_free(ev, n);
+
+	/* The event insert fails: the record keeps its previous content. */
+	raw_exec(db, FAIL_EVENTS);
+	wait_past_ms(before->updated_at);
+	mq_vm_record_set(&r->status, MQ_STATUS_STOPPED);
+	r->pid = 0;
+	ck_assert_int_eq(mq_store_vm_put_event(s, r, "stop", "ok", NULL, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strncmp(err->msg, "cannot record event for vm 'web'", 32) == 0, "got: %s", err->msg);
+	ck_assert_ptr_nonnull(strstr(err->msg, "injected event failure"));
+	err = mq_error_free(err);
+	struct mq_vm_record *g = get_ok(s, "web");
+	assert_same_record(g, before);
+	ck_assert_int_eq(g->updated_at, before->updated_at);
+	mq_vm_record_free(g);
+	ck_assert_uint_eq(event_count(s, NULL), 1);
+	/* ... and a new vm is not created */
+	struct mq_vm_record *fresh = sample("fresh");
+	ck_assert_int_lt(mq_store_vm_put_event(s, fresh, "create", "ok", NULL, NULL, NULL), 0);
+	ck_assert_int_eq(get_rc(s, "fresh"), -ENOENT);
+
+	/* Inside the caller's transaction only the pair is undone. */
+	ck_assert_int_eq(mq_store_begin(s, NULL), 0);
+	put_ok(s, fresh);
+	ck_assert_int_lt(mq_store_vm_put_event(s, r, "stop", "ok", NULL, NULL, NULL), 0);
+	ck_assert_int_eq(mq_store_commit(s, NULL), 0);
+	ck_assert_int_eq(get_rc(s, "fresh"), 0);
+	g = get_ok(s, "web");
+	ck_assert_str_eq(g->status, MQ_STATUS_RUNNING);
+	mq_vm_record_free(g);
+
+	/* Vice versa: the record write fails, so no event is added. */
+	raw_exec(db, "DROP TRIGGER fail_events;" FAIL_VM_WRITES);
+	ck_assert_int_eq(mq_store_vm_put_event(s, r, "stop", "ok", NULL, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strncmp(err->msg, "cannot record vm 'web'", 22) == 0, "got: %s", err->msg);
+	ck_assert_ptr_nonnull(strstr(err->msg, "injected record failure"));
+	err = mq_error_free(err);
+	ck_assert_uint_eq(event_count(s, NULL), 1);
+	g = get_ok(s, "web");
+	assert_same_record(g, before);
+	mq_vm_record_free(g);
+
+	/* Both writes work again: both are there. */
+	raw_exec(db, "DROP TRIGGER fail_vm_insert; DROP TRIGGER fail_vm_update; DROP TRIGGER fail_vm_delete;");
+	ck_assert_int_eq(mq_store_vm_put_event(s, r, "stop", "ok", "powerdown", NULL, &err), 0);
+	g = get_ok(s, "web");
+	ck_assert_str_eq(g->status, MQ_STATUS_STOPPED);
+	ck_assert_int_eq(g->created_at, before->created_at);
+	mq_vm_record_free(g);
+	ck_assert_uint_eq(event_count(s, "web"), 2);
+
+	/* a record without a name is refused before anything is written */
+	mq_vm_record_set(&fresh->name, NULL);
+	ck_assert_int_eq(mq_store_vm_put_event(s, fresh, "create", "ok", NULL, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(err);
+	err = mq_error_free(err);
+	ck_assert_uint_eq(event_count(s, NULL), 2);
+	/* and an event without an action takes the record with it */
+	mq_vm_record_set(&r->status, MQ_STATUS_FAILED);
+	ck_assert_int_eq(mq_store_vm_put_event(s, r, NULL, "ok", NULL, NULL, NULL), -EINVAL);
+	g = get_ok(s, "web");
+	ck_assert_str_eq(g->status, MQ_STATUS_STOPPED);
+	mq_vm_record_free(g);
+
+	mq_vm_record_free(fresh);
+	mq_vm_record_free(before);
+	mq_vm_record_free(r);
+	free(db);
+	mq_store_free(s);
+}
+END_TEST
+
+START_TEST(test_delete_event_together)
+{
+	struct mq_store *s = open_ok(tmpdir);
+	char *db = tpath("maqet.db");
+	struct mq_vm_record *r = sample("web");
+	put_ok(s, r);
+
+	/* the event fails: the record stays */
+	raw_exec(db, FAIL_EVENTS);
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_store_vm_delete_event(s, "web", "delete", "ok", "deleted", NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strncmp(err->msg, "cannot record event for vm 'web'", 32) == 0, "got: %s", err->msg);
+	err = mq_error_free(err);
+	ck_assert_int_eq(get_rc(s, "web"), 0);
+
+	/* the delete fails: no event */
+	raw_exec(db, "DROP TRIGGER fail_events;" FAIL_VM_WRITES);
+	ck_assert_int_eq(mq_store_vm_delete_event(s, "web", "delete", "ok", "deleted", NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strncmp(err->msg, "cannot forget vm 'web'", 22) == 0, "got: %s", err->msg);
+	err = mq_error_free(err);
+	ck_assert_int_eq(get_rc(s, "web"), 0);
+	ck_assert_uint_eq(event_count(s, NULL), 0);
+
+	/* both work: both happen */
+	raw_exec(db, "DROP TRIGGER fail_vm_insert; DROP TRIGGER fail_vm_update; DROP TRIGGER fail_vm_delete;");
+	ck_assert_int_eq(mq_store_vm_delete_event(s, "web", "delete", "ok", "deleted", SHA_A_FOR_EVENTS, &err), 0);
+	ck_assert_int_eq(get_rc(s, "web"), -ENOENT);
+	struct mq_event **ev = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(mq_store_event_list(s, "web", 0, &ev, &n, NULL), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(ev[0]->action, "delete");
+	ck_assert_str_eq(ev[0]->detail, "deleted");
+	ck_assert_str_eq(ev[0]->git_commit, SHA_A_FOR_EVENTS);
+	mq_event_list_free(ev, n);
+	/* an absent record: the event alone (deleting nothing is not an error) */
+	ck_assert_int_eq(mq_store_vm_delete_event(s, "web", "delete", "ok", NULL, NULL, NULL), 0);
+	ck_assert_uint_eq(event_count(s, "web"), 2);
+	ck_assert_int_eq(mq_store_vm_delete_event(s, NULL, "delete", "ok", NULL, NULL, &err), -EINVAL);
+	mq_error_free(err);
+
+	mq_vm_record_free(r);
+	free(db);
+	mq_store_free(s);
 }
 END_TEST
 
@@ -1285,6 +1661,84 @@ START_TEST(test_git_real_repository)
 }
 END_TEST
 
+/* ---- audit: events with the git commit, looked up once per pass ----------- */
+
+static const char *last_commit(struct mq_store *s)
+{
+	static char buf[80];
+	struct mq_event **ev = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(mq_store_event_list(s, NULL, 1, &ev, &n, NULL), 0);
+	ck_assert_uint_eq(n, 1);
+	snprintf(buf, sizeof(buf), "%s", ev[0]->git_commit ? ev[0]->git_commit : "(none)");
+	mq_event_list_free(ev, n);
+	return buf;
+}
+
+START_TEST(test_audit_commit_per_pass)
+{
+	free(repo_file("repo/.git/HEAD", "ref: refs/heads/main\n"));
+	free(repo_file("repo/.git/refs/heads/main", SHA_A "\n"));
+	char *src = tpath("repo/vms");
+	ck_assert_int_eq(mq_mkdir_p(src, 0755, NULL), 0);
+	char *state = tpath("state");
+	struct mq_store *s = open_ok(state);
+
+	mq_audit_new_pass();
+	mq_event(s, "web", src, "create", "ok", NULL);
+	ck_assert_str_eq(last_commit(s), SHA_A);
+	ck_assert_str_eq(mq_audit_git_commit(src), SHA_A);
+
+	/* The repository moves on: the pass keeps the commit it started with... */
+	free(repo_file("repo/.git/refs/heads/main", SHA_B "\n"));
+	mq_event(s, "web", src, "start", "ok", NULL);
+	ck_assert_str_eq(last_commit(s), SHA_A);
+	/* ...and the next pass sees the new one (a watch runs for weeks). */
+	mq_audit_new_pass();
+	mq_event(s, "web", src, "stop", "ok", NULL);
+	ck_assert_str_eq(last_commit(s), SHA_B);
+
+	/* record + event with the commit, in one transaction */
+	struct mq_vm_record *r = sample("web");
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_audit_record(s, r, src, "update", "ok", "memory changed", &err), 0);
+	ck_assert_ptr_null(err);
+	ck_assert_str_eq(last_commit(s), SHA_B);
+	ck_assert_int_eq(get_rc(s, "web"), 0);
+	/* a source outside any repository, and none at all */
+	mq_event(s, "web", tmpdir, "hold", "ok", NULL);
+	ck_assert_str_eq(last_commit(s), "(none)");
+	mq_event(s, NULL, NULL, "invalid", "kept-last-valid", NULL);
+	ck_assert_str_eq(last_commit(s), "(none)");
+
+	/* a failing event leaves the record as it was */
+	char *db = tpath("state/maqet.db");
+	raw_exec(db, FAIL_EVENTS);
+	mq_vm_record_set(&r->status, MQ_STATUS_STOPPED);
+	ck_assert_int_lt(mq_audit_record(s, r, src, "stop", "ok", NULL, &err), 0);
+	ck_assert_ptr_nonnull(err);
+	err = mq_error_free(err);
+	struct mq_vm_record *g = get_ok(s, "web");
+	ck_assert_str_eq(g->status, MQ_STATUS_RUNNING);
+	mq_vm_record_free(g);
+	ck_assert_int_lt(mq_audit_forget(s, "web", src, "delete", "ok", NULL, NULL), 0);
+	ck_assert_int_eq(get_rc(s, "web"), 0);
+	raw_exec(db, "DROP TRIGGER fail_events");
+	ck_assert_int_eq(mq_audit_forget(s, "web", src, "delete", "ok", NULL, &err), 0);
+	ck_assert_int_eq(get_rc(s, "web"), -ENOENT);
+	ck_assert_str_eq(last_commit(s), SHA_B);
+
+	mq_audit_new_pass();
+	mq_audit_new_pass(); /* nothing cached: harmless */
+	ck_assert_ptr_null(mq_audit_git_commit(NULL));
+	free(db);
+	mq_vm_record_free(r);
+	mq_store_free(s);
+	free(state);
+	free(src);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *state_suite(void)
@@ -1308,6 +1762,21 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_now_ms);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("together");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_put_event_together);
+	tcase_add_test(tc, test_delete_event_together);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_error_mapping_disk);
+	tcase_add_test(tc, test_error_mapping_other);
+	tcase_add_test(tc, test_full_database);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("schema");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -1324,6 +1793,7 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_two_connections);
 	tcase_add_test(tc, test_busy_timeout_waits_for_writer);
+	tcase_add_test(tc, test_open_waits_for_wal_switch);
 	tcase_add_test(tc, test_concurrent_first_open);
 	tcase_add_test(tc, test_all_fds_cloexec);
 	suite_add_tcase(s, tc);
@@ -1338,6 +1808,12 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_git_invalid);
 	tcase_add_test(tc, test_git_outside_repo);
 	tcase_add_test(tc, test_git_real_repository);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("audit");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_audit_commit_per_pass);
 	suite_add_tcase(s, tc);
 	return s;
 }

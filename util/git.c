@@ -1,9 +1,10 @@
 /* git.c - find the commit checked out in the work tree holding a path, by
- * reading .git files directly (the git binary is never run).  See store.h. */
-#include "state/store.h"
+ * reading .git files directly (the git binary is never run).  See git.h. */
+#include "util/git.h"
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
