@@ -251,7 +251,7 @@ START_TEST(test_argv_minimal)
 	ck_assert_ptr_null(err);
 	static const char *const want[] = {
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
-		"-nic", "none", "-serial", "none", "-monitor", "none", "-parallel", "none",
+		"-nic", "none", "-serial", "none", "-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
 		"-chardev", "socket,id=mqev,path=/run/mq/web.ev,server=on,wait=off",
@@ -334,7 +334,7 @@ START_TEST(test_argv_full)
 		"-device", "virtio-net-pci,netdev=net1",
 		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log",
 		"-serial", "chardev:serial0",
-		"-monitor", "none", "-parallel", "none",
+		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
 		"-chardev", "socket,id=mqev,path=/run/mq/web.ev,server=on,wait=off",
@@ -436,7 +436,7 @@ START_TEST(test_yaml_minimal_defaults)
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
 		"-nic", "none",
 		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log", "-serial", "chardev:serial0",
-		"-monitor", "none", "-parallel", "none",
+		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
 		"-chardev", "socket,id=mqev,path=/run/mq/web.ev,server=on,wait=off",
