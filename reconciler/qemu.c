@@ -22,8 +22,7 @@
 
 #define STOP_QMP_TIMEOUT_MS 2000
 #define STOP_KILL_WAIT_MS 5000
-#define START_POLL_MS 5
-#define SOCKET_WAIT_MS 2
+#define SOCKET_RETRY_MS 5
 
 void mq_start_result_release(struct mq_start_result *res)
 {
@@ -31,6 +30,9 @@ void mq_start_result_release(struct mq_start_result *res)
 		return;
 	free(res->qmp_path);
 	res->qmp_path = NULL;
+	if (res->ev_fd >= 0)
+		close(res->ev_fd);
+	res->ev_fd = -1;
 }
 
 static int prepare_runtime_dir(const char *dir, struct mq_error **err)
@@ -72,102 +74,263 @@ static void kill_child(const struct mq_pidref *ref)
 		;
 }
 
-static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, int pidfd, const char *qmp_path,
-		      const char *log, off_t log_off, int timeout_ms, struct mq_error **err)
+/* ---- readiness ------------------------------------------------------------ */
+
+/* What the main monitor reported while starting. */
+struct start_watch {
+	bool resumed;         /* RESUME seen */
+	bool shutdown;        /* SHUTDOWN seen before RESUME */
+	bool shutdown_guest;
+	char reason[64];
+	/* cont, then query-status */
+	bool cont_done, status_done;
+	int cont_status;
+	char *cont_msg;
+	char *status;         /* last query-status answer */
+};
+
+static void start_on_event(struct mq_qmp *q, json_object *ev, void *ud)
+{
+	(void)q;
+	struct start_watch *w = ud;
+	json_object *name, *data, *v;
+	if (!json_object_object_get_ex(ev, "event", &name))
+		return;
+	const char *e = json_object_get_string(name);
+	if (strcmp(e, "RESUME") == 0) {
+		w->resumed = true;
+	} else if (strcmp(e, "SHUTDOWN") == 0 && !w->resumed) {
+		w->shutdown = true;
+		if (json_object_object_get_ex(ev, "data", &data)) {
+			if (json_object_object_get_ex(data, "guest", &v))
+				w->shutdown_guest = json_object_get_boolean(v);
+			if (json_object_object_get_ex(data, "reason", &v))
+				snprintf(w->reason, sizeof(w->reason), "%s", json_object_get_string(v));
+		}
+	}
+}
+
+static void status_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
+{
+	(void)q;
+	struct start_watch *w = ud;
+	w->status_done = true;
+	json_object *st;
+	if (r->status == 0 && json_object_object_get_ex(r->ret, "status", &st) &&
+	    json_object_is_type(st, json_type_string)) {
+		free(w->status);
+		w->status = xstrdup(json_object_get_string(st));
+	}
+}
+
+static void cont_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
+{
+	struct start_watch *w = ud;
+	w->cont_done = true;
+	w->cont_status = r->status;
+	if (r->status < 0) {
+		w->cont_msg = xstrdup(r->message);
+		return;
+	}
+	/* RESUME normally came before this reply; ask in case it did not */
+	(void)mq_qmp_send(q, "query-status", NULL, status_reply, w, NULL, NULL);
+}
+
+static bool start_settled(const struct start_watch *w)
+{
+	return w->resumed || w->shutdown || (w->cont_done && w->cont_status < 0) ||
+	       (w->status && strcmp(w->status, "running") == 0);
+}
+
+/* Exit report of our child `pid`, whose pidfd turned readable (or that is
+ * known to be exiting): reap it (a blocking wait: the leader of a
+ * multi-threaded QEMU is a zombie a moment before it can be collected). */
+static int report_exit(const struct mq_spec *spec, pid_t pid, const char *log, off_t log_off, struct mq_error **err)
+{
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	char *how = mq_wait_status_str(st);
+	char *line = log_tail_since(log, log_off);
+	int r = mq_error_set(err, ECHILD, "cannot start vm '%s': qemu %s%s%s", spec->name, how, *line ? ": " : "",
+			     line);
+	free(line);
+	free(how);
+	return r;
+}
+
+/* Our child has exited?  Without a pidfd (old kernel), waitpid(WNOHANG). */
+static bool child_exited(int pidfd, pid_t pid, bool pidfd_readable, int *wst, bool *reaped)
+{
+	if (pidfd >= 0)
+		return pidfd_readable;
+	pid_t w = waitpid(pid, wst, WNOHANG);
+	*reaped = w == pid;
+	return *reaped;
+}
+
+/* Connect and negotiate the main monitor and the event monitor, send `cont`
+ * on the main one and wait until the guest runs.  Every wait is one poll()
+ * on the pidfd (an exit is seen at once), the QMP fds and the deadline; a
+ * socket that is not listening yet is retried after SOCKET_RETRY_MS, the only
+ * timed wake-up (a socket file gives no event when QEMU starts listening).
+ * The event monitor is not read after its qmp_capabilities reply. */
+static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, int pidfd,
+		      const struct mq_vm_paths *paths, off_t log_off, int timeout_ms, bool keep_ev, int *ev_fd,
+		      struct mq_error **err)
 {
 	int64_t deadline = mq_mono_ms() + timeout_ms;
-	struct mq_qmp *q = NULL;
-	char *last_status = NULL;
+	struct start_watch w = { 0 };
+	struct mq_qmp_callbacks cb = { .on_event = start_on_event, .ud = &w };
+	struct mq_qmp *mon[2] = { NULL, NULL }; /* main, ev */
+	const char *path[2] = { paths->qmp, paths->qmp_ev };
+	bool cont_sent = false, chmodded = false;
 	int r;
 
 	for (;;) {
-		int st = 0;
-		pid_t w = waitpid(ref->pid, &st, WNOHANG);
-		if (w == ref->pid) {
-			char *how = mq_wait_status_str(st);
-			char *line = log_tail_since(log, log_off);
-			r = mq_error_set(err, ECHILD, "cannot start vm '%s': qemu %s%s%s", spec->name, how,
-					 *line ? ": " : "", line);
-			free(line);
-			free(how);
-			goto out_reaped;
+		bool retry = false;
+		for (int i = 0; i < 2; i++) {
+			if (mon[i])
+				continue;
+			struct mq_error *qerr = NULL;
+			r = mq_qmp_open(path[i], i == 0 ? &cb : NULL, &mon[i], &qerr);
+			if (r == -ENOENT || r == -ECONNREFUSED || r == -EAGAIN) {
+				retry = true;
+			} else if (r < 0) {
+				r = mq_error_set(err, -r, "cannot start vm '%s': %s", spec->name, qerr->msg);
+				mq_error_free(qerr);
+				goto out_kill;
+			}
+			mq_error_free(qerr);
 		}
-		int64_t left = deadline - mq_mono_ms();
-		if (left <= 0)
+		bool ready[2] = { mq_qmp_state(mon[0]) == MQ_QMP_READY && mon[0], mq_qmp_state(mon[1]) == MQ_QMP_READY && mon[1] };
+		if (ready[0] && ready[1] && !chmodded) {
+			/* bind() made the sockets 0777 & ~077; the dir is 0700
+			 * already, but make the sockets owner read/write only. */
+			(void)chmod(paths->qmp, 0600);
+			(void)chmod(paths->qmp_ev, 0600);
+			chmodded = true;
+		}
+		if (ready[0] && ready[1] && !cont_sent) {
+			r = mq_qmp_send(mon[0], "cont", NULL, cont_reply, &w, NULL, err);
+			if (r < 0) {
+				mq_error_prefix(err, "cannot start vm '%s'", spec->name);
+				goto out_kill;
+			}
+			cont_sent = true;
+		}
+		if (start_settled(&w))
 			break;
 
-		struct mq_error *qerr = NULL;
-		if (!q && access(qmp_path, F_OK) < 0) {
-			/* Socket not bound yet: wait on the pidfd briefly (an early exit
-			 * wakes us at once), then look again. */
-			struct pollfd p = { .fd = pidfd, .events = POLLIN };
-			int t = left < SOCKET_WAIT_MS ? (int)left : SOCKET_WAIT_MS;
-			if (pidfd >= 0)
-				(void)poll(&p, 1, t);
-			else
-				(void)poll(NULL, 0, t);
-			continue;
+		int64_t left = deadline - mq_mono_ms();
+		if (left <= 0)
+			goto timeout;
+		struct pollfd p[3] = { { .fd = pidfd, .events = POLLIN } };
+		int np = 1;
+		int idx[2] = { -1, -1 };
+		for (int i = 0; i < 2; i++) {
+			/* never read the event monitor once it is negotiated */
+			if (mon[i] && !(i == 1 && ready[1])) {
+				idx[i] = np;
+				p[np++] = (struct pollfd){ .fd = mq_qmp_fd(mon[i]), .events = mq_qmp_poll_events(mon[i]) };
+			}
 		}
-		if (!q) {
-			/* Bound: the greeting may take a while on a loaded host; give the
-			 * whole remaining budget (QEMU dying closes the socket: EOF). */
-			r = mq_qmp_connect(qmp_path, (int)left, &q, &qerr);
+		int t = (int)(left > INT32_MAX ? INT32_MAX : left);
+		if ((retry || pidfd < 0) && t > SOCKET_RETRY_MS)
+			t = SOCKET_RETRY_MS;
+		int n = poll(p, (nfds_t)np, t);
+		if (n < 0 && errno != EINTR) {
+			r = mq_error_set(err, errno, "cannot start vm '%s': poll: %s", spec->name, strerror(errno));
+			goto out_kill;
+		}
+		int wst = 0;
+		bool reaped = false;
+		if (child_exited(pidfd, ref->pid, n > 0 && p[0].revents, &wst, &reaped)) {
+			if (reaped) {
+				char *how = mq_wait_status_str(wst);
+				char *line = log_tail_since(paths->qemu_log, log_off);
+				r = mq_error_set(err, ECHILD, "cannot start vm '%s': qemu %s%s%s", spec->name, how,
+						 *line ? ": " : "", line);
+				free(line);
+				free(how);
+			} else {
+				r = report_exit(spec, ref->pid, paths->qemu_log, log_off, err);
+			}
+			goto out;
+		}
+		if (n <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (idx[i] < 0 || !p[idx[i]].revents)
+				continue;
+			struct mq_error *qerr = NULL;
+			r = mq_qmp_dispatch(mon[i], p[idx[i]].revents, &qerr);
 			if (r == -EPROTO) {
 				r = mq_error_set(err, EPROTO, "cannot start vm '%s': %s", spec->name, qerr->msg);
 				mq_error_free(qerr);
 				goto out_kill;
 			}
-			if (r < 0)
-				q = NULL;
-			qerr = mq_error_free(qerr);
-		}
-		if (q) {
-			char *status = NULL;
-			int t = left < 2000 ? (int)left : 2000;
-			r = mq_qmp_query_status(q, t, &status, &qerr);
-			if (r == 0 && strcmp(status, "prelaunch") == 0)
-				r = mq_qmp_execute(q, "cont", NULL, t, NULL, &qerr);
-			if (r == 0) {
-				if (strcmp(status, "running") == 0) {
-					free(status);
-					r = 0;
-					goto out_ok;
-				}
-				free(last_status);
-				last_status = status;
-			} else if (r == -EPROTO) {
-				r = mq_error_set(err, EPROTO, "cannot start vm '%s': %s", spec->name, qerr->msg);
+			if (r < 0 && i == 0 && cont_sent) {
+				/* the main monitor went away after cont: QEMU is going */
 				mq_error_free(qerr);
-				goto out_kill;
-			} else {
-				q = mq_qmp_free(q); /* connection lost: retry on a new one */
+				continue;
 			}
-			qerr = mq_error_free(qerr);
+			if (r < 0)
+				mon[i] = mq_qmp_free(mon[i]); /* lost before READY: connect again */
+			mq_error_free(qerr);
 		}
-
-		left = deadline - mq_mono_ms();
-		if (left <= 0)
-			continue; /* one last exit check, then time out */
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int t = left < START_POLL_MS ? (int)left : START_POLL_MS;
-		if (pidfd >= 0)
-			(void)poll(&p, 1, t);
-		else
-			(void)poll(NULL, 0, t);
+		if (mon[0] && mq_qmp_state(mon[0]) == MQ_QMP_CLOSED && !start_settled(&w)) {
+			/* closed after cont without RESUME: wait for the exit */
+			struct pollfd pp = { .fd = pidfd, .events = POLLIN };
+			int64_t l2 = deadline - mq_mono_ms();
+			if (pidfd >= 0 && l2 > 0 && poll(&pp, 1, (int)(l2 > INT32_MAX ? INT32_MAX : l2)) == 1) {
+				r = report_exit(spec, ref->pid, paths->qemu_log, log_off, err);
+				goto out;
+			}
+			goto timeout;
+		}
 	}
-	if (last_status)
+
+	if (!w.resumed && !(w.status && strcmp(w.status, "running") == 0)) {
+		if (w.shutdown)
+			r = mq_error_set(err, ECANCELED, "cannot start vm '%s': qemu shut down before running (%s%s)",
+					 spec->name, w.shutdown_guest ? "by the guest, reason " : "reason ",
+					 w.reason[0] ? w.reason : "unknown");
+		else
+			r = mq_error_set(err, -w.cont_status, "cannot start vm '%s': %s", spec->name,
+					 w.cont_msg ? w.cont_msg : "cont failed");
+		goto out_kill;
+	}
+	*ev_fd = -1;
+	if (keep_ev) {
+		int fd = mq_qmp_detach_fd(mon[1]);
+		if (fd < 0) {
+			r = mq_error_set(err, EBUSY, "cannot start vm '%s': cannot hand over the event monitor '%s'",
+					 spec->name, paths->qmp_ev);
+			goto out_kill;
+		}
+		*ev_fd = fd;
+	}
+	r = 0;
+	goto out;
+
+timeout:
+	if (w.status)
 		r = mq_error_set(err, ETIMEDOUT, "cannot start vm '%s': qmp not ready after %d ms (status '%s')",
-				 spec->name, timeout_ms, last_status);
+				 spec->name, timeout_ms, w.status);
+	else if (mon[0] && mq_qmp_state(mon[0]) == MQ_QMP_READY && (!mon[1] || mq_qmp_state(mon[1]) != MQ_QMP_READY))
+		r = mq_error_set(err, ETIMEDOUT, "cannot start vm '%s': qmp not ready after %d ms (event monitor '%s' "
+						 "did not answer)", spec->name, timeout_ms, paths->qmp_ev);
 	else
 		r = mq_error_set(err, ETIMEDOUT, "cannot start vm '%s': qmp not ready after %d ms", spec->name,
 				 timeout_ms);
 out_kill:
-	q = mq_qmp_free(q);
 	kill_child(ref);
-out_reaped:
-out_ok:
-	mq_qmp_free(q);
-	free(last_status);
+out:
+	mq_qmp_free(mon[0]);
+	mq_qmp_free(mon[1]);
+	free(w.cont_msg);
+	free(w.status);
 	return r;
 }
 
@@ -284,18 +447,15 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	}
 	pidfd = mq_pidfd_open(pid);
 
-	r = wait_ready(spec, &ref, pidfd, paths.qmp, paths.qemu_log, log_off, timeout_ms, err);
+	int ev_fd = -1;
+	r = wait_ready(spec, &ref, pidfd, &paths, log_off, timeout_ms, opts->keep_ev, &ev_fd, err);
 	if (r < 0)
 		goto out;
-
-	/* bind() made the sockets 0777 & ~077; the dir is 0700 already, but
-	 * make the sockets themselves owner read/write only. */
-	(void)chmod(paths.qmp, 0600);
-	(void)chmod(paths.qmp_ev, 0600);
 
 	res->ref = ref;
 	snprintf(res->accel, sizeof(res->accel), "%s", accel);
 	res->qmp_path = xstrdup(paths.qmp);
+	res->ev_fd = ev_fd;
 	r = 0;
 out:
 	if (pidfd >= 0)
@@ -322,8 +482,10 @@ static void step(const struct mq_stop_opts *o, const char *s, const char *outcom
 
 /* Reap ref if it is our (exited) child.  The leader of a multi-threaded
  * process such as QEMU shows as a zombie, and its pidfd turns readable, a
- * moment before its last thread is gone and wait() can collect it; retry
- * briefly.  Not our child: waitid() says ECHILD at once. */
+ * moment before its last thread is gone and wait() can collect it: then a
+ * blocking waitid() on the pidfd (bounded: the process is known to be
+ * exiting, checked by polling the pidfd up to timeout_ms first).  Not our
+ * child: waitid() says ECHILD at once. */
 static void reap_child(const struct mq_pidref *ref, int timeout_ms)
 {
 	int fd = mq_pidfd_open(ref->pid);
@@ -334,27 +496,27 @@ static void reap_child(const struct mq_pidref *ref, int timeout_ms)
 		close(fd); /* reaped already, or another process now */
 		return;
 	}
-	int64_t deadline = mq_mono_ms() + timeout_ms;
-	for (;;) {
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n;
+	while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+		;
+	if (n == 1) {
 		siginfo_t si;
+		int r;
 		memset(&si, 0, sizeof(si));
-		int r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && errno == EINVAL) {
+		while ((r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
+			;
+		if (r == 0 && si.si_pid == 0) {
+			/* our child, exiting but not collectable yet */
+			while ((r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED)) < 0 && errno == EINTR)
+				;
+		} else if (r < 0 && errno == EINVAL) {
 			/* kernel without P_PIDFD: the open pidfd keeps an unreaped
 			 * child's pid from being reused, so waitpid is safe */
 			pid_t w = waitpid(ref->pid, NULL, WNOHANG);
-			if (w < 0 && errno == EINTR)
-				continue;
-			r = w < 0 ? -1 : 0;
-			si.si_pid = w;
+			if (w == 0)
+				(void)waitpid(ref->pid, NULL, 0);
 		}
-		if (r < 0 || si.si_pid != 0)
-			break; /* not our child, or reaped */
-		if (mq_mono_ms() >= deadline)
-			break;
-		(void)poll(NULL, 0, 5);
 	}
 	close(fd);
 }
@@ -430,6 +592,8 @@ int mq_qemu_stop(const struct mq_pidref *ref, const char *qmp_path, const struct
 	if (!qmp_path) {
 		step(o, "quit", "failed", "no qmp socket");
 	} else {
+		if (q && mq_qmp_state(q) != MQ_QMP_READY)
+			q = mq_qmp_free(q); /* closed meanwhile: a new connection */
 		r = q ? 0 : mq_qmp_connect(qmp_path, STOP_QMP_TIMEOUT_MS, &q, &qerr);
 		if (r == 0) {
 			r = mq_qmp_execute(q, "quit", NULL, STOP_QMP_TIMEOUT_MS, NULL, &qerr);
