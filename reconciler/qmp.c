@@ -527,6 +527,8 @@ static int read_input(struct mq_qmp *q)
 		r = flush_out(q);
 		if (r < 0)
 			return r;
+		if (exact && q->state == MQ_QMP_READY)
+			return 0; /* just negotiated: leave the rest in the socket */
 	}
 	return q->why ? -q->why->code : -ECONNRESET;
 }
@@ -582,7 +584,8 @@ int mq_qmp_dispatch(struct mq_qmp *q, short revents, struct mq_error **err)
 		q->state = MQ_QMP_GREETING;
 		revents |= POLLIN; /* the greeting may be there already */
 	}
-	release_held(q);
+	if (q->state == MQ_QMP_READY)
+		release_held(q);
 	if (q->state == MQ_QMP_READY || q->out.len)
 		r = flush_out(q);
 	if (r == 0 && (revents & (POLLIN | POLLHUP | POLLERR)))
@@ -955,6 +958,8 @@ static void job_dismiss_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, vo
 		return;
 	}
 	/* dismissed (or already gone): the job's own outcome stands */
+	if (r->status == 0)
+		snprintf(j->status, sizeof(j->status), "null");
 	if (j->error)
 		job_finish(j, -EIO, j->error);
 	else
@@ -1013,8 +1018,12 @@ static void job_start_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void
 	(void)q;
 	struct mq_qmp_job *j = ud;
 	j->start_id = 0;
-	if (r->status < 0)
-		job_finish(j, r->status, r->message);
+	if (r->status < 0) {
+		char *m = xasprintf("qmp job '%s' (%s) failed: %s", j->id, j->command,
+				    r->status == -EREMOTEIO ? r->err_desc : r->message);
+		job_finish(j, r->status, m);
+		free(m);
+	}
 }
 
 int mq_qmp_job_query(struct mq_qmp_job *j, struct mq_error **err)

@@ -24,6 +24,8 @@
  * pending -> concluded (a step every JOB_STEP_MS, progress 0..100 in
  * query-jobs); job-dismiss of a concluded job emits status "null".  Mode
  * job-fail goes running -> aborting -> concluded with an error instead.
+ * Mode poweroff-on-cont: the guest powers off right after `cont` (RESUME,
+ * then SHUTDOWN guest-shutdown, then exit 0).
  *
  * Modes: normal, ignore-powerdown, ignore-quit, ignore-sigterm, crash-on-start,
  * garbage (every command, qmp_capabilities included, is answered with
@@ -80,7 +82,7 @@ static int ncds;
 
 static struct {
 	bool ignore_powerdown, ignore_quit, ignore_sigterm, crash_on_start, garbage, paused;
-	bool silent, no_greeting, oversized, job_fail;
+	bool silent, no_greeting, oversized, job_fail, poweroff_on_cont;
 	long die_after_ms;  /* <0: off */
 	long slow_start_ms; /* <0: off */
 } mode = { .die_after_ms = -1, .slow_start_ms = -1 };
@@ -137,6 +139,8 @@ static void parse_modes(const char *s)
 			mode.no_greeting = true;
 		else if (!strcmp(m, "oversized"))
 			mode.oversized = true;
+		else if (!strcmp(m, "poweroff-on-cont"))
+			mode.poweroff_on_cont = true;
 		else if (!strcmp(m, "job-fail"))
 			mode.job_fail = true;
 		else if (!strncmp(m, "die-after=", 10))
@@ -668,6 +672,11 @@ static void handle_command(struct chardev *c, json_object *req)
 			prelaunch = false;
 			running = true;
 			emit_event("RESUME", NULL);
+			if (mode.poweroff_on_cont) {
+				/* a guest that powers off at once */
+				emit_shutdown(true, "guest-shutdown");
+				request_exit(0);
+			}
 		}
 	} else if (!strcmp(cmd, "snapshot-save") || !strcmp(cmd, "snapshot-load") || !strcmp(cmd, "snapshot-delete")) {
 		json_object *args = NULL, *jid = NULL;
