@@ -243,24 +243,9 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 			r = mq_error_set(err, errno, "cannot start vm '%s': poll: %s", spec->name, strerror(errno));
 			goto out_kill;
 		}
-		int wst = 0;
-		bool reaped = false;
-		if (child_exited(pidfd, ref->pid, n > 0 && p[0].revents, &wst, &reaped)) {
-			if (reaped) {
-				char *how = mq_wait_status_str(wst);
-				char *line = log_tail_since(paths->qemu_log, log_off);
-				r = mq_error_set(err, ECHILD, "cannot start vm '%s': qemu %s%s%s", spec->name, how,
-						 *line ? ": " : "", line);
-				free(line);
-				free(how);
-			} else {
-				r = report_exit(spec, ref->pid, paths->qemu_log, log_off, err);
-			}
-			goto out;
-		}
-		if (n <= 0)
-			continue;
-		for (int i = 0; i < 2; i++) {
+		/* the monitors first: a RESUME already sent by a QEMU that
+		 * exits right after (a guest powering off at once) counts */
+		for (int i = 0; i < 2 && n > 0; i++) {
 			if (idx[i] < 0 || !p[idx[i]].revents)
 				continue;
 			struct mq_error *qerr = NULL;
@@ -279,6 +264,25 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 				mon[i] = mq_qmp_free(mon[i]); /* lost before READY: connect again */
 			mq_error_free(qerr);
 		}
+		if (start_settled(&w))
+			break;
+		int wst = 0;
+		bool reaped = false;
+		if (child_exited(pidfd, ref->pid, n > 0 && p[0].revents, &wst, &reaped)) {
+			if (reaped) {
+				char *how = mq_wait_status_str(wst);
+				char *line = log_tail_since(paths->qemu_log, log_off);
+				r = mq_error_set(err, ECHILD, "cannot start vm '%s': qemu %s%s%s", spec->name, how,
+						 *line ? ": " : "", line);
+				free(line);
+				free(how);
+			} else {
+				r = report_exit(spec, ref->pid, paths->qemu_log, log_off, err);
+			}
+			goto out;
+		}
+		if (n <= 0)
+			continue;
 		if (mon[0] && mq_qmp_state(mon[0]) == MQ_QMP_CLOSED && !start_settled(&w)) {
 			/* closed after cont without RESUME: wait for the exit */
 			struct pollfd pp = { .fd = pidfd, .events = POLLIN };
