@@ -511,7 +511,7 @@ static void complete_delete(struct run *r, size_t i, struct mq_spec *recspec)
 		delete_disks(r, it, recspec, &note);
 	else if (recspec && recspec->n_storage)
 		mq_strbuf_adds(&note, " (disks kept; use --delete-disks to remove them)");
-	if (mq_audit_delete(r->st, it->name, item_source(it), note.buf, &err) < 0) {
+	if (mq_audit_forget(r->st, it->name, item_source(it), "delete", "ok", note.buf, &err) < 0) {
 		r->res.store_errors++;
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(err ? err->msg : "cannot delete the record");

@@ -51,6 +51,12 @@ void mq_event(struct mq_store *st, const char *vm, const char *source, const cha
 	mq_error_free(err);
 }
 
+int mq_audit_event(struct mq_store *st, const char *vm, const char *source, const char *action, const char *outcome,
+		   const char *detail, struct mq_error **err)
+{
+	return mq_store_event_add(st, vm, action, outcome, detail, mq_audit_git_commit(source), err);
+}
+
 int mq_audit_record(struct mq_store *st, const struct mq_vm_record *rec, const char *source, const char *action,
 		    const char *outcome, const char *detail, struct mq_error **err)
 {

@@ -31,6 +31,11 @@ const char *mq_audit_git_commit(const char *source);
 void mq_event(struct mq_store *st, const char *vm, const char *source, const char *action,
 	      const char *outcome, const char *detail);
 
+/* Append an event and say whether it was written (the store's message,
+ * e.g. "no space left on device in state dir ...", in *err). */
+int mq_audit_event(struct mq_store *st, const char *vm, const char *source, const char *action,
+		   const char *outcome, const char *detail, struct mq_error **err);
+
 /* Write `rec` and the event explaining it (vm = rec->name) in one
  * transaction, with the git commit of `source`: both or neither (see
  * mq_store_vm_put_event).  0 or -errno with *err "cannot record vm 'NAME':

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include "reconciler/proc.h"
@@ -65,15 +67,18 @@ int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *
 		return r;
 	}
 	int64_t deadline = mq_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	int delay = 10;
+	/* flock has no timed wait.  The holder's last close of the file (its
+	 * release, or its exit) raises IN_CLOSE_WRITE on it: watch for that and
+	 * try again on every wake-up, until the deadline.  The watch is set up
+	 * before the first try so a release in between is not missed.  Without
+	 * inotify (out of instances), one more try at the deadline. */
+	int ifd = -1;
 	for (;;) {
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			break;
 		if (errno != EWOULDBLOCK && errno != EINTR) {
 			r = mq_error_set(err, errno, "cannot lock '%s': %s", path, strerror(errno));
-			close(fd);
-			free(path);
-			return r;
+			goto fail;
 		}
 		int64_t now = mq_mono_ms();
 		if (now >= deadline) {
@@ -86,18 +91,28 @@ int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *
 			r = mq_error_set(err, EWOULDBLOCK,
 					 "state dir '%s' is locked by %s (waited %.1f s); try again later or raise --lock-timeout",
 					 state_dir, who, (timeout_ms > 0 ? timeout_ms : 0) / 1000.0);
-			close(fd);
-			free(path);
-			return r;
+			goto fail;
 		}
-		/* flock has no timed wait: back off briefly (bounded by the deadline). */
-		int wait = delay;
-		if (now + wait > deadline)
-			wait = (int)(deadline - now);
-		poll(NULL, 0, wait);
-		if (delay < 100)
-			delay *= 2;
+		if (ifd < 0) {
+			ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+			if (ifd >= 0 && inotify_add_watch(ifd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_DELETE_SELF) < 0) {
+				close(ifd);
+				ifd = -1;
+			}
+			if (ifd >= 0)
+				continue; /* watching now: try again before waiting */
+		}
+		struct pollfd p = { .fd = ifd, .events = POLLIN };
+		int64_t left = deadline - now;
+		(void)poll(&p, ifd >= 0 ? 1 : 0, left > INT32_MAX ? INT32_MAX : (int)left);
+		if (ifd >= 0) {
+			char ebuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+			while (read(ifd, ebuf, sizeof(ebuf)) > 0)
+				; /* drain: every wake-up is just a reason to try again */
+		}
 	}
+	if (ifd >= 0)
+		close(ifd);
 	char buf[64];
 	int n = snprintf(buf, sizeof(buf), "%d %s\n", (int)getpid(), what ? what : "");
 	if (ftruncate(fd, 0) == 0)
@@ -105,6 +120,13 @@ int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *
 	l->fd = fd;
 	l->path = path;
 	return 0;
+
+fail:
+	if (ifd >= 0)
+		close(ifd);
+	close(fd);
+	free(path);
+	return r;
 }
 
 void mq_lock_release(struct mq_lock *l)

@@ -16,6 +16,17 @@
  *                               append "fake-qemu serial up\n" to PATH
  *   -fake-mode MODE[,MODE...]   (else $FAKE_QEMU_MODE)
  *
+ *   -S                          start in "prelaunch": query-status says so until
+ *                               `cont`, which emits RESUME and makes it "running"
+ *
+ * QMP jobs: snapshot-save / snapshot-load / snapshot-delete with a "job-id"
+ * reply {} and then walk JOB_STATUS_CHANGE created -> running -> waiting ->
+ * pending -> concluded (a step every JOB_STEP_MS, progress 0..100 in
+ * query-jobs); job-dismiss of a concluded job emits status "null".  Mode
+ * job-fail goes running -> aborting -> concluded with an error instead.
+ * Mode poweroff-on-cont: the guest powers off right after `cont` (RESUME,
+ * then SHUTDOWN guest-shutdown, then exit 0).
+ *
  * Modes: normal, ignore-powerdown, ignore-quit, ignore-sigterm, crash-on-start,
  * garbage (every command, qmp_capabilities included, is answered with
  * "this is not json"), die-after=MS, slow-start=MS, paused, plus for client tests:
@@ -47,6 +58,8 @@
 #define OUT_CAP (8 * 1024 * 1024)
 #define POWERDOWN_DELAY_MS 50
 #define FLUSH_MS 300
+#define JOB_STEP_MS 30
+#define MAX_JOBS 8
 
 enum cd_kind { CD_SOCKET, CD_FILE, CD_OTHER };
 
@@ -69,7 +82,7 @@ static int ncds;
 
 static struct {
 	bool ignore_powerdown, ignore_quit, ignore_sigterm, crash_on_start, garbage, paused;
-	bool silent, no_greeting, oversized;
+	bool silent, no_greeting, oversized, job_fail, poweroff_on_cont;
 	long die_after_ms;  /* <0: off */
 	long slow_start_ms; /* <0: off */
 } mode = { .die_after_ms = -1, .slow_start_ms = -1 };
@@ -126,6 +139,10 @@ static void parse_modes(const char *s)
 			mode.no_greeting = true;
 		else if (!strcmp(m, "oversized"))
 			mode.oversized = true;
+		else if (!strcmp(m, "poweroff-on-cont"))
+			mode.poweroff_on_cont = true;
+		else if (!strcmp(m, "job-fail"))
+			mode.job_fail = true;
 		else if (!strncmp(m, "die-after=", 10))
 			mode.die_after_ms = parse_ms(m + 10, "die-after");
 		else if (!strncmp(m, "slow-start=", 11))
@@ -276,6 +293,8 @@ static void opt_device(const char *v)
 		new_cd(id)->serial = true;
 }
 
+static bool prelaunch; /* -S: CPUs not started yet */
+
 static bool is_flag_option(const char *o)
 {
 	static const char *const flags[] = {
@@ -303,6 +322,8 @@ static void parse_argv(int argc, char **argv, const char **fake_mode)
 			fflush(stdout);
 			exit(0);
 		}
+		if (!strcmp(a, "-S"))
+			prelaunch = true;
 		if (is_flag_option(a))
 			continue;
 		static const char *const valued[] = { "-chardev", "-mon", "-qmp", "-serial", "-device", "-fake-mode" };
@@ -497,6 +518,84 @@ static void reply_error(struct chardev *c, json_object *id, const char *cls, con
 	json_object_put(o);
 }
 
+/* ---- jobs ---------------------------------------------------------------- */
+
+struct job {
+	bool used, failed;
+	char id[128];
+	char type[32];
+	char status[16];
+	int step;
+	int64_t current;
+	int64_t next_at; /* next step, -1 when none */
+};
+
+static struct job jobs[MAX_JOBS];
+
+static struct job *find_job(const char *id)
+{
+	for (int i = 0; i < MAX_JOBS; i++)
+		if (jobs[i].used && !strcmp(jobs[i].id, id))
+			return &jobs[i];
+	return NULL;
+}
+
+static bool new_job(const char *id, const char *cmd)
+{
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &jobs[i];
+		if (j->used)
+			continue;
+		memset(j, 0, sizeof(*j));
+		j->used = true;
+		snprintf(j->id, sizeof(j->id), "%s", id);
+		snprintf(j->type, sizeof(j->type), "%s", cmd);
+		j->next_at = now_ms() + JOB_STEP_MS;
+		return true;
+	}
+	return false;
+}
+
+static void job_status(struct job *j, const char *st)
+{
+	snprintf(j->status, sizeof(j->status), "%s", st);
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "id", json_object_new_string(j->id));
+	json_object_object_add(d, "status", json_object_new_string(st));
+	emit_event("JOB_STATUS_CHANGE", d);
+}
+
+/* One step of every job that is due. */
+static void jobs_tick(void)
+{
+	static const char *const ok_steps[] = { "running", "", "", "", "waiting", "pending", "concluded" };
+	static const char *const fail_steps[] = { "running", "", "aborting", "concluded" };
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &jobs[i];
+		if (!j->used || j->next_at < 0 || now_ms() < j->next_at)
+			continue;
+		const char *const *steps = mode.job_fail ? fail_steps : ok_steps;
+		int n = mode.job_fail ? 4 : 7;
+		const char *st = steps[j->step++];
+		if (*st)
+			job_status(j, st);
+		if (!mode.job_fail && j->current < 100 && j->step > 1)
+			j->current += 25; /* "" steps make progress */
+		if (mode.job_fail && !strcmp(st, "aborting"))
+			j->failed = true;
+		j->next_at = j->step < n ? now_ms() + JOB_STEP_MS : -1;
+	}
+}
+
+static int64_t jobs_next(void)
+{
+	int64_t next = -1;
+	for (int i = 0; i < MAX_JOBS; i++)
+		if (jobs[i].used && jobs[i].next_at >= 0 && (next < 0 || jobs[i].next_at < next))
+			next = jobs[i].next_at;
+	return next;
+}
+
 static void handle_command(struct chardev *c, json_object *req)
 {
 	json_object *id = NULL, *ex = NULL;
@@ -541,7 +640,8 @@ static void handle_command(struct chardev *c, json_object *req)
 		reply_error(c, id, "CommandNotFound", "Capabilities negotiation is already complete, command ignored");
 	} else if (!strcmp(cmd, "query-status")) {
 		json_object *r = json_object_new_object();
-		json_object_object_add(r, "status", json_object_new_string(running ? "running" : "paused"));
+		json_object_object_add(r, "status",
+				       json_object_new_string(running ? "running" : prelaunch ? "prelaunch" : "paused"));
 		json_object_object_add(r, "singlestep", json_object_new_boolean(0));
 		json_object_object_add(r, "running", json_object_new_boolean(running));
 		reply(c, id, r);
@@ -566,9 +666,63 @@ static void handle_command(struct chardev *c, json_object *req)
 		}
 	} else if (!strcmp(cmd, "cont")) {
 		reply(c, id, NULL);
-		if (!running) {
+		if (prelaunch && mode.paused) {
+			prelaunch = false; /* stays paused */
+		} else if (!running) {
+			prelaunch = false;
 			running = true;
 			emit_event("RESUME", NULL);
+			if (mode.poweroff_on_cont) {
+				/* a guest that powers off at once */
+				emit_shutdown(true, "guest-shutdown");
+				request_exit(0);
+			}
+		}
+	} else if (!strcmp(cmd, "snapshot-save") || !strcmp(cmd, "snapshot-load") || !strcmp(cmd, "snapshot-delete")) {
+		json_object *args = NULL, *jid = NULL;
+		json_object_object_get_ex(req, "arguments", &args);
+		if (!args || !json_object_object_get_ex(args, "job-id", &jid) || !json_object_is_type(jid, json_type_string)) {
+			reply_error(c, id, "GenericError", "Parameter 'job-id' is missing");
+		} else if (find_job(json_object_get_string(jid))) {
+			snprintf(desc, sizeof(desc), "Job ID '%s' already in use", json_object_get_string(jid));
+			reply_error(c, id, "GenericError", desc);
+		} else if (!new_job(json_object_get_string(jid), cmd)) {
+			reply_error(c, id, "GenericError", "too many jobs");
+		} else {
+			reply(c, id, NULL);
+			job_status(find_job(json_object_get_string(jid)), "created");
+		}
+	} else if (!strcmp(cmd, "query-jobs")) {
+		json_object *list = json_object_new_array();
+		for (int i = 0; i < MAX_JOBS; i++) {
+			struct job *j = &jobs[i];
+			if (!j->used)
+				continue;
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "id", json_object_new_string(j->id));
+			json_object_object_add(o, "type", json_object_new_string(j->type));
+			json_object_object_add(o, "status", json_object_new_string(j->status));
+			json_object_object_add(o, "current-progress", json_object_new_int64(j->current));
+			json_object_object_add(o, "total-progress", json_object_new_int64(100));
+			if (j->failed)
+				json_object_object_add(o, "error", json_object_new_string("fake: snapshot failed: No space left on device"));
+			json_object_array_add(list, o);
+		}
+		reply(c, id, list);
+	} else if (!strcmp(cmd, "job-dismiss")) {
+		json_object *args = NULL, *jid = NULL;
+		json_object_object_get_ex(req, "arguments", &args);
+		struct job *j = args && json_object_object_get_ex(args, "id", &jid) ? find_job(json_object_get_string(jid)) : NULL;
+		if (!j) {
+			reply_error(c, id, "GenericError", "Job not found");
+		} else if (strcmp(j->status, "concluded")) {
+			snprintf(desc, sizeof(desc), "Job '%s' in state '%s' cannot accept command verb 'dismiss'", j->id,
+				 j->status);
+			reply_error(c, id, "GenericError", desc);
+		} else {
+			reply(c, id, NULL);
+			job_status(j, "null");
+			j->used = false;
 		}
 	} else {
 		snprintf(desc, sizeof(desc), "The command %s has not been found", cmd);
@@ -669,10 +823,7 @@ int main(int argc, char **argv)
 		fake_mode = getenv("FAKE_QEMU_MODE");
 	if (fake_mode)
 		parse_modes(fake_mode);
-	if (!mode.paused)
-		running = true;
-	else
-		running = false;
+	running = !mode.paused && !prelaunch;
 
 	/* Signals: never trust inherited dispositions or mask. */
 	signal(SIGPIPE, SIG_IGN);
@@ -715,6 +866,9 @@ int main(int argc, char **argv)
 		}
 		if (exit_at >= 0 && t >= exit_at)
 			do_exit();
+		jobs_tick();
+		for (int i = 0; i < ncds; i++)
+			cd_flush(&cds[i]);
 
 		struct pollfd p[2 * MAX_CHARDEVS + 1];
 		struct chardev *owner[2 * MAX_CHARDEVS + 1];
@@ -747,6 +901,9 @@ int main(int argc, char **argv)
 			next = powerdown_at;
 		if (exit_at >= 0 && (next < 0 || exit_at < next))
 			next = exit_at;
+		int64_t jn = jobs_next();
+		if (jn >= 0 && (next < 0 || jn < next))
+			next = jn;
 		int timeout = -1;
 		if (next >= 0) {
 			int64_t left = next - now_ms();

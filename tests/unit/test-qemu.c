@@ -17,6 +17,7 @@
 
 #include "reconciler/proc.h"
 #include "reconciler/qemu.h"
+#include "reconciler/qmp.h"
 #include "specs/spec.h"
 #include "util/error.h"
 #include "util/strbuf.h"
@@ -251,7 +252,7 @@ START_TEST(test_argv_minimal)
 	ck_assert_ptr_null(err);
 	static const char *const want[] = {
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
-		"-nic", "none", "-serial", "none", "-monitor", "none", "-parallel", "none",
+		"-nic", "none", "-serial", "none", "-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
 		"-chardev", "socket,id=mqev,path=/run/mq/web.ev,server=on,wait=off",
@@ -334,7 +335,7 @@ START_TEST(test_argv_full)
 		"-device", "virtio-net-pci,netdev=net1",
 		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log",
 		"-serial", "chardev:serial0",
-		"-monitor", "none", "-parallel", "none",
+		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
 		"-chardev", "socket,id=mqev,path=/run/mq/web.ev,server=on,wait=off",
@@ -436,7 +437,7 @@ START_TEST(test_yaml_minimal_defaults)
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
 		"-nic", "none",
 		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log", "-serial", "chardev:serial0",
-		"-monitor", "none", "-parallel", "none",
+		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
 		"-chardev", "socket,id=mqev,path=/run/mq/web.ev,server=on,wait=off",
@@ -1300,6 +1301,211 @@ START_TEST(test_fake_stale_socket_removed)
 }
 END_TEST
 
+START_TEST(test_argv_needs_accel_for_auto)
+{
+	struct mq_spec *s = spec_new("web");
+	s->accel = MQ_ACCEL_AUTO;
+	struct mq_strv argv = MQ_STRV_INIT;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qemu_build_argv(s, &fixed_paths, NULL, "/d", &argv, &err), -EINVAL);
+	ck_assert_uint_eq(argv.n, 0);
+	err = mq_error_free(err);
+	s->accel = MQ_ACCEL_TCG; /* explicit: taken from the spec */
+	ck_assert_int_eq(mq_qemu_build_argv(s, &fixed_paths, NULL, "/d", &argv, &err), 0);
+	ck_assert_int_ge(find_pair(&argv, "-accel", "tcg"), 0);
+	ck_assert_uint_eq(count_tok(&argv, "-S"), 1);
+	mq_strv_clear(&argv);
+	mq_spec_free(s);
+}
+END_TEST
+
+START_TEST(test_spawn_exec_failure)
+{
+	char *dir = make_tmpdir();
+	char *bin = xasprintf("%s/not-executable", dir);
+	write_file(bin, "#!/bin/sh\nexit 0\n");
+	char *argv[] = { bin, NULL };
+	pid_t pid = -1;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_spawn(bin, argv, NULL, &pid, &err), -EACCES);
+	ck_assert_int_eq(pid, -1);
+	char *want = xasprintf("cannot exec '%s': %s", bin, strerror(EACCES));
+	ck_assert_str_eq(err->msg, want);
+	free(want);
+	err = mq_error_free(err);
+	ck_assert(no_children_left()); /* reaped */
+
+	/* a good one: output captured, status reported */
+	char *out = NULL;
+	int st = 0;
+	char *sh[] = { (char *)"/bin/sh", (char *)"-c", (char *)"echo out; echo err >&2; exit 4", NULL };
+	ck_assert_int_eq(mq_spawn_capture("/bin/sh", sh, 5000, &out, &st, &err), 0);
+	ck_assert_str_eq(out, "out\nerr\n");
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 4);
+	char *how = mq_wait_status_str(st);
+	ck_assert_str_eq(how, "exited with status 4");
+	free(how);
+	free(out);
+	char *l = mq_last_line("a\nmaqet: x\n  b c  \n\n", 19, NULL);
+	ck_assert_str_eq(l, "b c");
+	free(l);
+	free(bin);
+	rm_rf(dir);
+}
+END_TEST
+
+START_TEST(test_img_snapshots)
+{
+	if (!have_qemu_img())
+		return;
+	char *dir = make_tmpdir();
+	struct mq_spec *s = spec_new("web");
+	struct mq_storage *st = add_storage(s, "root", MQ_STORAGE_QCOW2);
+	st->size = 1024 * 1024;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qemu_prepare_disks(s, dir, NULL, &err), 0);
+	char *img = mq_storage_image_path(s, st, dir);
+	ck_assert_int_eq(mq_img_snapshot_create(NULL, img, "one", &err), 0);
+	ck_assert_int_eq(mq_img_snapshot_create(NULL, img, "two", &err), 0);
+	struct mq_strv tags = MQ_STRV_INIT;
+	ck_assert_int_eq(mq_img_snapshot_list(NULL, img, &tags, &err), 0);
+	char *j = mq_strv_join(&tags, " ");
+	ck_assert_str_eq(j, "one two");
+	free(j);
+	mq_strv_clear(&tags);
+	ck_assert_int_eq(mq_img_snapshot_apply(NULL, img, "one", &err), 0);
+	ck_assert_int_eq(mq_img_snapshot_delete(NULL, img, "one", &err), 0);
+	ck_assert_int_eq(mq_img_snapshot_list(NULL, img, &tags, &err), 0);
+	ck_assert_uint_eq(tags.n, 1);
+	ck_assert_str_eq(tags.v[0], "two");
+	mq_strv_clear(&tags);
+	ck_assert_int_lt(mq_img_snapshot_apply(NULL, img, "nope", &err), 0);
+	ck_assert_msg(strstr(err->msg, "cannot apply snapshot 'nope' of '") == err->msg, "message: %s", err->msg);
+	mq_error_free(err);
+	free(img);
+	mq_spec_free(s);
+	rm_rf(dir);
+}
+END_TEST
+
+START_TEST(test_host_binary_cache)
+{
+	REQUIRE_FAKE();
+	char *dir = make_tmpdir();
+	char *bin = xasprintf("%s/qemu-counting", dir);
+	char *count = xasprintf("%s/count", dir);
+	char *script = xasprintf("#!/bin/sh\necho x >> '%s'\necho 'QEMU emulator version 9.9.9'\n", count);
+	write_file(bin, script);
+	ck_assert_int_eq(chmod(bin, 0755), 0);
+	mq_qemu_binary_cache_clear();
+	char *resolved = NULL;
+	ck_assert_int_eq(mq_qemu_check_binary_cached(bin, &resolved, NULL), 0);
+	ck_assert_str_eq(resolved, bin);
+	free(resolved);
+	ck_assert_int_eq(mq_qemu_check_binary_cached(bin, NULL, NULL), 0);
+	size_t n = 0;
+	char *c = read_small(count, &n);
+	ck_assert_uint_eq(n, 2); /* ran once */
+	free(c);
+	mq_qemu_binary_cache_clear();
+	free(script);
+	free(count);
+	free(bin);
+	rm_rf(dir);
+}
+END_TEST
+
+/* keep_ev: the event monitor comes back negotiated and unread; wrapped, it
+ * delivers the RESUME of `cont`, and for a guest that powers off at once,
+ * the guest SHUTDOWN: never mistaken for a crash. */
+static void keep_ev_case(const char *mode, const char *want_events)
+{
+	struct env e;
+	env_init(&e);
+	struct mq_spec *s = fake_spec("kev", mode);
+	struct mq_start_opts so = { .runtime_dir = e.rt, .disk_dir = e.disks, .timeout_ms = 10000, .keep_ev = true };
+	struct mq_start_result res;
+	memset(&res, 0, sizeof(res));
+	struct mq_error *err = NULL;
+	int r = mq_qemu_start(s, &so, &res, &err);
+	ck_assert_msg(r == 0, "start: %s", err ? err->msg : "?");
+	ck_assert_int_ge(res.ev_fd, 0);
+	ck_assert(fcntl(res.ev_fd, F_GETFD) & FD_CLOEXEC);
+	struct mq_qmp *q = mq_qmp_from_fd(res.ev_fd, "ev", NULL);
+	res.ev_fd = -1; /* the client owns it now */
+	struct mq_strv got = MQ_STRV_INIT;
+	int64_t deadline = mq_mono_ms() + 5000;
+	bool eof = false;
+	while (mq_mono_ms() < deadline) {
+		json_object *ev;
+		while ((ev = mq_qmp_next_event(q))) {
+			json_object *n, *d, *g;
+			ck_assert(json_object_object_get_ex(ev, "event", &n));
+			if (!strcmp(json_object_get_string(n), "SHUTDOWN")) {
+				ck_assert(json_object_object_get_ex(ev, "data", &d));
+				ck_assert(json_object_object_get_ex(d, "guest", &g));
+				mq_strv_pushf(&got, "SHUTDOWN(guest=%d)", json_object_get_boolean(g));
+			} else {
+				mq_strv_push(&got, json_object_get_string(n));
+			}
+			json_object_put(ev);
+		}
+		char *j = mq_strv_join(&got, " ");
+		bool enough = !strcmp(j, want_events);
+		free(j);
+		if (enough || eof)
+			break;
+		eof = mq_qmp_pump(q, 200, NULL) == -ECONNRESET; /* one more pass takes what it queued */
+	}
+	char *j = mq_strv_join(&got, " ");
+	ck_assert_str_eq(j, want_events);
+	free(j);
+	mq_strv_clear(&got);
+	mq_qmp_free(q);
+	(void)mq_qemu_stop(&res.ref, res.qmp_path, &(struct mq_stop_opts){ .timeout_ms = 2000 }, NULL);
+	ck_assert_int_eq(mq_proc_wait_exit(&res.ref, 5000), 0);
+	mq_start_result_release(&res);
+	mq_spec_free(s);
+	env_release(&e);
+}
+
+START_TEST(test_fake_keep_ev)
+{
+	REQUIRE_FAKE();
+	keep_ev_case("normal", "RESUME");
+}
+END_TEST
+
+START_TEST(test_fake_poweroff_at_once)
+{
+	REQUIRE_FAKE();
+	keep_ev_case("poweroff-on-cont", "RESUME SHUTDOWN(guest=1)");
+}
+END_TEST
+
+START_TEST(test_fake_no_keep_ev)
+{
+	REQUIRE_FAKE();
+	struct env e;
+	env_init(&e);
+	struct mq_spec *s = fake_spec("nk", "normal");
+	struct mq_start_result res;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(fake_start(&e, s, 10000, &res, &err), 0);
+	ck_assert_int_eq(res.ev_fd, -1);
+	/* the event monitor is free again for watch mode */
+	char *ev = xasprintf("%s/nk.ev", e.rt);
+	struct mq_qmp *q = NULL;
+	ck_assert_int_eq(mq_qmp_connect(ev, 5000, &q, &err), 0);
+	mq_qmp_free(q);
+	free(ev);
+	ck_assert_int_eq(mq_qemu_stop(&res.ref, res.qmp_path, &(struct mq_stop_opts){ .timeout_ms = 5000 }, NULL), 0);
+	mq_start_result_release(&res);
+	mq_spec_free(s);
+	env_release(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 
 static Suite *qemu_suite(void)
@@ -1314,6 +1520,8 @@ static Suite *qemu_suite(void)
 	tcase_add_test(tc, test_argv_display_null_and_memory_rounding);
 	tcase_add_test(tc, test_argv_appends_to_existing);
 	tcase_add_test(tc, test_argv_too_many_sata);
+	tcase_add_test(tc, test_argv_needs_accel_for_auto);
+	tcase_add_test(tc, test_spawn_exec_failure);
 	tcase_add_test(tc, test_yaml_minimal_defaults);
 	tcase_add_test(tc, test_yaml_every_key);
 	tcase_add_test(tc, test_yaml_accel_auto_and_tcg);
@@ -1327,6 +1535,7 @@ static Suite *qemu_suite(void)
 	tcase_add_test(tc, test_disks_backing_file);
 	tcase_add_test(tc, test_disks_qemu_img_failure);
 	tcase_add_test(tc, test_disks_virtfs);
+	tcase_add_test(tc, test_img_snapshots);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("binary");
@@ -1334,6 +1543,7 @@ static Suite *qemu_suite(void)
 	tcase_add_test(tc, test_check_binary_real);
 	tcase_add_test(tc, test_check_binary_missing);
 	tcase_add_test(tc, test_check_binary_failing);
+	tcase_add_test(tc, test_host_binary_cache);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("run");
@@ -1353,6 +1563,9 @@ static Suite *qemu_suite(void)
 	tcase_add_test(tc, test_fake_paused);
 	tcase_add_test(tc, test_fake_die_after);
 	tcase_add_test(tc, test_fake_stale_socket_removed);
+	tcase_add_test(tc, test_fake_keep_ev);
+	tcase_add_test(tc, test_fake_poweroff_at_once);
+	tcase_add_test(tc, test_fake_no_keep_ev);
 	suite_add_tcase(s, tc);
 	return s;
 }

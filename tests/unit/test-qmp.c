@@ -8,13 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "reconciler/proc.h"
 #include "reconciler/qmp.h"
 #include "util/fileio.h"
+#include "util/strbuf.h"
+#include "util/strv.h"
 #include "util/xalloc.h"
 
 static const char *fake_path;
@@ -554,6 +558,577 @@ START_TEST(parse_line_cases)
 }
 END_TEST
 
+/* ---- asynchronous client against an in-process server ---------------------- */
+
+/* A server end: read one line (blocking, with a deadline) from fd. */
+static char *srv_read_line(int fd, int timeout_ms)
+{
+	struct mq_strbuf sb = MQ_STRBUF_INIT;
+	mq_strbuf_init(&sb);
+	int64_t deadline = mq_mono_ms() + timeout_ms;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - mq_mono_ms();
+		ck_assert_msg(left > 0 && poll(&p, 1, (int)left) == 1, "server: no line within %d ms", timeout_ms);
+		char c;
+		ssize_t n = read(fd, &c, 1);
+		ck_assert_int_eq(n, 1);
+		if (c == '\n')
+			return mq_strbuf_detach(&sb);
+		mq_strbuf_addc(&sb, c);
+	}
+}
+
+static void srv_write(int fd, const char *s)
+{
+	ck_assert_int_eq(mq_write_all(fd, s, strlen(s)), 0);
+}
+
+/* Parse a request line: its command and id (caller frees id). */
+static char *req_id(const char *line, const char *want_cmd)
+{
+	json_object *o = json_tokener_parse(line);
+	ck_assert_ptr_nonnull(o);
+	json_object *ex, *id;
+	ck_assert(json_object_object_get_ex(o, "execute", &ex));
+	if (want_cmd)
+		ck_assert_str_eq(json_object_get_string(ex), want_cmd);
+	ck_assert(json_object_object_get_ex(o, "id", &id));
+	char *s = xstrdup(json_object_get_string(id));
+	json_object_put(o);
+	return s;
+}
+
+struct got {
+	int calls;
+	int status;
+	char *value;   /* "return" as json text */
+	char *cls, *desc, *msg;
+};
+
+static void got_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
+{
+	(void)q;
+	struct got *g = ud;
+	g->calls++;
+	g->status = r->status;
+	if (r->ret)
+		g->value = xstrdup(json_object_to_json_string_ext(r->ret, JSON_C_TO_STRING_PLAIN));
+	if (r->err_class)
+		g->cls = xstrdup(r->err_class);
+	if (r->err_desc)
+		g->desc = xstrdup(r->err_desc);
+	if (r->message)
+		g->msg = xstrdup(r->message);
+}
+
+static void got_release(struct got *g)
+{
+	free(g->value);
+	free(g->cls);
+	free(g->desc);
+	free(g->msg);
+	memset(g, 0, sizeof(*g));
+}
+
+struct seen {
+	struct mq_strv events;   /* event names in order */
+	int ready, closed;
+	int close_code;
+};
+
+static void seen_event(struct mq_qmp *q, json_object *ev, void *ud)
+{
+	(void)q;
+	struct seen *s = ud;
+	json_object *n;
+	ck_assert(json_object_object_get_ex(ev, "event", &n));
+	mq_strv_push(&s->events, json_object_get_string(n));
+}
+
+static void seen_state(struct mq_qmp *q, enum mq_qmp_state st, const struct mq_error *why, void *ud)
+{
+	(void)q;
+	struct seen *s = ud;
+	if (st == MQ_QMP_READY) {
+		ck_assert_ptr_null(why);
+		s->ready++;
+	} else if (st == MQ_QMP_CLOSED) {
+		ck_assert_ptr_nonnull(why);
+		s->closed++;
+		s->close_code = why->code;
+	}
+}
+
+/* Drive q's loop API until cond or the deadline. */
+#define DRIVE_UNTIL(q, cond, ms)                                                                   \
+	do {                                                                                       \
+		int64_t dl_ = mq_mono_ms() + (ms);                                                  \
+		while (!(cond) && mq_mono_ms() < dl_ && mq_qmp_state(q) != MQ_QMP_CLOSED) {         \
+			struct pollfd p_ = { .fd = mq_qmp_fd(q), .events = mq_qmp_poll_events(q) }; \
+			if (poll(&p_, 1, 50) > 0)                                                    \
+				(void)mq_qmp_dispatch(q, p_.revents, NULL);                           \
+		}                                                                                  \
+	} while (0)
+
+static struct mq_qmp *pair(int *srv, struct seen *s)
+{
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	*srv = sv[1];
+	struct mq_qmp_callbacks cb = { .on_state = seen_state, .on_event = seen_event, .ud = s };
+	struct mq_qmp *q = mq_qmp_from_fd(sv[0], "pair", &cb);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_READY);
+	ck_assert(fcntl(mq_qmp_fd(q), F_GETFD) & FD_CLOEXEC);
+	ck_assert(fcntl(mq_qmp_fd(q), F_GETFL) & O_NONBLOCK);
+	return q;
+}
+
+START_TEST(async_out_of_order_with_events)
+{
+	int srv;
+	struct seen s = { MQ_STRV_INIT, 0, 0, 0 };
+	struct mq_qmp *q = pair(&srv, &s);
+	struct got g[3] = { { 0 }, { 0 }, { 0 } };
+	uint64_t ids[3];
+	json_object *args = json_object_new_object();
+	json_object_object_add(args, "x", json_object_new_int(1));
+	ck_assert_int_eq(mq_qmp_send(q, "cmd-a", NULL, got_reply, &g[0], &ids[0], NULL), 0);
+	ck_assert_int_eq(mq_qmp_send(q, "cmd-b", args, got_reply, &g[1], &ids[1], NULL), 0);
+	ck_assert_int_eq(mq_qmp_send(q, "cmd-c", NULL, got_reply, &g[2], &ids[2], NULL), 0);
+	json_object_put(args);
+	ck_assert(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+	ck_assert_uint_eq(mq_qmp_in_flight(q), 3);
+	ck_assert(mq_qmp_poll_events(q) & POLLOUT); /* output pending */
+	DRIVE_UNTIL(q, !(mq_qmp_poll_events(q) & POLLOUT), 2000);
+	ck_assert_int_eq(mq_qmp_poll_events(q), POLLIN);
+
+	char *l[3], *id[3];
+	static const char *const names[] = { "cmd-a", "cmd-b", "cmd-c" };
+	for (int i = 0; i < 3; i++) {
+		l[i] = srv_read_line(srv, 2000);
+		id[i] = req_id(l[i], names[i]);
+	}
+	ck_assert_ptr_nonnull(strstr(l[1], "\"arguments\":{\"x\":1}"));
+	/* answer c, event, a (error), event, b; in one write */
+	char *out = xasprintf("{\"return\": {\"c\": 3}, \"id\": \"%s\"}\r\n"
+			      "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n"
+			      "{\"error\": {\"class\": \"GenericError\", \"desc\": \"a went wrong\"}, \"id\": \"%s\"}\r\n"
+			      "\r\n"
+			      "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 3}}\r\n"
+			      "{\"return\": [1, 2], \"id\": \"%s\"}\r\n",
+			      id[2], id[0], id[1]);
+	srv_write(srv, out);
+	free(out);
+	DRIVE_UNTIL(q, g[1].calls == 1, 2000);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(g[i].calls, 1);
+	ck_assert_int_eq(g[0].status, -EREMOTEIO);
+	ck_assert_str_eq(g[0].cls, "GenericError");
+	ck_assert_str_eq(g[0].desc, "a went wrong");
+	ck_assert_str_eq(g[0].msg, "qmp command 'cmd-a' failed: a went wrong");
+	ck_assert_int_eq(g[1].status, 0);
+	ck_assert_str_eq(g[1].value, "[1,2]");
+	ck_assert_int_eq(g[2].status, 0);
+	ck_assert_str_eq(g[2].value, "{\"c\":3}");
+	char *ev = mq_strv_join(&s.events, " ");
+	ck_assert_str_eq(ev, "STOP RESUME");
+	free(ev);
+	ck_assert_uint_eq(mq_qmp_in_flight(q), 0);
+	ck_assert_ptr_null(mq_qmp_next_event(q)); /* on_event took them */
+
+	/* a cancelled command's reply is dropped; a reply with an unknown id too */
+	struct got gc = { 0 };
+	uint64_t cid;
+	ck_assert_int_eq(mq_qmp_send(q, "slow", NULL, got_reply, &gc, &cid, NULL), 0);
+	mq_qmp_cancel(q, cid);
+	DRIVE_UNTIL(q, !(mq_qmp_poll_events(q) & POLLOUT), 2000);
+	char *cl = srv_read_line(srv, 2000);
+	char *cidstr = req_id(cl, "slow");
+	out = xasprintf("{\"return\": {}, \"id\": \"%s\"}\n{\"return\": {}, \"id\": \"other-7\"}\n", cidstr);
+	srv_write(srv, out);
+	free(out);
+	DRIVE_UNTIL(q, mq_qmp_in_flight(q) == 0, 2000);
+	ck_assert_int_eq(gc.calls, 0);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_READY);
+	free(cl);
+	free(cidstr);
+
+	/* EOF: what is in flight fails with -ECONNRESET, on_state(CLOSED) once */
+	struct got ge = { 0 };
+	ck_assert_int_eq(mq_qmp_send(q, "never", NULL, got_reply, &ge, NULL, NULL), 0);
+	close(srv);
+	DRIVE_UNTIL(q, ge.calls == 1, 2000);
+	ck_assert_int_eq(ge.status, -ECONNRESET);
+	ck_assert_ptr_nonnull(strstr(ge.msg, "qmp connection closed by 'pair'"));
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_CLOSED);
+	ck_assert_int_eq(s.closed, 1);
+	ck_assert_int_eq(s.close_code, ECONNRESET);
+	ck_assert_int_eq(mq_qmp_fd(q), -1);
+	ck_assert_int_eq(mq_qmp_poll_events(q), 0);
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qmp_send(q, "late", NULL, NULL, NULL, NULL, &err), -ECONNRESET);
+	err = mq_error_free(err);
+	ck_assert_int_eq(mq_qmp_dispatch(q, POLLIN, &err), -ECONNRESET);
+	mq_error_free(err);
+
+	for (int i = 0; i < 3; i++) {
+		free(l[i]);
+		free(id[i]);
+		got_release(&g[i]);
+	}
+	got_release(&ge);
+	mq_strv_clear(&s.events);
+	mq_qmp_free(q);
+}
+END_TEST
+
+static void oversize_or_deep(bool deep)
+{
+	int srv;
+	struct seen s = { MQ_STRV_INIT, 0, 0, 0 };
+	struct mq_qmp *q = pair(&srv, &s);
+	struct got g = { 0 };
+	ck_assert_int_eq(mq_qmp_send(q, "query-status", NULL, got_reply, &g, NULL, NULL), 0);
+	DRIVE_UNTIL(q, !(mq_qmp_poll_events(q) & POLLOUT), 2000);
+	if (deep) {
+		struct mq_strbuf sb = MQ_STRBUF_INIT;
+		mq_strbuf_init(&sb);
+		mq_strbuf_adds(&sb, "{\"return\": ");
+		for (int i = 0; i < MQ_QMP_MAX_DEPTH + 8; i++)
+			mq_strbuf_adds(&sb, "{\"a\": ");
+		mq_strbuf_adds(&sb, "1");
+		for (int i = 0; i < MQ_QMP_MAX_DEPTH + 8; i++)
+			mq_strbuf_adds(&sb, "}");
+		mq_strbuf_adds(&sb, "}\n");
+		srv_write(srv, sb.buf);
+		mq_strbuf_release(&sb);
+	} else {
+		/* no newline for more than MQ_QMP_MAX_LINE bytes: a writer thread
+		 * is not needed, the client reads while we write in chunks */
+		char chunk[65536];
+		memset(chunk, 'x', sizeof(chunk));
+		srv_write(srv, "{\"return\": \"");
+		size_t sent = 0;
+		int fl = fcntl(srv, F_GETFL);
+		fcntl(srv, F_SETFL, fl | O_NONBLOCK);
+		while (sent <= MQ_QMP_MAX_LINE + sizeof(chunk) && mq_qmp_state(q) != MQ_QMP_CLOSED) {
+			ssize_t n = write(srv, chunk, sizeof(chunk));
+			if (n > 0)
+				sent += (size_t)n;
+			struct pollfd p = { .fd = mq_qmp_fd(q), .events = POLLIN };
+			if (poll(&p, 1, 100) > 0)
+				(void)mq_qmp_dispatch(q, p.revents, NULL);
+		}
+	}
+	DRIVE_UNTIL(q, g.calls == 1, 3000);
+	ck_assert_int_eq(g.calls, 1);
+	ck_assert_int_eq(g.status, -EPROTO);
+	ck_assert_msg(strstr(g.msg, deep ? "invalid json" : "qmp reply too long") != NULL, "%s", g.msg);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_CLOSED);
+	ck_assert_int_eq(s.close_code, EPROTO);
+	const struct mq_error *why = mq_qmp_close_reason(q);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_msg(strncmp(why->msg, "qmp: invalid reply from 'pair': ", 32) == 0, "%s", why->msg);
+	got_release(&g);
+	mq_strv_clear(&s.events);
+	mq_qmp_free(q);
+	close(srv);
+}
+
+START_TEST(async_oversized_line)
+{
+	oversize_or_deep(false);
+}
+END_TEST
+
+START_TEST(async_depth_cap)
+{
+	oversize_or_deep(true);
+}
+END_TEST
+
+/* Listen on a unix socket for the negotiation tests. */
+static int listen_unix(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 4), 0);
+	return fd;
+}
+
+START_TEST(async_negotiation_and_handover)
+{
+	struct vm vm;
+	vm_dir(&vm);
+	struct seen s = { MQ_STRV_INIT, 0, 0, 0 };
+	struct mq_qmp_callbacks cb = { .on_state = seen_state, .on_event = seen_event, .ud = &s };
+	struct mq_qmp *q = NULL;
+	struct mq_error *err = NULL;
+	/* no socket yet: reported at once, the caller retries */
+	ck_assert_int_eq(mq_qmp_open(vm.sock, &cb, &q, &err), -ENOENT);
+	ck_assert_ptr_null(q);
+	err = mq_error_free(err);
+	int lfd = listen_unix(vm.sock);
+	ck_assert_int_eq(mq_qmp_open(vm.sock, &cb, &q, &err), 0);
+	ck_assert_int_le(mq_qmp_state(q), MQ_QMP_GREETING);
+	/* a command queued before READY is held until negotiation is done */
+	struct got g = { 0 };
+	ck_assert_int_eq(mq_qmp_send(q, "query-status", NULL, got_reply, &g, NULL, NULL), 0);
+	int srv = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(srv, 0);
+
+	/* greeting timeout is the caller's business: nothing happens by itself */
+	ck_assert_int_eq(mq_qmp_wait(q, mq_qmp_settled, NULL, -1, mq_mono_ms() + 150, &err), -ETIMEDOUT);
+	err = mq_error_free(err);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_GREETING);
+
+	srv_write(srv, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
+	DRIVE_UNTIL(q, mq_qmp_state(q) == MQ_QMP_NEGOTIATING && !(mq_qmp_poll_events(q) & POLLOUT), 2000);
+	char *l = srv_read_line(srv, 2000);
+	char *id = req_id(l, "qmp_capabilities");
+	free(l);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_NEGOTIATING);
+	ck_assert_int_eq(s.ready, 0);
+	/* the capabilities reply and an event right behind it, in one write:
+	 * the event must stay in the socket for whoever gets the fd */
+	char *out = xasprintf("{\"return\": {}, \"id\": \"%s\"}\r\n"
+			      "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 0}}\r\n",
+			      id);
+	srv_write(srv, out);
+	free(out);
+	free(id);
+	ck_assert_int_eq(mq_qmp_wait(q, mq_qmp_settled, NULL, -1, mq_mono_ms() + 2000, &err), 0);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_READY);
+	ck_assert_int_eq(s.ready, 1);
+	ck_assert_uint_eq(s.events.n, 0);
+	/* the held command went out only now */
+	l = srv_read_line(srv, 2000);
+	char *qid = req_id(l, "query-status");
+	free(l);
+
+	int fd = mq_qmp_detach_fd(q);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(g.calls, 1); /* in flight at the handover: failed */
+	ck_assert_int_eq(g.status, -ECONNRESET);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_CLOSED);
+	q = mq_qmp_free(q);
+	got_release(&g);
+
+	/* the receiving side wraps it and gets the RESUME that was waiting */
+	struct seen s2 = { MQ_STRV_INIT, 0, 0, 0 };
+	struct mq_qmp_callbacks cb2 = { .on_state = seen_state, .on_event = seen_event, .ud = &s2 };
+	q = mq_qmp_from_fd(fd, "handed", &cb2);
+	DRIVE_UNTIL(q, s2.events.n == 1, 2000);
+	ck_assert_uint_eq(s2.events.n, 1);
+	ck_assert_str_eq(s2.events.v[0], "RESUME");
+	/* a late reply to a command of the former owner is ignored */
+	out = xasprintf("{\"return\": {}, \"id\": \"%s\"}\n{\"event\": \"STOP\"}\n", qid);
+	srv_write(srv, out);
+	free(out);
+	free(qid);
+	DRIVE_UNTIL(q, s2.events.n == 2, 2000);
+	ck_assert_str_eq(s2.events.v[1], "STOP");
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_READY);
+
+	mq_qmp_free(q);
+	mq_strv_clear(&s.events);
+	mq_strv_clear(&s2.events);
+	close(srv);
+	close(lfd);
+	unlink(vm.sock);
+	rmdir(vm.dir);
+}
+END_TEST
+
+START_TEST(async_greeting_not_qmp)
+{
+	struct vm vm;
+	vm_dir(&vm);
+	int lfd = listen_unix(vm.sock);
+	struct mq_qmp *q = NULL;
+	ck_assert_int_eq(mq_qmp_open(vm.sock, NULL, &q, NULL), 0);
+	int srv = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	srv_write(srv, "{\"hello\": 1}\n");
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qmp_wait(q, mq_qmp_settled, NULL, -1, mq_mono_ms() + 2000, &err), 0);
+	ck_assert_int_eq(mq_qmp_state(q), MQ_QMP_CLOSED);
+	ck_assert_int_eq(mq_qmp_close_reason(q)->code, EPROTO);
+	ck_assert_ptr_nonnull(strstr(mq_qmp_close_reason(q)->msg, "expected a greeting with 'QMP'"));
+	mq_qmp_free(q);
+	close(srv);
+	close(lfd);
+	unlink(vm.sock);
+	rmdir(vm.dir);
+}
+END_TEST
+
+/* ---- jobs against the fake QEMU --------------------------------------------- */
+
+struct progress_log {
+	int calls;
+	int64_t last_current, last_total;
+	struct mq_strv statuses;
+};
+
+static void on_progress(void *ud, const char *status, int64_t current, int64_t total)
+{
+	struct progress_log *p = ud;
+	p->calls++;
+	p->last_current = current;
+	p->last_total = total;
+	if (!p->statuses.n || strcmp(p->statuses.v[p->statuses.n - 1], status) != 0)
+		mq_strv_push(&p->statuses, status);
+}
+
+static json_object *snap_args(const char *tag)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "tag", json_object_new_string(tag));
+	json_object_object_add(a, "vmstate", json_object_new_string("disk0"));
+	json_object *devs = json_object_new_array();
+	json_object_array_add(devs, json_object_new_string("disk0"));
+	json_object_object_add(a, "devices", devs);
+	return a;
+}
+
+/* JOB_STATUS_CHANGE statuses of `id` queued on q, joined by " ". */
+static char *job_events(struct mq_qmp *q, const char *id)
+{
+	struct mq_strv v = MQ_STRV_INIT;
+	json_object *ev;
+	while ((ev = mq_qmp_next_event(q))) {
+		json_object *n, *d, *i, *st;
+		if (json_object_object_get_ex(ev, "event", &n) && !strcmp(json_object_get_string(n), "JOB_STATUS_CHANGE") &&
+		    json_object_object_get_ex(ev, "data", &d) && json_object_object_get_ex(d, "id", &i) &&
+		    !strcmp(json_object_get_string(i), id) && json_object_object_get_ex(d, "status", &st))
+			mq_strv_push(&v, json_object_get_string(st));
+		json_object_put(ev);
+	}
+	char *j = mq_strv_join(&v, " ");
+	mq_strv_clear(&v);
+	return j;
+}
+
+START_TEST(fake_job_success)
+{
+	struct vm vm;
+	fake_start(&vm, "normal");
+	struct mq_qmp *q = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qmp_connect(vm.sock, 5000, &q, &err), 0);
+	struct progress_log pl = { 0, 0, 0, MQ_STRV_INIT };
+	json_object *a = snap_args("snap0");
+	int r = mq_qmp_job_run(q, "snapshot-save", a, "save0", 10000, 20, on_progress, &pl, &err);
+	ck_assert_msg(r == 0, "job: %s", err ? err->msg : "?");
+	ck_assert_int_ge(pl.calls, 2);
+	ck_assert_int_eq(pl.last_total, 100);
+	ck_assert_int_eq(pl.last_current, 100);
+	ck_assert_str_eq(pl.statuses.v[pl.statuses.n - 1], "concluded");
+	char *evs = job_events(q, "save0");
+	ck_assert_str_eq(evs, "created running waiting pending concluded null");
+	free(evs);
+	/* dismissed: query-jobs no longer lists it */
+	json_object *ret = NULL;
+	ck_assert_int_eq(mq_qmp_execute(q, "query-jobs", NULL, 2000, &ret, &err), 0);
+	ck_assert_uint_eq(json_object_array_length(ret), 0);
+	json_object_put(ret);
+
+	/* the loop API: start, then drive by hand; a second job id in parallel */
+	struct mq_qmp_job *j1 = NULL, *j2 = NULL;
+	ck_assert_int_eq(mq_qmp_job_start(q, "snapshot-load", a, "load0", &j1, &err), 0);
+	ck_assert_int_eq(mq_qmp_job_start(q, "snapshot-delete", a, "del0", &j2, &err), 0);
+	ck_assert(!mq_qmp_job_done(j1));
+	ck_assert_int_eq(mq_qmp_job_result(j1, &err), -EINPROGRESS);
+	err = mq_error_free(err);
+	DRIVE_UNTIL(q, mq_qmp_job_done(j1) && mq_qmp_job_done(j2), 5000);
+	ck_assert(mq_qmp_job_done(j1) && mq_qmp_job_done(j2));
+	ck_assert_int_eq(mq_qmp_job_result(j1, NULL), 0);
+	ck_assert_int_eq(mq_qmp_job_result(j2, NULL), 0);
+	ck_assert_str_eq(mq_qmp_job_status(j1), "null");
+	mq_qmp_job_free(j1);
+	mq_qmp_job_free(j2);
+
+	/* refused at once: duplicate job-id is a -EREMOTEIO of the command */
+	ck_assert_int_eq(mq_qmp_job_start(q, "snapshot-save", a, "dup", &j1, &err), 0);
+	ck_assert_int_eq(mq_qmp_job_start(q, "snapshot-save", a, "dup", &j2, &err), 0);
+	DRIVE_UNTIL(q, mq_qmp_job_done(j2), 3000);
+	ck_assert_int_eq(mq_qmp_job_result(j2, &err), -EREMOTEIO);
+	ck_assert_msg(strstr(err->msg, "already in use") != NULL, "%s", err->msg);
+	err = mq_error_free(err);
+	DRIVE_UNTIL(q, mq_qmp_job_done(j1), 3000);
+	ck_assert_int_eq(mq_qmp_job_result(j1, NULL), 0);
+	mq_qmp_job_free(j1);
+	mq_qmp_job_free(j2);
+
+	json_object_put(a);
+	mq_strv_clear(&pl.statuses);
+	mq_qmp_free(q);
+	vm_stop(&vm);
+}
+END_TEST
+
+START_TEST(fake_job_failure)
+{
+	struct vm vm;
+	fake_start(&vm, "job-fail");
+	struct mq_qmp *q = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qmp_connect(vm.sock, 5000, &q, &err), 0);
+	json_object *a = snap_args("snap0");
+	int r = mq_qmp_job_run(q, "snapshot-save", a, "save1", 10000, 0, NULL, NULL, &err);
+	ck_assert_int_eq(r, -EIO);
+	ck_assert_str_eq(err->msg, "qmp job 'save1' (snapshot-save) failed: fake: snapshot failed: No space left on device");
+	err = mq_error_free(err);
+	char *evs = job_events(q, "save1");
+	ck_assert_str_eq(evs, "created running aborting concluded null");
+	free(evs);
+
+	/* the connection closing under a job fails it */
+	struct mq_qmp_job *j = NULL;
+	ck_assert_int_eq(mq_qmp_job_start(q, "snapshot-save", a, "save2", &j, &err), 0);
+	kill(vm.pid, SIGKILL);
+	DRIVE_UNTIL(q, mq_qmp_job_done(j), 3000);
+	ck_assert_int_eq(mq_qmp_job_result(j, &err), -ECONNRESET);
+	ck_assert_ptr_nonnull(strstr(err->msg, "qmp job 'save2' (snapshot-save) failed"));
+	mq_error_free(err);
+	mq_qmp_job_free(j);
+	json_object_put(a);
+	mq_qmp_free(q);
+	vm_stop(&vm);
+}
+END_TEST
+
+START_TEST(fake_prelaunch_cont)
+{
+	struct vm vm;
+	vm_dir(&vm);
+	char chardev[256];
+	snprintf(chardev, sizeof(chardev), "socket,id=mon0,path=%s,server=on,wait=off", vm.sock);
+	char *argv[] = { (char *)fake_path, "-S", "-chardev", chardev, "-mon", "chardev=mon0,mode=control", NULL };
+	spawn(&vm, argv);
+	struct mq_qmp *q = NULL;
+	ck_assert_int_eq(mq_qmp_connect(vm.sock, 5000, &q, NULL), 0);
+	char *status = NULL;
+	ck_assert_int_eq(mq_qmp_query_status(q, 2000, &status, NULL), 0);
+	ck_assert_str_eq(status, "prelaunch");
+	free(status);
+	ck_assert_int_eq(mq_qmp_execute(q, "cont", NULL, 2000, NULL, NULL), 0);
+	json_object *ev = wait_event(q, "RESUME", 2000);
+	ck_assert_ptr_nonnull(ev);
+	json_object_put(ev);
+	ck_assert_int_eq(mq_qmp_query_status(q, 2000, &status, NULL), 0);
+	ck_assert_str_eq(status, "running");
+	free(status);
+	mq_qmp_free(q);
+	vm_stop(&vm);
+}
+END_TEST
+
 /* ---- real QEMU -------------------------------------------------------------- */
 
 static const char *find_qemu(void)
@@ -618,6 +1193,15 @@ static Suite *qmp_suite(void)
 	tcase_add_test(tc, parse_line_cases);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("async");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, async_out_of_order_with_events);
+	tcase_add_test(tc, async_oversized_line);
+	tcase_add_test(tc, async_depth_cap);
+	tcase_add_test(tc, async_negotiation_and_handover);
+	tcase_add_test(tc, async_greeting_not_qmp);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("fake");
 	tcase_set_timeout(tc, 30);
 	if (fake_path) {
@@ -631,6 +1215,9 @@ static Suite *qmp_suite(void)
 		tcase_add_test(tc, fake_silent_times_out);
 		tcase_add_test(tc, fake_slow_start_then_crash);
 		tcase_add_test(tc, fake_cli_interface);
+		tcase_add_test(tc, fake_job_success);
+		tcase_add_test(tc, fake_job_failure);
+		tcase_add_test(tc, fake_prelaunch_cont);
 	}
 	tcase_add_test(tc, connect_missing_socket_times_out);
 	suite_add_tcase(s, tc);

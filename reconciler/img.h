@@ -1,0 +1,31 @@
+/* img.h - every qemu-img call of maqet.
+ *
+ * qemu-img is taken next to an explicit `binary:` path when there is one,
+ * else through PATH.  Its diagnostics come back on one line, without the
+ * "qemu-img: " and "<image>: " prefixes.
+ */
+#ifndef MQ_IMG_H
+#define MQ_IMG_H
+
+#include "specs/spec.h"
+#include "util/error.h"
+#include "util/strv.h"
+
+/* Create every missing qcow2/raw image of spec with `qemu-img create` (never
+ * overwriting; backing_file/backing_format honoured).  An image that does not
+ * exist and has no size is an error.  Names of created files are appended to
+ * `created` (may be NULL). */
+int mq_qemu_prepare_disks(const struct mq_spec *spec, const char *disk_dir, struct mq_strv *created,
+			  struct mq_error **err);
+
+/* Internal snapshots of a qcow2 image with `qemu-img snapshot` (offline:
+ * the image must not be in use by a running QEMU).  `qemu_img` is the
+ * qemu-img binary (NULL = through PATH).
+ *   list: `snapshot -l`, one tag per entry appended to `tags`;
+ *   create (-c), delete (-d), apply (-a) of snapshot `tag`. */
+int mq_img_snapshot_list(const char *qemu_img, const char *image, struct mq_strv *tags, struct mq_error **err);
+int mq_img_snapshot_create(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
+int mq_img_snapshot_delete(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
+int mq_img_snapshot_apply(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
+
+#endif
