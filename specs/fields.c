@@ -7,8 +7,10 @@
  *     ("macro requires 7 arguments"), an empty one a syntax error;
  *   - enum mq_field_class (spec.h) has no zero value, so a class left 0 is
  *     not a class;
- *   - CHECK_ROW expands to one _Static_assert per row that its class is one
- *     of MQ_FIELD_RESTART, MQ_FIELD_STATE or MQ_FIELD_RECORD.
+ *   - MQ_FIELD_CHECK_ROW (fields.h) expands to one _Static_assert per row
+ *     that its class is one of MQ_FIELD_RESTART, MQ_FIELD_STATE or
+ *     MQ_FIELD_RECORD (tests/unit/meson.build checks at setup time that a
+ *     row with class 0 does not compile and one with a class does).
  * mq_fields[], mq_field_keys[] and the row index enum are all expanded from
  * the same MQ_FIELD_ROWS list, so nothing else can name a key.  The unit
  * test test_fields_table also walks the table at run time.
@@ -400,12 +402,8 @@ static int arguments_from_json(json_object *v, struct mq_spec *s)
 	ROW(args,         "args",         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
 	ROW(arguments,    "arguments",    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)
 
-#define CLASS_OK(cls) ((cls) == MQ_FIELD_RESTART || (cls) == MQ_FIELD_STATE || (cls) == MQ_FIELD_RECORD)
-
-#define CHECK_ROW(id, key, cls, argopt, parse, to_json, from_json) \
-	_Static_assert(CLASS_OK(cls), "field '" key "' needs a change class: MQ_FIELD_RESTART, MQ_FIELD_STATE or MQ_FIELD_RECORD");
-MQ_FIELD_ROWS(CHECK_ROW)
-_Static_assert(!CLASS_OK(0), "enum mq_field_class must have no zero value, so a forgotten class is not a class");
+MQ_FIELD_ROWS(MQ_FIELD_CHECK_ROW)
+_Static_assert(!MQ_FIELD_CLASS_OK(0), "enum mq_field_class must have no zero value, so a forgotten class is not a class");
 
 #define ID_ROW(id, key, cls, argopt, parse, to_json, from_json) F_##id,
 enum { MQ_FIELD_ROWS(ID_ROW) F_COUNT };
@@ -420,7 +418,7 @@ const char *const mq_field_keys[] = { MQ_FIELD_ROWS(KEY_ROW) };
 
 bool mq_field_class_valid(enum mq_field_class cls)
 {
-	return CLASS_OK(cls);
+	return MQ_FIELD_CLASS_OK(cls);
 }
 
 const struct mq_field *mq_field_find(const char *key)

@@ -2,6 +2,7 @@
  * `arguments` rendering, canonical form, loading from files and dirs. */
 #include <check.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "specs/canonical.h"
+#include "specs/fields.h"
 #include "specs/fromjson.h"
 #include "specs/spec.h"
 #include "util/fileio.h"
@@ -730,6 +733,96 @@ START_TEST(test_canonical_pin)
 }
 END_TEST
 
+/* The fields table (specs/fields.h) is the only list of manifest keys: walk
+ * it, and check it against what the parser accepts and what the canonical
+ * form holds, which are found here without reading the table. */
+START_TEST(test_fields_table)
+{
+	ck_assert_uint_ge(mq_fields_n, 17);
+	for (size_t i = 0; i < mq_fields_n; i++) {
+		const struct mq_field *f = &mq_fields[i];
+		ck_assert_ptr_nonnull(f->key);
+		ck_assert_str_eq(mq_field_keys[i], f->key);
+		ck_assert_msg(f->cls == MQ_FIELD_RESTART || f->cls == MQ_FIELD_STATE || f->cls == MQ_FIELD_RECORD,
+			      "field '%s' has no valid change class (%d)", f->key, (int)f->cls);
+		ck_assert(mq_field_class_valid(f->cls));
+		ck_assert_int_eq(mq_spec_field_class(f->key), f->cls);
+		ck_assert_ptr_eq(mq_field_find(f->key), f);
+		ck_assert_ptr_nonnull(f->parse);
+		ck_assert_ptr_nonnull(f->to_json);
+		ck_assert_ptr_nonnull(f->from_json);
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(mq_fields[j].key, f->key);
+	}
+	ck_assert(!mq_field_class_valid((enum mq_field_class)0));
+	ck_assert_ptr_null(mq_field_find("memroy"));
+	ck_assert_ptr_null(mq_field_find(NULL));
+
+	/* every key of the canonical form (parsed with json-c) has a row, in
+	 * table order, and every row is in the canonical form */
+	struct parsed p = parse(pin_manifest);
+	ck_assert_int_eq(p.r, 0);
+	json_object *o = json_tokener_parse(p.set->specs[0]->canonical);
+	ck_assert_ptr_nonnull(o);
+	size_t n = 0;
+	json_object_object_foreach(o, key, val)
+	{
+		(void)val;
+		ck_assert_msg(n < mq_fields_n, "canonical key '%s' beyond the table", key);
+		ck_assert_str_eq(key, mq_fields[n].key);
+		n++;
+	}
+	ck_assert_uint_eq(n, mq_fields_n);
+	json_object_put(o);
+	parsed_release(&p);
+
+	/* every key the parser accepts has a row: each row's key is accepted
+	 * (given as null, which every key but 'name' allows), and a key without
+	 * a row is refused */
+	for (size_t i = 0; i < mq_fields_n; i++) {
+		if (strcmp(mq_fields[i].key, "name") == 0)
+			continue;
+		char *yaml = xasprintf("name: t\n%s: ~\n", mq_fields[i].key);
+		struct parsed q = parse(yaml);
+		char *d = joined(&q.diags);
+		ck_assert_msg(q.r == 0, "key '%s' refused:\n%s", mq_fields[i].key, d);
+		free(d);
+		parsed_release(&q);
+		free(yaml);
+	}
+	expect_diag("name: t\nsource: x\n", "t.yaml:2:1: unknown key 'source'");
+	expect_diag("name: t\nstop-timeout: 1s\n", "t.yaml:2:1: unknown key 'stop-timeout' (did you mean 'stop_timeout'?)");
+}
+END_TEST
+
+/* Each row's from_json reads back exactly what its to_json wrote. */
+START_TEST(test_fields_roundtrip)
+{
+	struct parsed p = parse(pin_manifest);
+	ck_assert_int_eq(p.r, 0);
+	for (size_t i = 0; i < p.set->n; i++) {
+		struct mq_spec *back = NULL;
+		struct mq_error *err = NULL;
+		ck_assert_int_eq(mq_spec_from_canonical(p.set->specs[i]->canonical, NULL, &back, &err), 0);
+		free(back->canonical);
+		back->canonical = NULL;
+		mq_spec_make_canonical(back);
+		ck_assert_str_eq(back->canonical, pin_canonical[i]);
+		ck_assert_str_eq(back->hash, pin_hash[i]);
+		mq_spec_free(back);
+	}
+	parsed_release(&p);
+
+	/* a record without a name is refused, naming the key */
+	struct mq_spec *s = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_spec_from_canonical("{\"memory\":1048576}", NULL, &s, &err), -EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_str_eq(err->msg, "recorded spec has no name");
+	mq_error_free(err);
+}
+END_TEST
+
 START_TEST(test_enum_strings)
 {
 	ck_assert_str_eq(mq_desired_str(MQ_DESIRED_STOPPED), "stopped");
@@ -1113,6 +1206,8 @@ int main(void)
 	TCase *canon = tcase_create("canonical");
 	tcase_add_test(canon, test_hash_stability);
 	tcase_add_test(canon, test_canonical_pin);
+	tcase_add_test(canon, test_fields_table);
+	tcase_add_test(canon, test_fields_roundtrip);
 	tcase_add_test(canon, test_diff_and_classes);
 	tcase_add_test(canon, test_enum_strings);
 	suite_add_tcase(s, canon);
