@@ -4,7 +4,7 @@
  * How a row without a change class is refused at compile time:
  *   - rows exist only as lines of MQ_FIELD_ROWS(ROW) below, and ROW takes
  *     every column positionally: a missing column is a preprocessor error
- *     ("macro requires 7 arguments"), an empty one a syntax error;
+ *     ("macro requires 6 arguments"), an empty one a syntax error;
  *   - enum mq_field_class (spec.h) has no zero value, so a class left 0 is
  *     not a class;
  *   - MQ_FIELD_CHECK_ROW (fields.h) expands to one _Static_assert per row
@@ -380,40 +380,42 @@ static int arguments_from_json(json_object *v, struct mq_spec *s)
 
 /* One line per manifest key, in canonical key order (changing the order
  * changes every hash).  Columns, all required, positionally:
- *   ROW(id, "key", change class, argopt, parse, to_json, from_json)
+ *   ROW(key, change class, argopt, parse, to_json, from_json)
+ * The key is written as an identifier (its text is #key, and F_key its
+ * index).  argopt: the `arguments` option setting the same thing, or NULL.
  * Class: MQ_FIELD_RESTART when the key reaches QEMU's argv, MQ_FIELD_STATE
  * for start/stop, MQ_FIELD_RECORD when only the stored record changes. */
-#define MQ_FIELD_ROWS(ROW)                                                                                     \
-	ROW(name,         "name",         MQ_FIELD_RESTART, NULL,      name_parse,         name_to_json,         name_from_json)         \
-	ROW(state,        "state",        MQ_FIELD_STATE,   NULL,      state_parse,        state_to_json,        state_from_json)        \
-	ROW(binary,       "binary",       MQ_FIELD_RESTART, NULL,      binary_parse,       binary_to_json,       binary_from_json)       \
-	ROW(machine,      "machine",      MQ_FIELD_RESTART, "machine", machine_parse,      machine_to_json,      machine_from_json)      \
-	ROW(accel,        "accel",        MQ_FIELD_RESTART, NULL,      accel_parse,        accel_to_json,        accel_from_json)        \
-	ROW(memory,       "memory",       MQ_FIELD_RESTART, "m",       memory_parse,       memory_to_json,       memory_from_json)       \
-	ROW(cpu,          "cpu",          MQ_FIELD_RESTART, "smp",     cpu_parse,          cpu_to_json,          cpu_from_json)          \
-	ROW(display,      "display",      MQ_FIELD_RESTART, "display", display_parse,      display_to_json,      display_from_json)      \
-	ROW(vga,          "vga",          MQ_FIELD_RESTART, "vga",     vga_parse,          vga_to_json,          vga_from_json)          \
-	ROW(storage,      "storage",      MQ_FIELD_RESTART, NULL,      mq_storage_parse,   mq_storage_to_json,   mq_storage_from_json)   \
-	ROW(network,      "network",      MQ_FIELD_RESTART, NULL,      mq_network_parse,   mq_network_to_json,   mq_network_from_json)   \
-	ROW(serial,       "serial",       MQ_FIELD_RESTART, NULL,      serial_parse,       serial_to_json,       serial_from_json)       \
-	ROW(stop_timeout, "stop_timeout", MQ_FIELD_RECORD,  NULL,      stop_timeout_parse, stop_timeout_to_json, stop_timeout_from_json) \
-	ROW(restart,      "restart",      MQ_FIELD_RECORD,  NULL,      restart_parse,      restart_to_json,      restart_from_json)      \
-	ROW(depends_on,   "depends_on",   MQ_FIELD_RECORD,  NULL,      depends_on_parse,   depends_on_to_json,   depends_on_from_json)   \
-	ROW(args,         "args",         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
-	ROW(arguments,    "arguments",    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)
+#define MQ_FIELD_ROWS(ROW)                                                                                 \
+	ROW(name,         MQ_FIELD_RESTART, NULL,      name_parse,         name_to_json,         name_from_json)         \
+	ROW(state,        MQ_FIELD_STATE,   NULL,      state_parse,        state_to_json,        state_from_json)        \
+	ROW(binary,       MQ_FIELD_RESTART, NULL,      binary_parse,       binary_to_json,       binary_from_json)       \
+	ROW(machine,      MQ_FIELD_RESTART, "machine", machine_parse,      machine_to_json,      machine_from_json)      \
+	ROW(accel,        MQ_FIELD_RESTART, NULL,      accel_parse,        accel_to_json,        accel_from_json)        \
+	ROW(memory,       MQ_FIELD_RESTART, "m",       memory_parse,       memory_to_json,       memory_from_json)       \
+	ROW(cpu,          MQ_FIELD_RESTART, "smp",     cpu_parse,          cpu_to_json,          cpu_from_json)          \
+	ROW(display,      MQ_FIELD_RESTART, "display", display_parse,      display_to_json,      display_from_json)      \
+	ROW(vga,          MQ_FIELD_RESTART, "vga",     vga_parse,          vga_to_json,          vga_from_json)          \
+	ROW(storage,      MQ_FIELD_RESTART, NULL,      mq_storage_parse,   mq_storage_to_json,   mq_storage_from_json)   \
+	ROW(network,      MQ_FIELD_RESTART, NULL,      mq_network_parse,   mq_network_to_json,   mq_network_from_json)   \
+	ROW(serial,       MQ_FIELD_RESTART, NULL,      serial_parse,       serial_to_json,       serial_from_json)       \
+	ROW(stop_timeout, MQ_FIELD_RECORD,  NULL,      stop_timeout_parse, stop_timeout_to_json, stop_timeout_from_json) \
+	ROW(restart,      MQ_FIELD_RECORD,  NULL,      restart_parse,      restart_to_json,      restart_from_json)      \
+	ROW(depends_on,   MQ_FIELD_RECORD,  NULL,      depends_on_parse,   depends_on_to_json,   depends_on_from_json)   \
+	ROW(args,         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
+	ROW(arguments,    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)
 
 MQ_FIELD_ROWS(MQ_FIELD_CHECK_ROW)
 _Static_assert(!MQ_FIELD_CLASS_OK(0), "enum mq_field_class must have no zero value, so a forgotten class is not a class");
 
-#define ID_ROW(id, key, cls, argopt, parse, to_json, from_json) F_##id,
+#define ID_ROW(key, cls, argopt, parse, to_json, from_json) F_##key,
 enum { MQ_FIELD_ROWS(ID_ROW) F_COUNT };
 
-#define TABLE_ROW(id, key, cls, argopt, parse, to_json, from_json) { key, cls, argopt, parse, to_json, from_json },
+#define TABLE_ROW(key, cls, argopt, parse, to_json, from_json) { #key, cls, argopt, parse, to_json, from_json },
 const struct mq_field mq_fields[] = { MQ_FIELD_ROWS(TABLE_ROW) };
 const size_t mq_fields_n = F_COUNT;
 _Static_assert(MQ_ARRAY_SIZE(mq_fields) == F_COUNT, "one table row per key");
 
-#define KEY_ROW(id, key, cls, argopt, parse, to_json, from_json) key,
+#define KEY_ROW(key, cls, argopt, parse, to_json, from_json) #key,
 const char *const mq_field_keys[] = { MQ_FIELD_ROWS(KEY_ROW) };
 
 bool mq_field_class_valid(enum mq_field_class cls)

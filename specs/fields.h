@@ -59,9 +59,9 @@ extern const char *const mq_field_keys[];
 /* Compile-time check of one row (see fields.c): expands to a
  * _Static_assert that `cls` is one of the three change classes. */
 #define MQ_FIELD_CLASS_OK(cls) ((cls) == MQ_FIELD_RESTART || (cls) == MQ_FIELD_STATE || (cls) == MQ_FIELD_RECORD)
-#define MQ_FIELD_CHECK_ROW(id, key, cls, argopt, parse, to_json, from_json) \
-	_Static_assert(MQ_FIELD_CLASS_OK(cls),                               \
-		       "field '" key "' needs a change class: MQ_FIELD_RESTART, MQ_FIELD_STATE or MQ_FIELD_RECORD");
+#define MQ_FIELD_CHECK_ROW(key, cls, argopt, parse, to_json, from_json) \
+	_Static_assert(MQ_FIELD_CLASS_OK(cls),                           \
+		       "field '" #key "' needs a change class: MQ_FIELD_RESTART, MQ_FIELD_STATE or MQ_FIELD_RECORD");
 
 /* The row of `key`, or NULL. */
 const struct mq_field *mq_field_find(const char *key);
