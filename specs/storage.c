@@ -6,6 +6,7 @@
  * the Python maqet's placement, but not in both places).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +40,45 @@ static bool parse_disk_size(struct mq_pctx *c, const struct mq_ynode *n, const c
 	return true;
 }
 
-enum { SK_NAME, SK_TYPE, SK_FILE, SK_SIZE, SK_IFACE, SK_BFILE, SK_BFMT, SK_PATH, SK_TAG, SK_SECM, SK_RO,
-       SK_OPTIONS, SK_COUNT };
-static const char *const storage_keys[SK_COUNT] = {
-	"name", "type", "file", "size", "interface", "backing_file", "backing_format",
-	"path", "mount_tag", "security_model", "readonly", "options",
-};
-static const char *const virtfs_option_keys[] = { "mount_tag", "security_model", "readonly" };
+/* ---- the keys of a storage item ---------------------------------------- */
+
+/* One table of the keys of a storage item, in canonical order, driving the
+ * parser's known keys, the canonical writer and the reader below.
+ *   K(index, key, for which types, how its value is stored, member offset)
+ * The member's type follows from the kind (SV_STR: char *, SV_SIZE:
+ * uint64_t, SV_BOOL: bool, SV_TYPE/SV_IFACE: the enums).  `options` is read
+ * by the parser only: it holds mount_tag, security_model and readonly. */
+enum sv_for { FOR_ALL, FOR_DISK, FOR_VIRTFS };
+enum sv_kind { SV_NAME, SV_TYPE, SV_STR, SV_SIZE, SV_IFACE, SV_BOOL, SV_PARSE_ONLY };
+#define OFF(m) offsetof(struct mq_storage, m)
+#define STORAGE_KEYS(K)                                                  \
+	K(SK_NAME,    name,           FOR_ALL,    SV_NAME,       OFF(name))           \
+	K(SK_TYPE,    type,           FOR_ALL,    SV_TYPE,       OFF(type))           \
+	K(SK_FILE,    file,           FOR_DISK,   SV_STR,        OFF(file))           \
+	K(SK_SIZE,    size,           FOR_DISK,   SV_SIZE,       OFF(size))           \
+	K(SK_IFACE,   interface,      FOR_DISK,   SV_IFACE,      OFF(interface))      \
+	K(SK_BFILE,   backing_file,   FOR_DISK,   SV_STR,        OFF(backing_file))   \
+	K(SK_BFMT,    backing_format, FOR_DISK,   SV_STR,        OFF(backing_format)) \
+	K(SK_PATH,    path,           FOR_VIRTFS, SV_STR,        OFF(path))           \
+	K(SK_TAG,     mount_tag,      FOR_VIRTFS, SV_STR,        OFF(mount_tag))      \
+	K(SK_SECM,    security_model, FOR_VIRTFS, SV_STR,        OFF(security_model)) \
+	K(SK_RO,      readonly,       FOR_VIRTFS, SV_BOOL,       OFF(readonly))       \
+	K(SK_OPTIONS, options,        FOR_VIRTFS, SV_PARSE_ONLY, 0)
+
+#define SK_ID(id, key, for_, kind, off) id,
+enum { STORAGE_KEYS(SK_ID) SK_COUNT };
+#define SK_KEY(id, key, for_, kind, off) #key,
+static const char *const storage_keys[SK_COUNT] = { STORAGE_KEYS(SK_KEY) };
+#define SK_ROW(id, key, for_, kind, off) { for_, kind, off },
+static const struct {
+	enum sv_for for_;
+	enum sv_kind kind;
+	size_t off;
+} storage_rows[SK_COUNT] = { STORAGE_KEYS(SK_ROW) };
+
+/* The keys that may also sit under `options:`, consecutive in the table. */
+#define VIRTFS_OPTION_KEYS (storage_keys + SK_TAG)
+_Static_assert(SK_SECM == SK_TAG + 1 && SK_RO == SK_TAG + 2, "mount_tag, security_model, readonly in a row");
 
 static void parse_storage_item(struct mq_pctx *c, const struct mq_ynode *item, size_t idx, struct mq_storage *s,
 			       const struct mq_ynode **name_node)
@@ -87,8 +120,10 @@ static void parse_storage_item(struct mq_pctx *c, const struct mq_ynode *item, s
 	s->type = (enum mq_storage_type)t;
 	bool virtfs = s->type == MQ_STORAGE_VIRTFS;
 
-	for (int i = SK_FILE; i < SK_COUNT; i++) {
-		bool for_virtfs = i >= SK_PATH;
+	for (int i = 0; i < SK_COUNT; i++) {
+		if (storage_rows[i].for_ == FOR_ALL)
+			continue;
+		bool for_virtfs = storage_rows[i].for_ == FOR_VIRTFS;
 		if (v[i] && for_virtfs != virtfs) {
 			mq_err_at(c, k[i], "'%s' is not valid for storage type %s (only for %s)", storage_keys[i],
 			       mq_storage_type_names[t], for_virtfs ? "virtfs" : "qcow2 and raw");
@@ -153,7 +188,7 @@ static void parse_storage_item(struct mq_pctx *c, const struct mq_ynode *item, s
 			free(what);
 		} else {
 			char *owhere = xasprintf(" in 'options' of %s", label);
-			mq_collect_keys(c, v[SK_OPTIONS], virtfs_option_keys, 3, ov, ok, owhere);
+			mq_collect_keys(c, v[SK_OPTIONS], VIRTFS_OPTION_KEYS, 3, ov, ok, owhere);
 			free(owhere);
 		}
 	}
@@ -162,7 +197,7 @@ static void parse_storage_item(struct mq_pctx *c, const struct mq_ynode *item, s
 			continue;
 		if (v[SK_TAG + i]) {
 			mq_err_at(c, ok[i], "'%s' given both in %s and in its 'options' (first at line %d)",
-			       virtfs_option_keys[i], label, k[SK_TAG + i]->line);
+			       VIRTFS_OPTION_KEYS[i], label, k[SK_TAG + i]->line);
 		} else {
 			v[SK_TAG + i] = ov[i];
 			k[SK_TAG + i] = ok[i];
@@ -236,22 +271,34 @@ void mq_storage_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spe
 	free(name_nodes);
 }
 
+/* The member at `off` of a storage item, as `type`. */
+#define MEMBER(s, type, off) ((type *)(void *)((char *)(s) + (off)))
+#define CMEMBER(s, type, off) ((type *)(const void *)((const char *)(s) + (off)))
+
 static json_object *item_to_json(const struct mq_storage *s)
 {
+	bool virtfs = s->type == MQ_STORAGE_VIRTFS;
 	json_object *o = json_object_new_object();
-	json_object_object_add(o, "name", mq_json_str_or_null(s->name));
-	json_object_object_add(o, "type", json_object_new_string(mq_storage_type_str(s->type)));
-	if (s->type == MQ_STORAGE_VIRTFS) {
-		json_object_object_add(o, "path", mq_json_str_or_null(s->path));
-		json_object_object_add(o, "mount_tag", mq_json_str_or_null(s->mount_tag));
-		json_object_object_add(o, "security_model", mq_json_str_or_null(s->security_model));
-		json_object_object_add(o, "readonly", json_object_new_boolean(s->readonly));
-	} else {
-		json_object_object_add(o, "file", mq_json_str_or_null(s->file));
-		json_object_object_add(o, "size", s->size ? json_object_new_uint64(s->size) : NULL);
-		json_object_object_add(o, "interface", json_object_new_string(mq_iface_str(s->interface)));
-		json_object_object_add(o, "backing_file", mq_json_str_or_null(s->backing_file));
-		json_object_object_add(o, "backing_format", mq_json_str_or_null(s->backing_format));
+	for (size_t i = 0; i < SK_COUNT; i++) {
+		size_t off = storage_rows[i].off;
+		json_object *v;
+		if (storage_rows[i].for_ == (virtfs ? FOR_DISK : FOR_VIRTFS))
+			continue;
+		switch (storage_rows[i].kind) {
+		case SV_NAME:
+		case SV_STR: v = mq_json_str_or_null(*CMEMBER(s, char *const, off)); break;
+		case SV_TYPE: v = json_object_new_string(mq_storage_type_str(s->type)); break;
+		case SV_IFACE: v = json_object_new_string(mq_iface_str(s->interface)); break;
+		case SV_SIZE: {
+			uint64_t n = *CMEMBER(s, const uint64_t, off);
+			v = n ? json_object_new_uint64(n) : NULL;
+			break;
+		}
+		case SV_BOOL: v = json_object_new_boolean(*CMEMBER(s, const bool, off)); break;
+		case SV_PARSE_ONLY:
+		default: continue;
+		}
+		json_object_object_add(o, storage_keys[i], v);
 	}
 	return o;
 }
@@ -264,29 +311,37 @@ json_object *mq_storage_to_json(const struct mq_spec *spec)
 	return a;
 }
 
+/* Every member the record has is read, whatever the type. */
+static void item_from_json(json_object *e, struct mq_storage *st)
+{
+	for (size_t i = 0; i < SK_COUNT; i++) {
+		size_t off = storage_rows[i].off;
+		json_object *v = mq_json_get(e, storage_keys[i]);
+		const char *str = mq_json_to_str(v);
+		switch (storage_rows[i].kind) {
+		case SV_NAME: *MEMBER(st, char *, off) = xstrdup(str ? str : "disk"); break;
+		case SV_STR: *MEMBER(st, char *, off) = xstrdup_null(str); break;
+		case SV_TYPE:
+			st->type = (enum mq_storage_type)mq_name_index(str, mq_storage_type_names,
+								       MQ_ARRAY_SIZE(mq_storage_type_names), 0);
+			break;
+		case SV_IFACE:
+			st->interface = (enum mq_iface)mq_name_index(str, mq_iface_names, MQ_ARRAY_SIZE(mq_iface_names), 0);
+			break;
+		case SV_SIZE: *MEMBER(st, uint64_t, off) = (uint64_t)mq_json_to_int(v, 0); break;
+		case SV_BOOL: *MEMBER(st, bool, off) = mq_json_to_bool(v); break;
+		case SV_PARSE_ONLY: break;
+		}
+	}
+}
+
 int mq_storage_from_json(json_object *v, struct mq_spec *spec)
 {
 	if (!v || !json_object_is_type(v, json_type_array))
 		return 0;
 	size_t n = json_object_array_length(v);
 	spec->storage = xcalloc(n + 1, sizeof(*spec->storage));
-	for (size_t i = 0; i < n; i++) {
-		json_object *e = json_object_array_get_idx(v, i);
-		struct mq_storage *st = &spec->storage[spec->n_storage++];
-		const char *name = mq_json_to_str(mq_json_get(e, "name"));
-		st->name = xstrdup(name ? name : "disk");
-		st->type = (enum mq_storage_type)mq_name_index(mq_json_to_str(mq_json_get(e, "type")),
-							       mq_storage_type_names, 3, 0);
-		st->file = xstrdup_null(mq_json_to_str(mq_json_get(e, "file")));
-		st->size = (uint64_t)mq_json_to_int(mq_json_get(e, "size"), 0);
-		st->interface = (enum mq_iface)mq_name_index(mq_json_to_str(mq_json_get(e, "interface")),
-							     mq_iface_names, 5, 0);
-		st->backing_file = xstrdup_null(mq_json_to_str(mq_json_get(e, "backing_file")));
-		st->backing_format = xstrdup_null(mq_json_to_str(mq_json_get(e, "backing_format")));
-		st->path = xstrdup_null(mq_json_to_str(mq_json_get(e, "path")));
-		st->mount_tag = xstrdup_null(mq_json_to_str(mq_json_get(e, "mount_tag")));
-		st->security_model = xstrdup_null(mq_json_to_str(mq_json_get(e, "security_model")));
-		st->readonly = mq_json_to_bool(mq_json_get(e, "readonly"));
-	}
+	for (size_t i = 0; i < n; i++)
+		item_from_json(json_object_array_get_idx(v, i), &spec->storage[spec->n_storage++]);
 	return 0;
 }
