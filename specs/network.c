@@ -13,6 +13,11 @@
 #include "util/parse.h"
 #include "util/xalloc.h"
 
+/* The keys of a network item, for the parser, the canonical writer and the
+ * reader alike (canonical order). */
+enum { NK_TYPE, NK_FORWARD, NK_COUNT };
+static const char *const network_keys[NK_COUNT] = { "type", "forward" };
+
 static bool parse_forward(const char *s, struct mq_forward *f)
 {
 	const char *a = strchr(s, ':');
@@ -42,7 +47,6 @@ static bool parse_forward(const char *s, struct mq_forward *f)
 
 void mq_network_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spec *spec, struct mq_spec_extra *x)
 {
-	static const char *const keys[] = { "type", "forward" };
 	if (!mq_given(n))
 		return;
 	if (n->type != MQ_YN_SEQ) {
@@ -59,13 +63,14 @@ void mq_network_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spe
 			free(what);
 			continue;
 		}
-		const struct mq_ynode *v[2], *k[2];
-		mq_collect_keys(c, item, keys, 2, v, k, " in network");
+		const struct mq_ynode *v[NK_COUNT], *k[NK_COUNT];
+		mq_collect_keys(c, item, network_keys, NK_COUNT, v, k, " in network");
 		struct mq_network *net = &spec->network[spec->n_network++];
 		net->type = xstrdup("user");
-		if (v[0] && !mq_ynode_is_null(v[0]) && !(mq_is_scalar(v[0]) && strcmp(v[0]->text, "user") == 0))
-			mq_err_expect(c, v[0], "network 'type'", "user (the only type supported)");
-		const struct mq_ynode *fw = v[1];
+		const struct mq_ynode *t = v[NK_TYPE];
+		if (t && !mq_ynode_is_null(t) && !(mq_is_scalar(t) && strcmp(t->text, "user") == 0))
+			mq_err_expect(c, t, "network 'type'", "user (the only type supported)");
+		const struct mq_ynode *fw = v[NK_FORWARD];
 		if (!fw || mq_ynode_is_null(fw))
 			continue;
 		const struct mq_ynode *const *items = NULL;
@@ -74,7 +79,7 @@ void mq_network_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spe
 			items = (const struct mq_ynode *const *)fw->kids;
 			count = fw->n;
 		} else if (fw->type == MQ_YN_SCALAR) {
-			items = (const struct mq_ynode *const *)&v[1];
+			items = (const struct mq_ynode *const *)&v[NK_FORWARD];
 			count = 1;
 		} else {
 			mq_err_expect(c, fw, "'forward'", "a list such as [tcp:8080:80]");
@@ -105,7 +110,7 @@ json_object *mq_network_to_json(const struct mq_spec *spec)
 	for (size_t i = 0; i < spec->n_network; i++) {
 		const struct mq_network *n = &spec->network[i];
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "type", json_object_new_string(n->type ? n->type : "user"));
+		json_object_object_add(o, network_keys[NK_TYPE], json_object_new_string(n->type ? n->type : "user"));
 		json_object *f = json_object_new_array();
 		for (size_t k = 0; k < n->n_forwards; k++) {
 			char buf[32];
@@ -113,7 +118,7 @@ json_object *mq_network_to_json(const struct mq_spec *spec)
 				 (unsigned)n->forwards[k].guest_port);
 			json_object_array_add(f, json_object_new_string(buf));
 		}
-		json_object_object_add(o, "forward", f);
+		json_object_object_add(o, network_keys[NK_FORWARD], f);
 		json_object_array_add(a, o);
 	}
 	return a;
@@ -149,9 +154,9 @@ int mq_network_from_json(json_object *v, struct mq_spec *spec)
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(v, i);
 		struct mq_network *nw = &spec->network[spec->n_network++];
-		const char *type = mq_json_to_str(mq_json_get(e, "type"));
+		const char *type = mq_json_to_str(mq_json_get(e, network_keys[NK_TYPE]));
 		nw->type = xstrdup(type ? type : "user");
-		json_object *fw = mq_json_get(e, "forward");
+		json_object *fw = mq_json_get(e, network_keys[NK_FORWARD]);
 		if (!fw || !json_object_is_type(fw, json_type_array))
 			continue;
 		size_t m = json_object_array_length(fw);
