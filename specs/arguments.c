@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "specs/internal.h"
+#include "specs/arguments.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 

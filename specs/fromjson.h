@@ -4,6 +4,8 @@
  * restart) and prune/stop of undeclared VMs need the typed spec back without
  * the manifest.  The canonical form already holds resolved absolute paths and
  * the rendered `arguments`, so the rebuilt spec produces the same argv.
+ * Each member is read by the from_json column of its row in the fields
+ * table (fields.h); a member the record lacks takes the manifest default.
  */
 #ifndef MQ_SPEC_FROMJSON_H
 #define MQ_SPEC_FROMJSON_H

@@ -143,13 +143,17 @@ const struct mq_spec *mq_specset_find(const struct mq_specset *set, const char *
 struct mq_specset *mq_specset_free(struct mq_specset *set);
 struct mq_spec *mq_spec_free(struct mq_spec *spec);
 
-/* What a change of a canonical top-level field requires. */
+/* What a change of a canonical top-level field requires.  Each manifest key
+ * has its class in the one fields table (specs/fields.c).  There is no zero
+ * value on purpose: a table row whose class was left out does not compile. */
 enum mq_field_class {
-	MQ_FIELD_RESTART = 0, /* argv-affecting: binary machine accel memory cpu display vga storage
+	MQ_FIELD_RESTART = 1, /* argv-affecting: binary machine accel memory cpu display vga storage
 	                         network serial args arguments name */
 	MQ_FIELD_STATE,       /* state: start or stop */
 	MQ_FIELD_RECORD,      /* restart stop_timeout depends_on: only the record changes */
 };
+/* The class of a canonical key; a key that is not a manifest field (or
+ * NULL) is MQ_FIELD_RESTART, the safe answer. */
 enum mq_field_class mq_spec_field_class(const char *key);
 
 /* Compare two canonical JSON documents; append the names of changed top-level

@@ -1,0 +1,76 @@
+/* fields.h - the one table of manifest keys.
+ *
+ * Internal to specs/.  Every top-level manifest key is one row of
+ * mq_fields[], in canonical key order:
+ *
+ *   key        the manifest key, also the canonical JSON key
+ *   cls        what changing it requires (spec.h enum mq_field_class)
+ *   argopt     the `arguments` option that sets the same thing (conflict
+ *              check, validate.c), or NULL
+ *   parse      YAML node -> typed field, with diags
+ *   to_json    typed field -> canonical JSON value
+ *   from_json  canonical JSON value -> typed field
+ *
+ * Everything that lists keys is driven by this table: the parser's known
+ * keys and did-you-mean (fields.c), mq_spec_field_class() (fields.c), the
+ * canonical writer and mq_spec_diff() (canonical.c) and the reader of the
+ * recorded form (fromjson.c).  A new key is one row; how a row without a
+ * change class is refused at compile time is explained in fields.c.
+ */
+#ifndef MQ_SPECS_FIELDS_H
+#define MQ_SPECS_FIELDS_H
+
+#include <stddef.h>
+
+#include "specs/spec.h"
+#include "specs/validate.h"
+#include "specs/value.h"
+#include "specs/yamlread.h"
+
+struct json_object;
+
+#define MQ_DEFAULT_BINARY "qemu-system-x86_64"
+#define MQ_DEFAULT_STOP_TIMEOUT_MS 30000
+
+/* Called for every row, `v` = the key's value node or NULL when the key is
+ * absent (most rows then do nothing; a null value counts as absent). */
+typedef void mq_field_parse_fn(struct mq_pctx *c, const struct mq_ynode *v, struct mq_spec *spec,
+			       struct mq_spec_extra *x);
+/* The canonical value; NULL means JSON null. */
+typedef struct json_object *mq_field_to_json_fn(const struct mq_spec *spec);
+/* `v` = the recorded value or NULL (absent or null).  Returns 0, or
+ * -EINVAL when the record cannot be used without it. */
+typedef int mq_field_from_json_fn(struct json_object *v, struct mq_spec *spec);
+
+struct mq_field {
+	const char *key;
+	enum mq_field_class cls;
+	const char *argopt;
+	mq_field_parse_fn *parse;
+	mq_field_to_json_fn *to_json;
+	mq_field_from_json_fn *from_json;
+};
+
+extern const struct mq_field mq_fields[];
+extern const size_t mq_fields_n;
+/* The keys alone, in table order (for mq_collect_keys and did-you-mean). */
+extern const char *const mq_field_keys[];
+
+/* Compile-time check of one row (see fields.c): expands to a
+ * _Static_assert that `cls` is one of the three change classes. */
+#define MQ_FIELD_CLASS_OK(cls) ((cls) == MQ_FIELD_RESTART || (cls) == MQ_FIELD_STATE || (cls) == MQ_FIELD_RECORD)
+#define MQ_FIELD_CHECK_ROW(key, cls, argopt, parse, to_json, from_json) \
+	_Static_assert(MQ_FIELD_CLASS_OK(cls),                           \
+		       "field '" #key "' needs a change class: MQ_FIELD_RESTART, MQ_FIELD_STATE or MQ_FIELD_RECORD");
+
+/* The row of `key`, or NULL. */
+const struct mq_field *mq_field_find(const char *key);
+/* True for the three classes of enum mq_field_class. */
+bool mq_field_class_valid(enum mq_field_class cls);
+
+/* A document's root mapping -> spec: every row parsed in table order, then
+ * the cross-field checks and the defaults that depend on several keys. */
+void mq_spec_parse_document(struct mq_pctx *c, const struct mq_ynode *root, struct mq_spec *spec,
+			    struct mq_spec_extra *x);
+
+#endif

@@ -1,0 +1,332 @@
+/* load.c - walking -f paths, files -> documents -> specs, and the public
+ * loading entry points of spec.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "specs/canonical.h"
+#include "specs/fields.h"
+#include "specs/load.h"
+#include "specs/value.h"
+#include "specs/yamlread.h"
+#include "util/paths.h"
+#include "util/xalloc.h"
+
+/* ---- documents -> specs ------------------------------------------------ */
+
+static struct mq_spec *spec_new(const char *display_name, const char *abs_file, const char *source)
+{
+	struct mq_spec *spec = xcalloc(1, sizeof(*spec));
+	spec->file = xstrdup(display_name);
+	spec->abs_file = xstrdup(abs_file);
+	spec->source = xstrdup_null(source);
+	spec->binary = xstrdup(MQ_DEFAULT_BINARY);
+	spec->stop_timeout_ms = MQ_DEFAULT_STOP_TIMEOUT_MS;
+	return spec;
+}
+
+int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name, const char *abs_file,
+			   const char *base_dir, const char *source, struct mq_spec_list *out,
+			   struct mq_diags *d, bool *incomplete)
+{
+	struct mq_ynode **docs = NULL;
+	size_t n_docs = 0;
+	size_t before = d->n;
+	if (mq_yaml_parse(buf, len, display_name, d, &docs, &n_docs) < 0)
+		*incomplete = true;
+	for (size_t i = 0; i < n_docs; i++) {
+		struct mq_ynode *root = docs[i];
+		struct mq_pctx c = { .file = display_name, .base_dir = base_dir, .d = d };
+		if (root->type != MQ_YN_MAP) {
+			mq_err_expect(&c, root, "a manifest", "a mapping of keys such as name and memory");
+			*incomplete = true;
+		} else {
+			struct mq_spec *spec = spec_new(display_name, abs_file, source);
+			struct mq_spec_extra *x = xcalloc(1, sizeof(*x));
+			spec->line = root->line;
+			spec->col = root->col;
+			x->name = (struct mq_pos){ root->line, root->col };
+			mq_spec_parse_document(&c, root, spec, x);
+			if (!spec->name)
+				*incomplete = true; /* a vm whose name we could not read */
+			if (c.errors == 0)
+				mq_spec_make_canonical(spec);
+			mq_spec_list_push(out, spec, x);
+		}
+		mq_ynode_free(root);
+	}
+	free(docs);
+	return d->n > before ? -EINVAL : 0;
+}
+
+int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
+			 const char *source, struct mq_specset *set, struct mq_strv *diags)
+{
+	if (!display_name)
+		display_name = "<input>";
+	char *cwd = getcwd(NULL, 0);
+	if (!cwd)
+		cwd = xstrdup("/");
+	char *base = base_dir ? mq_path_join(cwd, base_dir) : xstrdup(cwd);
+	const char *slash = strrchr(display_name, '/');
+	char *abs = mq_path_join(base, slash ? slash + 1 : display_name);
+	struct mq_diags d = { 0 };
+	struct mq_spec_list l = { 0 };
+	bool incomplete = false;
+	mq_spec_parse_internal(buf ? buf : "", buf ? len : 0, display_name, abs, base, source, &l, &d, &incomplete);
+	free(cwd);
+	free(base);
+	free(abs);
+	if (d.n > 0) {
+		mq_diags_flush(&d, diags);
+		mq_spec_list_release(&l);
+		return -EINVAL;
+	}
+	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
+	for (size_t i = 0; i < l.n; i++) {
+		set->specs[set->n++] = l.v[i];
+		mq_spec_extra_free(l.x[i]);
+	}
+	free(l.v);
+	free(l.x);
+	return 0;
+}
+
+/* ---- spec lists ----------------------------------------------------- */
+
+void mq_spec_list_push(struct mq_spec_list *l, struct mq_spec *s, struct mq_spec_extra *x)
+{
+	if (l->n == l->alloc) {
+		l->alloc = l->alloc ? l->alloc * 2 : 8;
+		l->v = xreallocarray(l->v, l->alloc, sizeof(*l->v));
+		l->x = xreallocarray(l->x, l->alloc, sizeof(*l->x));
+	}
+	l->v[l->n] = s;
+	l->x[l->n] = x;
+	l->n++;
+}
+
+void mq_spec_list_release(struct mq_spec_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		mq_spec_free(l->v[i]);
+		mq_spec_extra_free(l->x[i]);
+	}
+	free(l->v);
+	free(l->x);
+	l->v = NULL;
+	l->x = NULL;
+	l->n = l->alloc = 0;
+}
+
+/* ---- walking -------------------------------------------------------- */
+
+struct walk {
+	struct mq_diags *d;
+	struct mq_spec_list specs;
+	struct mq_strv seen; /* realpaths of manifests already read */
+	bool incomplete;
+	struct mq_manifest_list *list; /* list-only mode: record files, parse nothing */
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t ls = strlen(s), lx = strlen(suffix);
+	return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+static bool ignored_name(const char *name)
+{
+	size_t n = strlen(name);
+	if (name[0] == '.') /* dotfiles, dot-directories, .#lock files */
+		return true;
+	if (n && name[n - 1] == '~')
+		return true;
+	if (name[0] == '#' && n > 1 && name[n - 1] == '#')
+		return true;
+	return ends_with(name, ".swp") || ends_with(name, ".swx") || ends_with(name, ".tmp");
+}
+
+bool mq_manifest_name_ok(const char *name)
+{
+	return !ignored_name(name) && (ends_with(name, ".yaml") || ends_with(name, ".yml"));
+}
+
+static void load_file(struct walk *w, const char *display, const char *source)
+{
+	char *abs = realpath(display, NULL);
+	if (!abs) {
+		char *e = mq_strerror_lower(errno);
+		mq_diags_add(w->d, display, 0, 0, "%s", e);
+		free(e);
+		w->incomplete = true;
+		return;
+	}
+	if (mq_strv_contains(&w->seen, abs)) {
+		free(abs);
+		return;
+	}
+	mq_strv_push(&w->seen, abs);
+	if (w->list) {
+		struct mq_manifest_list *l = w->list;
+		l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+		l->v[l->n].display = xstrdup(display);
+		l->v[l->n].abs = abs;
+		l->v[l->n].source = xstrdup(source);
+		l->n++;
+		return;
+	}
+	char *buf = NULL;
+	size_t len = 0;
+	if (mq_yaml_read_file(display, w->d, &buf, &len) < 0) {
+		free(abs);
+		w->incomplete = true;
+		return;
+	}
+	char *dir = mq_path_dirname(abs);
+	bool inc = false;
+	mq_spec_parse_internal(buf, len, display, abs, dir, source, &w->specs, w->d, &inc);
+	if (inc)
+		w->incomplete = true;
+	free(dir);
+	free(buf);
+	free(abs);
+}
+
+static int name_cmp(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static void walk_dir(struct walk *w, const char *display, const char *source, int level)
+{
+	if (level > MQ_MANIFEST_MAX_DEPTH) {
+		mq_diags_add(w->d, display, 0, 0, "directories nested too deep (limit %d levels)",
+			     MQ_MANIFEST_MAX_DEPTH);
+		w->incomplete = true;
+		return;
+	}
+	struct dirent **ents = NULL;
+	int n = scandir(display, &ents, NULL, name_cmp);
+	if (n < 0) {
+		char *e = mq_strerror_lower(errno);
+		mq_diags_add(w->d, display, 0, 0, "cannot read directory: %s", e);
+		free(e);
+		w->incomplete = true;
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = ents[i]->d_name;
+		if (!ignored_name(name)) {
+			char *p = mq_path_join(display, name);
+			struct stat st;
+			if (stat(p, &st) == 0) {
+				if (S_ISDIR(st.st_mode))
+					walk_dir(w, p, source, level + 1);
+				else if (S_ISREG(st.st_mode) && (ends_with(name, ".yaml") || ends_with(name, ".yml")))
+					load_file(w, p, source);
+			}
+			free(p);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+}
+
+static void walk_paths(struct walk *wp, struct mq_diags *d, const char *const *paths, size_t n_paths,
+		       struct mq_strv *sources)
+{
+	for (size_t i = 0; i < n_paths; i++) {
+		/* "vms/" and "vms" both display as "vms/web.yaml" */
+		char *display = xstrdup(paths[i]);
+		size_t l = strlen(display);
+		while (l > 1 && display[l - 1] == '/')
+			display[--l] = '\0';
+		struct stat st;
+		if (l == 0 || stat(display, &st) < 0) {
+			int e = l == 0 ? ENOENT : errno;
+			char *es = mq_strerror_lower(e);
+			mq_diags_add(d, paths[i], 0, 0, "%s", es);
+			free(es);
+			free(display);
+			wp->incomplete = true;
+			continue;
+		}
+		char *source = realpath(display, NULL);
+		if (!source)
+			source = xstrdup(display);
+		mq_strv_push(sources, source);
+		if (S_ISDIR(st.st_mode))
+			walk_dir(wp, display, source, 0);
+		else if (S_ISREG(st.st_mode))
+			load_file(wp, display, source);
+		else
+			mq_diags_add(d, display, 0, 0, "not a regular file or directory");
+		free(source);
+		free(display);
+	}
+
+}
+
+int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out, struct mq_strv *diags)
+{
+	struct mq_diags d = { 0 };
+	struct walk w = { .d = &d };
+	struct mq_specset *set = mq_specset_new();
+
+	walk_paths(&w, &d, paths, n_paths, &set->sources);
+
+	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
+	mq_strv_clear(&w.seen);
+
+	if (d.n > 0) {
+		mq_diags_flush(&d, diags);
+		mq_spec_list_release(&w.specs);
+		mq_specset_free(set);
+		return -EINVAL;
+	}
+	mq_diags_release(&d);
+	set->specs = xreallocarray(set->specs, w.specs.n + 1, sizeof(*set->specs));
+	for (size_t i = 0; i < w.specs.n; i++) {
+		set->specs[set->n++] = w.specs.v[i];
+		mq_spec_extra_free(w.specs.x[i]);
+	}
+	free(w.specs.v);
+	free(w.specs.x);
+	/* sorting (and the checks, again: cheap and keeps one code path) */
+	struct mq_strv none = MQ_STRV_INIT;
+	mq_specset_check(set, &none);
+	mq_strv_clear(&none);
+	*out = set;
+	return 0;
+}
+
+int mq_manifest_list(const char *const *paths, size_t n_paths, struct mq_manifest_list *out, struct mq_strv *diags)
+{
+	struct mq_diags d = { 0 };
+	struct walk w = { .d = &d, .list = out };
+	memset(out, 0, sizeof(*out));
+	walk_paths(&w, &d, paths, n_paths, &out->sources);
+	mq_strv_clear(&w.seen);
+	if (d.n > 0) {
+		mq_diags_flush(&d, diags);
+		return -EINVAL;
+	}
+	mq_diags_release(&d);
+	return 0;
+}
+
+void mq_manifest_list_release(struct mq_manifest_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].display);
+		free(l->v[i].abs);
+		free(l->v[i].source);
+	}
+	free(l->v);
+	mq_strv_clear(&l->sources);
+	memset(l, 0, sizeof(*l));
+}

@@ -1,0 +1,252 @@
+/* validate.c - cross-field and cross-vm checks. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "specs/fields.h"
+#include "specs/validate.h"
+#include "util/strbuf.h"
+#include "util/xalloc.h"
+
+struct mq_spec_extra *mq_spec_extra_free(struct mq_spec_extra *x)
+{
+	if (x) {
+		free(x->deps);
+		free(x->fwds);
+		free(x);
+	}
+	return NULL;
+}
+
+void mq_check_argument_conflicts(struct mq_pctx *c, const struct mq_argopts *opts,
+				 const struct mq_ynode *const *vals, const struct mq_ynode *const *keys)
+{
+	for (size_t i = 0; i < opts->n; i++) {
+		const char *o = opts->v[i].name;
+		for (size_t f = 0; f < mq_fields_n; f++) {
+			const char *argopt = mq_fields[f].argopt;
+			if (argopt && strcmp(o, argopt) == 0 && mq_given(vals[f])) {
+				mq_diags_add(c->d, c->file, opts->v[i].line, opts->v[i].col,
+					     "option '-%s' in 'arguments' conflicts with '%s' (line %d); set only one of them",
+					     o, mq_fields[f].key, keys[f]->line);
+				c->errors++;
+			}
+		}
+	}
+}
+
+/* ---- set-level checks ---------------------------------------------- */
+
+struct name_ref {
+	const char *name;
+	size_t idx;
+};
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+	const struct name_ref *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+struct port_ref {
+	const struct mq_forward *f;
+	size_t idx, k;
+};
+
+static int port_ref_cmp(const void *a, const void *b)
+{
+	const struct port_ref *x = a, *y = b;
+	int c = strcmp(x->f->proto, y->f->proto);
+	if (c)
+		return c;
+	if (x->f->host_port != y->f->host_port)
+		return x->f->host_port < y->f->host_port ? -1 : 1;
+	if (x->idx != y->idx)
+		return x->idx < y->idx ? -1 : 1;
+	return x->k < y->k ? -1 : x->k > y->k;
+}
+
+static struct mq_pos pos_name(struct mq_spec **s, struct mq_spec_extra **x, size_t i)
+{
+	return x && x[i] ? x[i]->name : (struct mq_pos){ s[i]->line, s[i]->col };
+}
+
+static struct mq_pos pos_dep(struct mq_spec **s, struct mq_spec_extra **x, size_t i, size_t j)
+{
+	return x && x[i] && x[i]->deps ? x[i]->deps[j] : (struct mq_pos){ s[i]->line, s[i]->col };
+}
+
+static struct mq_pos pos_fwd(struct mq_spec **s, struct mq_spec_extra **x, size_t i, size_t k)
+{
+	return x && x[i] && x[i]->fwds ? x[i]->fwds[k] : (struct mq_pos){ s[i]->line, s[i]->col };
+}
+
+/* Index (into specs) of the first vm called `name`, or -1. */
+static long lookup(const struct name_ref *refs, size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(refs[mid].name, name);
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && strcmp(refs[lo].name, name) == 0 ? (long)refs[lo].idx : -1;
+}
+
+void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, size_t n, bool names_incomplete,
+			     struct mq_diags *d)
+{
+	/* unique names */
+	struct name_ref *refs = xcalloc(n + 1, sizeof(*refs));
+	size_t nr = 0;
+	for (size_t i = 0; i < n; i++)
+		if (specs[i]->name)
+			refs[nr++] = (struct name_ref){ specs[i]->name, i };
+	if (nr > 1)
+		qsort(refs, nr, sizeof(*refs), name_ref_cmp);
+	size_t nu = 0; /* refs[0..nu) = first of each name */
+	for (size_t i = 0; i < nr; i++) {
+		if (nu > 0 && strcmp(refs[nu - 1].name, refs[i].name) == 0) {
+			const struct mq_spec *first = specs[refs[nu - 1].idx];
+			struct mq_pos p = pos_name(specs, x, refs[i].idx);
+			mq_diags_add(d, specs[refs[i].idx]->file, p.line, p.col,
+				     "duplicate vm name '%s' (first defined at %s:%d:%d)", refs[i].name, first->file,
+				     first->line, first->col);
+			continue;
+		}
+		refs[nu++] = refs[i];
+	}
+
+	/* unique host ports */
+	size_t np = 0, ap = 0;
+	struct port_ref *ports = NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		for (size_t a = 0; a < specs[i]->n_network; a++)
+			for (size_t b = 0; b < specs[i]->network[a].n_forwards; b++, k++) {
+				if (np == ap) {
+					ap = ap ? ap * 2 : 16;
+					ports = xreallocarray(ports, ap, sizeof(*ports));
+				}
+				ports[np++] = (struct port_ref){ &specs[i]->network[a].forwards[b], i, k };
+			}
+	}
+	if (np > 1)
+		qsort(ports, np, sizeof(*ports), port_ref_cmp);
+	for (size_t i = 1, f = 0; i < np; i++) {
+		if (strcmp(ports[i].f->proto, ports[f].f->proto) != 0 || ports[i].f->host_port != ports[f].f->host_port) {
+			f = i;
+			continue;
+		}
+		const struct mq_spec *first = specs[ports[f].idx];
+		struct mq_pos fp = pos_fwd(specs, x, ports[f].idx, ports[f].k);
+		struct mq_pos p = pos_fwd(specs, x, ports[i].idx, ports[i].k);
+		mq_diags_add(d, specs[ports[i].idx]->file, p.line, p.col,
+			     "host port %s:%u is already forwarded by vm '%s' (%s:%d:%d)", ports[i].f->proto,
+			     (unsigned)ports[i].f->host_port, first->name ? first->name : "?", first->file, fp.line,
+			     fp.col);
+	}
+	free(ports);
+
+	/* depends_on targets; edges[i][j] = target index or -1 */
+	long **edges = xcalloc(n + 1, sizeof(*edges));
+	for (size_t i = 0; i < n; i++) {
+		const struct mq_spec *s = specs[i];
+		edges[i] = xcalloc(s->depends_on.n + 1, sizeof(long));
+		for (size_t j = 0; j < s->depends_on.n; j++) {
+			const char *dep = s->depends_on.v[j];
+			struct mq_pos p = pos_dep(specs, x, i, j);
+			edges[i][j] = -1;
+			if (s->name && strcmp(dep, s->name) == 0) {
+				mq_diags_add(d, s->file, p.line, p.col, "vm '%s' depends on itself", s->name);
+				continue;
+			}
+			long t = lookup(refs, nu, dep);
+			if (t < 0 && !names_incomplete) {
+				char *cl = mq_clip(dep);
+				mq_diags_add(d, s->file, p.line, p.col, "depends_on: unknown vm '%s'", cl);
+				free(cl);
+			}
+			edges[i][j] = t;
+		}
+	}
+
+	/* cycles: iterative DFS over the first vm of each name, in name order;
+	 * every back edge is one cycle, reported once. */
+	unsigned char *color = xcalloc(n + 1, 1); /* 0 white, 1 on stack, 2 done */
+	size_t *stack = xcalloc(n + 1, sizeof(size_t)), *next = xcalloc(n + 1, sizeof(size_t));
+	for (size_t r = 0; r < nu; r++) {
+		size_t root = refs[r].idx;
+		if (color[root])
+			continue;
+		size_t sp = 0;
+		stack[sp] = root;
+		next[sp] = 0;
+		sp++;
+		color[root] = 1;
+		while (sp > 0) {
+			size_t u = stack[sp - 1];
+			if (next[sp - 1] >= specs[u]->depends_on.n) {
+				color[u] = 2;
+				sp--;
+				continue;
+			}
+			size_t j = next[sp - 1]++;
+			long t = edges[u][j];
+			if (t < 0 || (size_t)t == u)
+				continue;
+			if (color[t] == 0) {
+				color[t] = 1;
+				stack[sp] = (size_t)t;
+				next[sp] = 0;
+				sp++;
+			} else if (color[t] == 1) {
+				size_t from = 0;
+				while (stack[from] != (size_t)t)
+					from++;
+				struct mq_strbuf sb = MQ_STRBUF_INIT;
+				mq_strbuf_init(&sb);
+				for (size_t q = from; q < sp; q++)
+					mq_strbuf_addf(&sb, "%s -> ", specs[stack[q]]->name);
+				mq_strbuf_adds(&sb, specs[t]->name);
+				/* reported at the cycle's first vm, on its edge into the cycle */
+				size_t head = stack[from];
+				struct mq_pos p = pos_dep(specs, x, head, next[from] - 1);
+				mq_diags_add(d, specs[head]->file, p.line, p.col, "dependency cycle: %s", sb.buf);
+				mq_strbuf_release(&sb);
+			}
+		}
+	}
+	free(color);
+	free(stack);
+	free(next);
+	for (size_t i = 0; i < n; i++)
+		free(edges[i]);
+	free(edges);
+	free(refs);
+}
+
+static int spec_cmp(const void *a, const void *b)
+{
+	const struct mq_spec *x = *(struct mq_spec *const *)a, *y = *(struct mq_spec *const *)b;
+	return strcmp(x->name ? x->name : "", y->name ? y->name : "");
+}
+
+int mq_specset_check(struct mq_specset *set, struct mq_strv *diags)
+{
+	struct mq_diags d = { 0 };
+	mq_specs_check_internal(set->specs, NULL, set->n, false, &d);
+	if (d.n > 0) {
+		mq_diags_flush(&d, diags);
+		return -EINVAL;
+	}
+	if (set->n > 1)
+		qsort(set->specs, set->n, sizeof(*set->specs), spec_cmp);
+	return 0;
+}
