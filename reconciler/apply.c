@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "reconciler/audit.h"
+#include "reconciler/loop.h"
 #include "reconciler/host.h"
 #include "reconciler/phase.h"
 #include "reconciler/proc.h"
@@ -59,7 +60,8 @@ struct run {
 	struct job *jobs;            /* one per plan item */
 	bool *active;                /* item needs a worker */
 	struct mq_apply_result res;
-	struct mq_host_cache *bins;  /* binary checks failed in this pass */
+	struct mq_strv bin_failed;   /* binaries whose check failed in this pass, */
+	struct mq_strv bin_msg;      /* and why */
 	struct mq_spec **recspecs;   /* per item: the recorded spec, rebuilt from JSON */
 	int jobs_max;
 };
@@ -172,6 +174,27 @@ static uint64_t stop_timeout_for(const struct mq_plan_item *it, const struct mq_
 	if (recspec)
 		return recspec->stop_timeout_ms;
 	return 30000;
+}
+
+/* The QEMU binary answers --version: successes are cached for the process
+ * (host.c, by file identity), failures for this pass, so a missing binary
+ * fails every VM that uses it fast. */
+static int check_binary(struct run *r, const char *binary, const char **errmsg)
+{
+	long k = mq_strv_find(&r->bin_failed, binary);
+	if (k >= 0) {
+		*errmsg = r->bin_msg.v[k];
+		return -1;
+	}
+	struct mq_error *err = NULL;
+	int rc = mq_qemu_check_binary_cached(binary, NULL, &err);
+	if (rc < 0) {
+		mq_strv_push(&r->bin_failed, binary);
+		mq_strv_push(&r->bin_msg, err ? err->msg : "qemu binary check failed");
+		*errmsg = r->bin_msg.v[r->bin_msg.n - 1];
+	}
+	mq_error_free(err);
+	return rc < 0 ? -1 : 0;
 }
 
 static long find_item(const struct mq_plan *p, const char *name)
@@ -585,7 +608,7 @@ static void step(struct run *r)
 			}
 			if (j->needs_start) {
 				const char *bmsg = NULL;
-				if (mq_host_check_binary_cached(r->bins, j->spec->binary, &bmsg) < 0) {
+				if (check_binary(r, j->spec->binary, &bmsg) < 0) {
 					char *m = xasprintf("cannot start vm '%s': %s", it->name, bmsg);
 					if (mq_status_is_up(it->observed)) {
 						/* a restart whose new binary is missing: keep the old one running */
@@ -650,7 +673,6 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 	r->jobs = xcalloc(plan->n + 1, sizeof(*r->jobs));
 	r->active = xcalloc(plan->n + 1, sizeof(*r->active));
 	r->recspecs = xcalloc(plan->n + 1, sizeof(*r->recspecs));
-	r->bins = mq_host_cache_new();
 	r->jobs_max = o->jobs > 0 ? o->jobs : 4;
 
 	mq_audit_new_pass();
@@ -785,7 +807,8 @@ struct mq_applier *mq_applier_free(struct mq_applier *a)
 		mq_spec_free(r->recspecs[i]);
 	}
 	free(r->res.store_error);
-	mq_host_cache_free(r->bins);
+	mq_strv_clear(&r->bin_failed);
+	mq_strv_clear(&r->bin_msg);
 	free(r->recspecs);
 	free(r->jobs);
 	free(r->active);

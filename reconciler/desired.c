@@ -24,7 +24,7 @@ struct slot {
 	char hash[65];
 };
 
-struct mq_desired {
+struct mq_desired_view {
 	const char *const *paths;
 	size_t n_paths;
 	mq_desired_report_fn report;
@@ -37,9 +37,9 @@ struct mq_desired {
 	bool unresolved;
 };
 
-struct mq_desired *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud)
+struct mq_desired_view *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud)
 {
-	struct mq_desired *d = xcalloc(1, sizeof(*d));
+	struct mq_desired_view *d = xcalloc(1, sizeof(*d));
 	d->paths = paths;
 	d->n_paths = n_paths;
 	d->report = report;
@@ -47,7 +47,7 @@ struct mq_desired *mq_desired_new(const char *const *paths, size_t n_paths, mq_d
 	return d;
 }
 
-struct mq_desired *mq_desired_free(struct mq_desired *d)
+struct mq_desired_view *mq_desired_free(struct mq_desired_view *d)
 {
 	if (!d)
 		return NULL;
@@ -64,7 +64,7 @@ struct mq_desired *mq_desired_free(struct mq_desired *d)
 	return NULL;
 }
 
-static void report_hashed(struct mq_desired *d, char hash_slot[65], const struct mq_strv *diags, const char *source)
+static void report_hashed(struct mq_desired_view *d, char hash_slot[65], const struct mq_strv *diags, const char *source)
 {
 	char *joined = mq_strv_join(diags, "\n");
 	char h[65];
@@ -77,7 +77,7 @@ static void report_hashed(struct mq_desired *d, char hash_slot[65], const struct
 	free(joined);
 }
 
-static struct slot *slot_get(struct mq_desired *d, const char *name)
+static struct slot *slot_get(struct mq_desired_view *d, const char *name)
 {
 	for (size_t i = 0; i < d->nslots; i++)
 		if (strcmp(d->slots[i].name, name) == 0)
@@ -89,17 +89,17 @@ static struct slot *slot_get(struct mq_desired *d, const char *name)
 	return s;
 }
 
-void mq_desired_report_once(struct mq_desired *d, const char *slot, const struct mq_strv *diags, const char *source)
+void mq_desired_report_once(struct mq_desired_view *d, const char *slot, const struct mq_strv *diags, const char *source)
 {
 	report_hashed(d, slot_get(d, slot)->hash, diags, source);
 }
 
-void mq_desired_clear_slot(struct mq_desired *d, const char *slot)
+void mq_desired_clear_slot(struct mq_desired_view *d, const char *slot)
 {
 	slot_get(d, slot)->hash[0] = '\0';
 }
 
-static struct file_cache *cache_get(struct mq_desired *d, const char *abs)
+static struct file_cache *cache_get(struct mq_desired_view *d, const char *abs)
 {
 	for (size_t i = 0; i < d->nfc; i++)
 		if (strcmp(d->fc[i].abs, abs) == 0)
@@ -111,7 +111,7 @@ static struct file_cache *cache_get(struct mq_desired *d, const char *abs)
 	return c;
 }
 
-static void cache_sweep(struct mq_desired *d)
+static void cache_sweep(struct mq_desired_view *d)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < d->nfc; i++) {
@@ -139,7 +139,7 @@ static bool use_last_valid(struct file_cache *c, const struct mq_manifest_file *
 	return true;
 }
 
-const struct mq_specset *mq_desired_reload(struct mq_desired *d)
+const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 {
 	struct mq_manifest_list list;
 	struct mq_strv diags = MQ_STRV_INIT;
@@ -210,12 +210,12 @@ const struct mq_specset *mq_desired_reload(struct mq_desired *d)
 	return d->set;
 }
 
-const struct mq_specset *mq_desired_set(const struct mq_desired *d)
+const struct mq_specset *mq_desired_set(const struct mq_desired_view *d)
 {
 	return d->set;
 }
 
-bool mq_desired_unresolved(const struct mq_desired *d)
+bool mq_desired_unresolved(const struct mq_desired_view *d)
 {
 	return d->unresolved;
 }

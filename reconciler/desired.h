@@ -17,18 +17,18 @@
 /* A batch of diagnostics that was not reported before; source may be NULL. */
 typedef void (*mq_desired_report_fn)(void *ud, const struct mq_strv *diags, const char *source);
 
-struct mq_desired;
+struct mq_desired_view;
 
-struct mq_desired *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud);
-struct mq_desired *mq_desired_free(struct mq_desired *d);
+struct mq_desired_view *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud);
+struct mq_desired_view *mq_desired_free(struct mq_desired_view *d);
 /* Re-read every manifest.  Returns the set in force (borrowed, never NULL). */
-const struct mq_specset *mq_desired_reload(struct mq_desired *d);
-const struct mq_specset *mq_desired_set(const struct mq_desired *d); /* NULL before the first reload */
+const struct mq_specset *mq_desired_reload(struct mq_desired_view *d);
+const struct mq_specset *mq_desired_set(const struct mq_desired_view *d); /* NULL before the first reload */
 /* An invalid file had no last valid version (so --prune must not act). */
-bool mq_desired_unresolved(const struct mq_desired *d);
+bool mq_desired_unresolved(const struct mq_desired_view *d);
 /* Report batch once: the same diagnostics in the same slot are reported
  * only once until they change (slot is any stable string, e.g. "prune"). */
-void mq_desired_report_once(struct mq_desired *d, const char *slot, const struct mq_strv *diags, const char *source);
-void mq_desired_clear_slot(struct mq_desired *d, const char *slot);
+void mq_desired_report_once(struct mq_desired_view *d, const char *slot, const struct mq_strv *diags, const char *source);
+void mq_desired_clear_slot(struct mq_desired_view *d, const char *slot);
 
 #endif

@@ -55,7 +55,7 @@ struct watch {
 	const struct mq_watch_opts *o;
 	struct mq_loop *loop;
 	struct mq_mwatch *mw;
-	struct mq_desired *desired;
+	struct mq_desired_view *desired;
 	struct mq_tracker *tracker;
 	int lockfd;                   /* inotify on the state lock, -1 when unavailable */
 	int pxfd;                     /* process-exit connector, -1 when unavailable */
