@@ -47,6 +47,7 @@ struct job {
 	struct mq_pidref new_ref;
 	char accel[8];
 	char *stop_how;
+	struct mq_vm_record *cur;    /* the record as last written in this pass */
 };
 
 struct run {
@@ -100,10 +101,15 @@ static void phase(struct mq_vm_record *rec, enum mq_phase_event ev, const struct
 	mq_error_free(err);
 }
 
-/* Fresh record for an item from its current record and spec.  A record
+/* The item's record as last written in this pass (or as planned), with
+ * its spec applied: a copy for the caller to change and put().  A record
  * whose process was observed gone is first moved to crashed. */
-static struct mq_vm_record *record_for(const struct mq_plan_item *it)
+static struct mq_vm_record *record_for(struct run *r, size_t i)
 {
+	const struct mq_plan_item *it = &r->plan->items[i];
+	struct job *j = &r->jobs[i];
+	if (j->cur)
+		return mq_vm_record_dup(j->cur);
 	struct mq_vm_record *rec = it->rec ? mq_vm_record_dup(it->rec) : mq_vm_record_new();
 	if (!it->rec) {
 		mq_vm_record_set(&rec->name, it->name);
@@ -124,6 +130,14 @@ static struct mq_vm_record *record_for(const struct mq_plan_item *it)
 	return rec;
 }
 
+static long find_item(const struct mq_plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcmp(p->items[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
 /* Write rec together with the event that explains it.  A failed write
  * counts against the pass (res.store_errors) and its message is returned
  * (caller frees) so the item can report it; NULL on success. */
@@ -137,6 +151,12 @@ static char *put(struct run *r, const struct mq_vm_record *rec, const char *sour
 		msg = xstrdup(err ? err->msg : "cannot write the state");
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(msg);
+	} else {
+		long k = find_item(r->plan, rec->name);
+		if (k >= 0) {
+			mq_vm_record_free(r->jobs[k].cur);
+			r->jobs[k].cur = mq_vm_record_dup(rec);
+		}
 	}
 	mq_error_free(err);
 	return msg;
@@ -154,6 +174,8 @@ static void event(struct run *r, const char *vm, const char *source, const char 
 	mq_error_free(err);
 }
 
+/* Set or clear the hold as the command asks; NULL when unchanged, else the
+ * note for the event that explains the record write. */
 static const char *apply_hold(struct run *r, struct mq_vm_record *rec)
 {
 	if (!r->o->hold)
@@ -162,7 +184,9 @@ static const char *apply_hold(struct run *r, struct mq_vm_record *rec)
 	if (rec->hold == set)
 		return NULL;
 	rec->hold = set;
-	return set ? "; held by 'maqet stop': reconciles leave it stopped" : "; hold cleared by 'maqet start'";
+	event(r, rec->name, rec->source, set ? "hold" : "release", "ok",
+	      set ? "held by 'maqet stop': reconciles leave it stopped" : "hold cleared by 'maqet start'");
+	return set ? "; held" : "; hold cleared";
 }
 
 static uint64_t stop_timeout_for(const struct mq_plan_item *it, const struct mq_apply_opts *o, struct mq_spec *recspec)
@@ -197,13 +221,6 @@ static int check_binary(struct run *r, const char *binary, const char **errmsg)
 	return rc < 0 ? -1 : 0;
 }
 
-static long find_item(const struct mq_plan *p, const char *name)
-{
-	for (size_t i = 0; i < p->n; i++)
-		if (strcmp(p->items[i].name, name) == 0)
-			return (long)i;
-	return -1;
-}
 
 /* 1 ready, 0 wait, -1 blocked (message in *why, caller frees). */
 static int readiness(struct run *r, size_t i, char **why)
@@ -275,7 +292,7 @@ static void fail_item(struct run *r, size_t i, const char *msg)
 {
 	struct job *j = &r->jobs[i];
 	const struct mq_plan_item *it = &r->plan->items[i];
-	struct mq_vm_record *rec = record_for(it);
+	struct mq_vm_record *rec = record_for(r, i);
 	struct mq_phase_ctx ctx = { .error = msg };
 	enum mq_phase ph = mq_phase_get(rec);
 	if (j->needs_start && !j->started && (!j->needs_stop || j->stopped || !mq_phase_is_up(ph))) {
@@ -304,7 +321,7 @@ static int launch(struct run *r, size_t i)
 	const struct mq_plan_item *it = &r->plan->items[i];
 	/* Mark the transitional phase first: a record we cannot write means we
 	 * must not touch the VM (nothing would know about it). */
-	struct mq_vm_record *rec = record_for(it);
+	struct mq_vm_record *rec = record_for(r, i);
 	const char *what;
 	if (j->needs_stop && mq_phase_is_up(mq_phase_get(rec))) {
 		phase(rec, MQ_PHASE_EV_STOP_BEGIN, NULL);
@@ -352,7 +369,7 @@ static void on_stopped(struct run *r, size_t i)
 	struct job *j = &r->jobs[i];
 	const struct mq_plan_item *it = &r->plan->items[i];
 	j->stopped = true;
-	struct mq_vm_record *rec = record_for(it);
+	struct mq_vm_record *rec = record_for(r, i);
 	phase(rec, MQ_PHASE_EV_STOP_OK, NULL);
 	const char *hold = j->needs_start ? NULL : apply_hold(r, rec);
 	if (j->needs_start)
@@ -370,7 +387,7 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 	j->new_ref.pid = m->pid;
 	j->new_ref.start_time = m->start_time;
 	memcpy(j->accel, m->accel, sizeof(j->accel));
-	struct mq_vm_record *rec = record_for(it);
+	struct mq_vm_record *rec = record_for(r, i);
 	if (mq_phase_get(rec) != MQ_PHASE_STARTING)
 		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
 	/* An explicit start, or a manifest change that lifted a crash-loop,
@@ -598,7 +615,7 @@ static void step(struct run *r)
 			if (rd < 0) {
 				char *m = xasprintf("cannot %s vm '%s': %s", j->needs_start ? "start" : "stop", it->name, why);
 				free(why);
-				struct mq_vm_record *rec = record_for(it);
+				struct mq_vm_record *rec = record_for(r, i);
 				mq_vm_record_set(&rec->last_error, m);
 				free(put(r, rec, item_source(it), mq_action_str(it->action), "skipped", m));
 				mq_vm_record_free(rec);
@@ -612,7 +629,7 @@ static void step(struct run *r)
 					char *m = xasprintf("cannot start vm '%s': %s", it->name, bmsg);
 					if (mq_status_is_up(it->observed)) {
 						/* a restart whose new binary is missing: keep the old one running */
-						struct mq_vm_record *rec = record_for(it);
+						struct mq_vm_record *rec = record_for(r, i);
 						mq_vm_record_set(&rec->last_error, m);
 						free(put(r, rec, item_source(it), mq_action_str(it->action), "failed", m));
 						mq_vm_record_free(rec);
@@ -704,7 +721,7 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 		case MQ_ACT_NOOP:
 			break;
 		case MQ_ACT_UPDATE: {
-			struct mq_vm_record *rec = record_for(it);
+			struct mq_vm_record *rec = record_for(r, i);
 			const char *hold = apply_hold(r, rec);
 			char *d = xasprintf("%s%s", it->reason, hold ? hold : "");
 			char *werr = put(r, rec, item_source(it), "update", "ok", d);
@@ -715,7 +732,7 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			break;
 		}
 		case MQ_ACT_CREATE: {
-			struct mq_vm_record *rec = record_for(it);
+			struct mq_vm_record *rec = record_for(r, i);
 			char *werr = put(r, rec, item_source(it), "create", "ok", it->spec ? it->spec->file : NULL);
 			mq_vm_record_free(rec);
 			if (werr) {
@@ -758,7 +775,7 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			complete_delete(r, i, r->recspecs[i]);
 		} else if (it->action == MQ_ACT_STOP) {
 			/* nothing to stop (already gone) */
-			struct mq_vm_record *rec = record_for(it);
+			struct mq_vm_record *rec = record_for(r, i);
 			phase(rec, MQ_PHASE_EV_STOP_OK, NULL);
 			const char *hold = apply_hold(r, rec);
 			char *d = xasprintf("was not running%s", hold ? hold : "");
@@ -804,6 +821,7 @@ struct mq_applier *mq_applier_free(struct mq_applier *a)
 		free(j->message);
 		free(j->qmp_path);
 		free(j->stop_how);
+		mq_vm_record_free(j->cur);
 		mq_spec_free(r->recspecs[i]);
 	}
 	free(r->res.store_error);

@@ -417,11 +417,21 @@ static void log_plan_notes(struct watch *w, const struct mq_plan *p)
 	}
 }
 
+static void drain_lockwatch(int fd)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* Release the pass lock; the inotify events of our own release (the lock
+ * file is truncated) are queued by now: drop them, they are no news. */
 static void release_lock(struct watch *w)
 {
 	if (w->locked) {
 		mq_lock_release(&w->lock);
 		w->locked = false;
+		drain_lockwatch(w->lockfd);
 	}
 }
 
@@ -614,9 +624,7 @@ static void on_resync(struct mq_loop *l, struct mq_timer *t, void *ud)
 static void on_lockwatch(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
 {
 	struct watch *w = ud;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
+	drain_lockwatch(fd);
 	if (w->locked)
 		return;
 	/* Another maqet finished a pass: pick up its result; a pass waiting
