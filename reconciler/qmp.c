@@ -763,6 +763,12 @@ bool mq_qmp_settled(struct mq_qmp *q, void *arg)
 	return q->state == MQ_QMP_READY || q->state == MQ_QMP_CLOSED;
 }
 
+bool mq_qmp_idle(struct mq_qmp *q, void *arg)
+{
+	(void)arg;
+	return q->ncmds == 0;
+}
+
 static int64_t deadline_from(int timeout_ms)
 {
 	return timeout_ms < 0 ? -1 : mq_mono_ms() + timeout_ms;

@@ -14,9 +14,11 @@
  *
  * Input is hostile: every line is capped (MQ_QMP_MAX_LINE) and parsed with a
  * json-c tokener whose depth is capped (MQ_QMP_MAX_DEPTH).  A line that is not
- * a JSON object, an oversized line, a reply without "return"/"error" or with
- * an unknown id is a protocol error: the connection is closed (-EPROTO) with a
- * clear message, and every command in flight fails with it.
+ * a JSON object, an oversized line, a reply without "return"/"error", or a
+ * reply without an id while several commands are in flight is a protocol
+ * error: the connection is closed (-EPROTO) with a clear message, and every
+ * command in flight fails with it.  A reply whose id is not one of ours (a
+ * cancelled command, or a former owner's of a handed-over fd) is dropped.
  *
  * Blocking wrappers for code without a loop (CLI, apply workers) are at the
  * end: they poll() the socket until done or a deadline, and never sleep.
@@ -125,8 +127,10 @@ typedef bool (*mq_qmp_done_fn)(struct mq_qmp *q, void *arg);
  * -ETIMEDOUT, or the connection's error when it closed with done still false. */
 int mq_qmp_wait(struct mq_qmp *q, mq_qmp_done_fn done, void *arg, int watch_fd, int64_t deadline,
 		struct mq_error **err);
-/* done function: the connection is READY or CLOSED. */
+/* done functions: the connection is READY or CLOSED; no command is waiting
+ * for its reply (every callback has run). */
 bool mq_qmp_settled(struct mq_qmp *q, void *arg);
+bool mq_qmp_idle(struct mq_qmp *q, void *arg);
 
 /* Connect to `path`, read the greeting and negotiate.  Retries connect() on
  * ENOENT/ECONNREFUSED until timeout_ms passes (timeout 0: one attempt); the

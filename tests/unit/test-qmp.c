@@ -698,6 +698,7 @@ START_TEST(async_out_of_order_with_events)
 	ck_assert_int_eq(mq_qmp_send(q, "cmd-b", args, got_reply, &g[1], &ids[1], NULL), 0);
 	ck_assert_int_eq(mq_qmp_send(q, "cmd-c", NULL, got_reply, &g[2], &ids[2], NULL), 0);
 	json_object_put(args);
+	ck_assert(!mq_qmp_idle(q, NULL));
 	ck_assert(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
 	ck_assert_uint_eq(mq_qmp_in_flight(q), 3);
 	ck_assert(mq_qmp_poll_events(q) & POLLOUT); /* output pending */
@@ -724,6 +725,7 @@ START_TEST(async_out_of_order_with_events)
 	DRIVE_UNTIL(q, g[1].calls == 1, 2000);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(g[i].calls, 1);
+	ck_assert(mq_qmp_idle(q, NULL));
 	ck_assert_int_eq(g[0].status, -EREMOTEIO);
 	ck_assert_str_eq(g[0].cls, "GenericError");
 	ck_assert_str_eq(g[0].desc, "a went wrong");
