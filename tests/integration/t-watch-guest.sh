@@ -23,11 +23,14 @@ gm g2 "restart: always" > "$M/g2.yaml"
 gm g3 "restart: never" > "$M/g3.yaml"
 
 start_watch -f "$M" --settle 100
-p1=$(vm_pid g1); p2=$(vm_pid g2)
+# The guests may power off before status is read (TCG boots them in well
+# under a second here): take the pids from the startup pass's log lines.
+started_pid() { log_details create ok "$1" | sed -n 's/.*started (pid \([0-9]*\),.*/\1/p' | head -n 1; }
+p1=$(started_pid g1); p2=$(started_pid g2)
 [[ "$p1" =~ ^[0-9]+$ ]] || fail "g1 has no pid after startup: $(mq status 2>&1)"
 [[ "$p2" =~ ^[0-9]+$ ]] || fail "g2 has no pid after startup: $(mq status 2>&1)"
 assert_eq "$(starts_of g1)" 1 "g1 started by the startup pass"
-assert_eq "$(starts_of g2)" 1 "g2 started by the startup pass"
+[ "$(starts_of g2)" -ge 1 ] || fail "g2 not started by the startup pass" # (it may already have been restarted)
 
 # Both guests boot (SeaBIOS takes a few seconds) and power themselves off.
 wait_log exit guest-poweroff g1 90 ||
