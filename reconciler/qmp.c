@@ -18,58 +18,8 @@
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
-#define QMP_EVENT_QUEUE 256
-#define QMP_READ_CHUNK 65536
-/* mq_qmp_connect(): a socket file gives no event when QEMU starts listening
- * on it, so a refused/missing socket is tried again after this long (a poll()
- * timeout, not a sleep loop on the caller's thread of control). */
-#define QMP_CONNECT_RETRY_MS 5
-#define JOB_PROGRESS_MS 500
+#include "reconciler/qmp-int.h"
 
-struct cmd {
-	uint64_t id;
-	char *name;
-	char *line;         /* serialized; NULL once in the output buffer */
-	mq_qmp_reply_fn fn; /* NULL: cancelled, the reply is dropped */
-	void *ud;
-};
-
-struct mq_qmp {
-	int fd;
-	char *path;
-	enum mq_qmp_state state;
-	struct mq_qmp_callbacks cb;
-	struct mq_strbuf in;  /* bytes received, not yet consumed */
-	size_t scanned;       /* prefix of `in` known to hold no '\n' */
-	struct mq_strbuf out; /* bytes to send */
-	size_t out_off;
-	uint64_t next_id;
-	struct cmd *cmds;     /* sent or held, waiting for a reply */
-	size_t ncmds;
-	json_object *events[QMP_EVENT_QUEUE];
-	size_t ev_head, ev_count;
-	struct mq_error *why; /* close reason */
-	struct mq_qmp_job **jobs;
-	size_t njobs;
-	bool got_input;       /* for mq_qmp_pump() */
-};
-
-struct mq_qmp_job {
-	struct mq_qmp *q;
-	char *id;
-	char *command;
-	char status[16];
-	int64_t current, total;
-	bool done, dismissing;
-	int result;           /* 0, -EIO, -EREMOTEIO, -ECONNRESET ... */
-	char *error;          /* message for result < 0 */
-	uint64_t start_id, query_id, dismiss_id;
-	mq_qmp_progress_fn progress;
-	void *progress_ud;
-};
-
-static void job_event(struct mq_qmp *q, json_object *ev);
-static void jobs_closed(struct mq_qmp *q, int code, const char *msg);
 
 const char *mq_qmp_state_str(enum mq_qmp_state s)
 {
@@ -232,7 +182,7 @@ static int close_with(struct mq_qmp *q, int code, const char *fmt, ...)
 	q->out_off = 0;
 	int st = code == EPROTO ? -EPROTO : -ECONNRESET;
 	fail_all(q, st, msg);
-	jobs_closed(q, st, msg);
+	mq_qmp__jobs_closed(q, st, msg);
 	if (q->cb.on_state)
 		q->cb.on_state(q, MQ_QMP_CLOSED, q->why, q->cb.ud);
 	free(msg);
@@ -426,7 +376,7 @@ static int handle_obj(struct mq_qmp *q, json_object *obj)
 		return 0;
 	}
 	if (json_object_object_get_ex(obj, "event", NULL)) {
-		job_event(q, obj);
+		mq_qmp__job_event(q, obj);
 		if (q->cb.on_event) {
 			q->cb.on_event(q, obj, q->cb.ud);
 			json_object_put(obj);
@@ -556,7 +506,7 @@ short mq_qmp_poll_events(const struct mq_qmp *q)
 	return ev;
 }
 
-static int copy_why(struct mq_qmp *q, struct mq_error **err)
+int mq_qmp__copy_why(struct mq_qmp *q, struct mq_error **err)
 {
 	if (q->why)
 		return mq_error_set(err, q->why->code, "%s", q->why->msg);
@@ -568,7 +518,7 @@ int mq_qmp_dispatch(struct mq_qmp *q, short revents, struct mq_error **err)
 	if (!q)
 		return mq_error_set(err, EINVAL, "qmp: no connection");
 	if (q->state == MQ_QMP_CLOSED)
-		return copy_why(q, err);
+		return mq_qmp__copy_why(q, err);
 	int r = 0;
 	if (q->state == MQ_QMP_CONNECTING) {
 		if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
@@ -579,7 +529,7 @@ int mq_qmp_dispatch(struct mq_qmp *q, short revents, struct mq_error **err)
 			soerr = errno;
 		if (soerr) {
 			close_with(q, soerr, "cannot connect to qmp socket '%s': %s", q->path, strerror(soerr));
-			return copy_why(q, err);
+			return mq_qmp__copy_why(q, err);
 		}
 		q->state = MQ_QMP_GREETING;
 		revents |= POLLIN; /* the greeting may be there already */
@@ -593,7 +543,7 @@ int mq_qmp_dispatch(struct mq_qmp *q, short revents, struct mq_error **err)
 	if (r == 0)
 		r = flush_out(q);
 	if (r < 0)
-		return copy_why(q, err);
+		return mq_qmp__copy_why(q, err);
 	return 0;
 }
 
@@ -665,7 +615,7 @@ int mq_qmp_detach_fd(struct mq_qmp *q)
 	q->state = MQ_QMP_CLOSED;
 	mq_error_set(&q->why, ECONNRESET, "qmp connection to '%s' was handed over", q->path);
 	fail_all(q, -ECONNRESET, q->why->msg);
-	jobs_closed(q, -ECONNRESET, q->why->msg);
+	mq_qmp__jobs_closed(q, -ECONNRESET, q->why->msg);
 	return fd;
 }
 
@@ -708,482 +658,3 @@ struct mq_qmp *mq_qmp_free(struct mq_qmp *q)
 	return NULL;
 }
 
-/* ---- blocking helpers ------------------------------------------------------- */
-
-static int deadline_left(int64_t deadline)
-{
-	if (deadline < 0)
-		return -1;
-	int64_t left = deadline - mq_mono_ms();
-	if (left <= 0)
-		return 0;
-	return left > INT32_MAX ? INT32_MAX : (int)left;
-}
-
-int mq_qmp_wait(struct mq_qmp *q, mq_qmp_done_fn done, void *arg, int watch_fd, int64_t deadline,
-		struct mq_error **err)
-{
-	if (!q)
-		return mq_error_set(err, EINVAL, "qmp: no connection");
-	for (;;) {
-		if (done && done(q, arg))
-			return 0;
-		if (q->state == MQ_QMP_CLOSED)
-			return copy_why(q, err);
-		struct pollfd p[2] = { { .fd = q->fd, .events = mq_qmp_poll_events(q) },
-				       { .fd = watch_fd, .events = POLLIN } };
-		int left = deadline_left(deadline);
-		int n = poll(p, watch_fd >= 0 ? 2 : 1, left);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return mq_error_set(err, errno, "qmp: cannot wait on '%s': %s", q->path, strerror(errno));
-		}
-		if (n == 0) {
-			if (done && done(q, arg))
-				return 0;
-			return mq_error_set(err, ETIMEDOUT, "qmp: timed out waiting for '%s'", q->path);
-		}
-		if (p[0].revents) {
-			struct mq_error *e = NULL;
-			(void)mq_qmp_dispatch(q, p[0].revents, &e); /* a close is seen at the loop's top */
-			mq_error_free(e);
-		}
-		if (watch_fd >= 0 && p[1].revents) {
-			if (done && done(q, arg))
-				return 0;
-			return 1;
-		}
-	}
-}
-
-bool mq_qmp_settled(struct mq_qmp *q, void *arg)
-{
-	(void)arg;
-	return q->state == MQ_QMP_READY || q->state == MQ_QMP_CLOSED;
-}
-
-bool mq_qmp_idle(struct mq_qmp *q, void *arg)
-{
-	(void)arg;
-	return q->ncmds == 0;
-}
-
-static int64_t deadline_from(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : mq_mono_ms() + timeout_ms;
-}
-
-int mq_qmp_connect(const char *path, int timeout_ms, struct mq_qmp **out, struct mq_error **err)
-{
-	if (!path || !out)
-		return mq_error_set(err, EINVAL, "qmp: no socket path");
-	int64_t deadline = deadline_from(timeout_ms);
-	struct mq_qmp *q = NULL;
-	for (;;) {
-		struct mq_error *e = NULL;
-		int r = mq_qmp_open(path, NULL, &q, &e);
-		if (r == 0) {
-			mq_error_free(e);
-			break;
-		}
-		if (r != -ENOENT && r != -ECONNREFUSED && r != -EAGAIN) {
-			if (err) {
-				mq_error_free(*err);
-				*err = e;
-			} else {
-				mq_error_free(e);
-			}
-			return r;
-		}
-		mq_error_free(e);
-		int left = deadline_left(deadline);
-		if (left == 0)
-			return mq_error_set(err, ETIMEDOUT,
-					    "cannot connect to qmp socket '%s': %s (gave up after %d ms; is qemu running?)",
-					    path, strerror(-r), timeout_ms);
-		/* see QMP_CONNECT_RETRY_MS */
-		(void)poll(NULL, 0, left < 0 || left > QMP_CONNECT_RETRY_MS ? QMP_CONNECT_RETRY_MS : left);
-	}
-	struct mq_error *e = NULL;
-	int r = mq_qmp_wait(q, mq_qmp_settled, NULL, -1, deadline, &e);
-	if (r == 0 && q->state == MQ_QMP_READY) {
-		mq_error_free(e);
-		*out = q;
-		return 0;
-	}
-	if (r == -ETIMEDOUT) {
-		if (q->state == MQ_QMP_NEGOTIATING)
-			r = mq_error_set(err, ETIMEDOUT, "qmp command 'qmp_capabilities' timed out waiting for '%s'", path);
-		else
-			r = mq_error_set(err, ETIMEDOUT, "qmp: timed out waiting for the greeting from '%s'", path);
-	} else {
-		r = copy_why(q, err);
-	}
-	mq_error_free(e);
-	mq_qmp_free(q);
-	return r;
-}
-
-struct exec_wait {
-	bool done;
-	int status;
-	json_object *ret;
-	char *message;
-};
-
-static void exec_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
-{
-	(void)q;
-	struct exec_wait *w = ud;
-	w->done = true;
-	w->status = r->status;
-	if (r->status == 0)
-		w->ret = json_object_get(r->ret);
-	else
-		w->message = xstrdup(r->message ? r->message : "failed");
-}
-
-static bool exec_done(struct mq_qmp *q, void *arg)
-{
-	(void)q;
-	return ((struct exec_wait *)arg)->done;
-}
-
-int mq_qmp_execute(struct mq_qmp *q, const char *command, json_object *arguments, int timeout_ms,
-		   json_object **ret, struct mq_error **err)
-{
-	if (!q || !command)
-		return mq_error_set(err, EINVAL, "qmp: no connection or command");
-	struct exec_wait w = { 0 };
-	uint64_t id = 0;
-	int r = mq_qmp_send(q, command, arguments, exec_reply, &w, &id, err);
-	if (r < 0)
-		return r;
-	struct mq_error *e = NULL;
-	r = mq_qmp_wait(q, exec_done, &w, -1, deadline_from(timeout_ms), &e);
-	mq_error_free(e);
-	if (!w.done) {
-		mq_qmp_cancel(q, id);
-		if (r == -ETIMEDOUT)
-			return mq_error_set(err, ETIMEDOUT, "qmp command '%s' timed out waiting for '%s'", command,
-					    q->path);
-		return copy_why(q, err);
-	}
-	if (w.status < 0) {
-		r = mq_error_set(err, -w.status, "%s", w.message);
-		free(w.message);
-		return r;
-	}
-	if (ret)
-		*ret = w.ret;
-	else
-		json_object_put(w.ret);
-	return 0;
-}
-
-int mq_qmp_query_status(struct mq_qmp *q, int timeout_ms, char **status, struct mq_error **err)
-{
-	json_object *ret = NULL;
-	int r = mq_qmp_execute(q, "query-status", NULL, timeout_ms, &ret, err);
-	if (r < 0)
-		return r;
-	json_object *st;
-	if (!json_object_is_type(ret, json_type_object) || !json_object_object_get_ex(ret, "status", &st) ||
-	    !json_object_is_type(st, json_type_string)) {
-		json_object_put(ret);
-		return mq_error_set(err, EPROTO, "qmp: invalid reply from '%s': query-status has no 'status' string",
-				    q->path);
-	}
-	if (status)
-		*status = xstrdup(json_object_get_string(st));
-	json_object_put(ret);
-	return 0;
-}
-
-static bool got_input(struct mq_qmp *q, void *arg)
-{
-	(void)arg;
-	return q->got_input;
-}
-
-int mq_qmp_pump(struct mq_qmp *q, int timeout_ms, struct mq_error **err)
-{
-	if (!q)
-		return mq_error_set(err, EINVAL, "qmp: no connection");
-	if (q->state == MQ_QMP_CLOSED)
-		return copy_why(q, err);
-	q->got_input = false;
-	struct mq_error *e = NULL;
-	int r = mq_qmp_wait(q, got_input, NULL, -1, deadline_from(timeout_ms), &e);
-	if (r == 0 && q->state != MQ_QMP_CLOSED) {
-		/* take whatever else is immediately available */
-		(void)mq_qmp_dispatch(q, POLLIN, NULL);
-	}
-	mq_error_free(e);
-	if (q->state == MQ_QMP_CLOSED)
-		return copy_why(q, err);
-	if (r == -ETIMEDOUT || !q->got_input)
-		return mq_error_set(err, ETIMEDOUT, "qmp: nothing received from '%s' within %d ms", q->path,
-				    timeout_ms);
-	return r < 0 ? r : 0;
-}
-
-/* ---- QMP jobs ------------------------------------------------------------------ */
-
-static void job_finish(struct mq_qmp_job *j, int result, const char *msg)
-{
-	if (j->done)
-		return;
-	j->done = true;
-	j->result = result;
-	char *m = msg ? xstrdup(msg) : NULL; /* msg may be j->error itself */
-	free(j->error);
-	j->error = m;
-}
-
-static void jobs_closed(struct mq_qmp *q, int code, const char *msg)
-{
-	for (size_t i = 0; i < q->njobs; i++) {
-		struct mq_qmp_job *j = q->jobs[i];
-		if (!j->done) {
-			char *m = xasprintf("qmp job '%s' (%s) failed: %s", j->id, j->command, msg);
-			job_finish(j, code, m);
-			free(m);
-		}
-	}
-}
-
-static void job_dismiss_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
-{
-	(void)q;
-	struct mq_qmp_job *j = ud;
-	j->dismiss_id = 0;
-	if (r->status < 0 && r->status != -EREMOTEIO) {
-		job_finish(j, r->status, r->message);
-		return;
-	}
-	/* dismissed (or already gone): the job's own outcome stands */
-	if (r->status == 0)
-		snprintf(j->status, sizeof(j->status), "null");
-	if (j->error)
-		job_finish(j, -EIO, j->error);
-	else
-		job_finish(j, 0, NULL);
-}
-
-/* Update j from a query-jobs answer. */
-static void job_update_from(struct mq_qmp_job *j, json_object *list)
-{
-	size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
-	for (size_t i = 0; i < n; i++) {
-		json_object *info = json_object_array_get_idx(list, i), *v;
-		if (!json_object_object_get_ex(info, "id", &v) || !json_object_is_type(v, json_type_string) ||
-		    strcmp(json_object_get_string(v), j->id) != 0)
-			continue;
-		if (json_object_object_get_ex(info, "current-progress", &v))
-			j->current = json_object_get_int64(v);
-		if (json_object_object_get_ex(info, "total-progress", &v))
-			j->total = json_object_get_int64(v);
-		if (json_object_object_get_ex(info, "status", &v) && json_object_is_type(v, json_type_string))
-			snprintf(j->status, sizeof(j->status), "%s", json_object_get_string(v));
-		if (json_object_object_get_ex(info, "error", &v) && json_object_is_type(v, json_type_string) &&
-		    !j->error)
-			j->error = xasprintf("qmp job '%s' (%s) failed: %s", j->id, j->command, json_object_get_string(v));
-	}
-}
-
-static void job_dismiss(struct mq_qmp_job *j)
-{
-	if (j->dismissing || !j->q)
-		return;
-	j->dismissing = true;
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "id", json_object_new_string(j->id));
-	(void)mq_qmp_send(j->q, "job-dismiss", a, job_dismiss_reply, j, &j->dismiss_id, NULL);
-	json_object_put(a);
-}
-
-static void job_query_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
-{
-	(void)q;
-	struct mq_qmp_job *j = ud;
-	j->query_id = 0;
-	if (r->status == 0) {
-		job_update_from(j, r->ret);
-		if (j->progress)
-			j->progress(j->progress_ud, j->status, j->current, j->total);
-	}
-	/* concluded: the query above fetched the job's error; now dismiss it */
-	if (strcmp(j->status, "concluded") == 0)
-		job_dismiss(j);
-}
-
-static void job_start_reply(struct mq_qmp *q, const struct mq_qmp_reply *r, void *ud)
-{
-	(void)q;
-	struct mq_qmp_job *j = ud;
-	j->start_id = 0;
-	if (r->status < 0) {
-		char *m = xasprintf("qmp job '%s' (%s) failed: %s", j->id, j->command,
-				    r->status == -EREMOTEIO ? r->err_desc : r->message);
-		job_finish(j, r->status, m);
-		free(m);
-	}
-}
-
-int mq_qmp_job_query(struct mq_qmp_job *j, struct mq_error **err)
-{
-	if (!j || !j->q)
-		return mq_error_set(err, ENOTCONN, "qmp job has no connection");
-	if (j->query_id)
-		return 0; /* one query at a time */
-	return mq_qmp_send(j->q, "query-jobs", NULL, job_query_reply, j, &j->query_id, err);
-}
-
-static void job_event(struct mq_qmp *q, json_object *ev)
-{
-	json_object *name, *data, *id, *status;
-	if (!q->njobs || !json_object_object_get_ex(ev, "event", &name) ||
-	    strcmp(json_object_get_string(name), "JOB_STATUS_CHANGE") != 0 ||
-	    !json_object_object_get_ex(ev, "data", &data) || !json_object_object_get_ex(data, "id", &id) ||
-	    !json_object_object_get_ex(data, "status", &status))
-		return;
-	for (size_t i = 0; i < q->njobs; i++) {
-		struct mq_qmp_job *j = q->jobs[i];
-		if (j->done || strcmp(j->id, json_object_get_string(id)) != 0)
-			continue;
-		snprintf(j->status, sizeof(j->status), "%s", json_object_get_string(status));
-		if (strcmp(j->status, "concluded") == 0) {
-			j->query_id = 0; /* a query in flight would not see the error: ask again */
-			(void)mq_qmp_job_query(j, NULL);
-		} else if (strcmp(j->status, "null") == 0) {
-			/* dismissed (by us or someone else) */
-			if (j->error)
-				job_finish(j, -EIO, j->error);
-			else
-				job_finish(j, 0, NULL);
-		}
-	}
-}
-
-int mq_qmp_job_start(struct mq_qmp *q, const char *command, json_object *args, const char *job_id,
-		     struct mq_qmp_job **out, struct mq_error **err)
-{
-	if (!q || !command || !job_id || !out)
-		return mq_error_set(err, EINVAL, "qmp: no connection, command or job id");
-	json_object *a = json_object_new_object();
-	if (args) {
-		json_object_object_foreach(args, k, v)
-			json_object_object_add(a, k, json_object_get(v));
-	}
-	json_object_object_add(a, "job-id", json_object_new_string(job_id));
-	struct mq_qmp_job *j = xcalloc(1, sizeof(*j));
-	j->q = q;
-	j->id = xstrdup(job_id);
-	j->command = xstrdup(command);
-	int r = mq_qmp_send(q, command, a, job_start_reply, j, &j->start_id, err);
-	json_object_put(a);
-	if (r < 0) {
-		free(j->id);
-		free(j->command);
-		free(j);
-		return r;
-	}
-	q->jobs = xreallocarray(q->jobs, q->njobs + 1, sizeof(*q->jobs));
-	q->jobs[q->njobs++] = j;
-	*out = j;
-	return 0;
-}
-
-const char *mq_qmp_job_status(const struct mq_qmp_job *j)
-{
-	return j ? j->status : "";
-}
-
-void mq_qmp_job_progress(const struct mq_qmp_job *j, int64_t *current, int64_t *total)
-{
-	if (current)
-		*current = j ? j->current : 0;
-	if (total)
-		*total = j ? j->total : 0;
-}
-
-bool mq_qmp_job_done(const struct mq_qmp_job *j)
-{
-	return !j || j->done;
-}
-
-int mq_qmp_job_result(const struct mq_qmp_job *j, struct mq_error **err)
-{
-	if (!j)
-		return mq_error_set(err, EINVAL, "no qmp job");
-	if (!j->done)
-		return mq_error_set(err, EINPROGRESS, "qmp job '%s' (%s) is still %s", j->id, j->command,
-				    j->status[0] ? j->status : "starting");
-	if (j->result < 0)
-		return mq_error_set(err, -j->result, "%s", j->error ? j->error : "qmp job failed");
-	return 0;
-}
-
-struct mq_qmp_job *mq_qmp_job_free(struct mq_qmp_job *j)
-{
-	if (!j)
-		return NULL;
-	if (j->q) {
-		mq_qmp_cancel(j->q, j->start_id);
-		mq_qmp_cancel(j->q, j->query_id);
-		mq_qmp_cancel(j->q, j->dismiss_id);
-		for (size_t i = 0; i < j->q->njobs; i++)
-			if (j->q->jobs[i] == j) {
-				j->q->jobs[i] = j->q->jobs[--j->q->njobs];
-				break;
-			}
-	}
-	free(j->id);
-	free(j->command);
-	free(j->error);
-	free(j);
-	return NULL;
-}
-
-static bool job_is_done(struct mq_qmp *q, void *arg)
-{
-	(void)q;
-	return ((struct mq_qmp_job *)arg)->done;
-}
-
-int mq_qmp_job_run(struct mq_qmp *q, const char *command, json_object *args, const char *job_id, int timeout_ms,
-		   int progress_ms, mq_qmp_progress_fn progress, void *ud, struct mq_error **err)
-{
-	struct mq_qmp_job *j = NULL;
-	int r = mq_qmp_job_start(q, command, args, job_id, &j, err);
-	if (r < 0)
-		return r;
-	j->progress = progress;
-	j->progress_ud = ud;
-	int64_t deadline = deadline_from(timeout_ms);
-	int every = progress_ms > 0 ? progress_ms : JOB_PROGRESS_MS;
-	for (;;) {
-		int64_t next = mq_mono_ms() + every;
-		if (deadline >= 0 && next > deadline)
-			next = deadline;
-		struct mq_error *e = NULL;
-		r = mq_qmp_wait(q, job_is_done, j, -1, next, &e);
-		mq_error_free(e);
-		if (r == 0 || j->done)
-			break;
-		if (r != -ETIMEDOUT)
-			break; /* closed: j is done through jobs_closed() */
-		if (deadline >= 0 && mq_mono_ms() >= deadline) {
-			r = mq_error_set(err, ETIMEDOUT, "qmp job '%s' (%s) did not finish within %d ms (status '%s')",
-					 job_id, command, timeout_ms, j->status[0] ? j->status : "starting");
-			mq_qmp_job_free(j);
-			return r;
-		}
-		(void)mq_qmp_job_query(j, NULL);
-	}
-	r = mq_qmp_job_result(j, err);
-	mq_qmp_job_free(j);
-	return r;
-}
