@@ -19,6 +19,11 @@ export MAQET_STATE_DIR=$STATE
 export MAQET_RUNTIME_DIR=$RT
 TEST_NAME=$(basename "$0" .sh)
 
+# Functions run by cleanup: CLEANUP_HOOKS after the QEMUs are killed (e.g.
+# kill a test's own helper processes), CLEANUP_LATE_HOOKS just before $T is
+# removed (e.g. unmount a tmpfs the test mounted under $T).
+CLEANUP_HOOKS=()
+CLEANUP_LATE_HOOKS=()
 cleanup() {
 	local rc=$?
 	# Kill every QEMU (real or fake) whose sockets live in this test's runtime dir.
@@ -28,6 +33,8 @@ cleanup() {
 		pkill -9 -f -- "$RT/" 2>/dev/null || true
 		sleep 0.05
 	done
+	local h
+	for h in "${CLEANUP_HOOKS[@]}"; do "$h" || true; done
 	if [ $rc -ne 0 ]; then
 		echo "--- $TEST_NAME failed (rc=$rc); state in $T" >&2
 		if [ -d "$RT" ]; then
@@ -35,6 +42,7 @@ cleanup() {
 		fi
 		"$MAQET" events -n 30 >&2 2>/dev/null || true
 	fi
+	for h in "${CLEANUP_LATE_HOOKS[@]}"; do "$h" || true; done
 	rm -rf "$T"
 	exit $rc
 }

@@ -31,6 +31,7 @@ watch_cleanup() {
 		done
 		"$MAQET" status >&2 2>/dev/null || true
 	fi
+	set +e # under set -e the (exit) below would end this trap before cleanup ran
 	(exit $rc)
 	cleanup
 }
@@ -39,6 +40,13 @@ trap watch_cleanup EXIT
 # start_watch ARGS...: start a watch (previous log kept as watch.N.log) and
 # wait for its "ready" line.  $WATCH_READY_TIMEOUT (s) bounds the wait.
 start_watch() {
+	start_watch_try "$@" ||
+		fail "watch did not become ready (pid $WATCH_PID): $(tail -n 20 "$WATCH_LOG")"
+}
+
+# start_watch_try ARGS...: start_watch, but return 1 (watch left running)
+# when it is not ready in time.
+start_watch_try() {
 	if [ -f "$WATCH_LOG" ]; then
 		WATCH_N=$((WATCH_N + 1))
 		mv "$WATCH_LOG" "$T/watch.$WATCH_N.log"
@@ -47,8 +55,7 @@ start_watch() {
 	"$MAQET" watch --log-format json "$@" 2>"$WATCH_LOG" >>"$T/watch.stdout" &
 	WATCH_PID=$!
 	WATCH_PIDS+=("$WATCH_PID")
-	wait_log ready ok "" "${WATCH_READY_TIMEOUT:-30}" ||
-		fail "watch did not become ready (pid $WATCH_PID): $(tail -n 20 "$WATCH_LOG")"
+	wait_log ready ok "" "${WATCH_READY_TIMEOUT:-30}"
 }
 
 # stop_watch [SIGNAL]: SIGTERM (or SIGNAL, e.g. INT) the current watch; it
@@ -174,4 +181,97 @@ live_pid() { # name -> prints pid, fails if not a running pid
 	[[ "$p" =~ ^[0-9]+$ ]] || return 1
 	proc_alive "$p" || return 1
 	echo "$p"
+}
+
+# --- helpers for the robustness tests (pidfd faults, full store, hung QEMU)
+
+# make_idle_guest OUT: a boot sector that idles for ever at no cost
+# (cli; hlt; jmp .-3), for `machine: pc` with a raw IDE disk.
+make_idle_guest() {
+	{
+		printf '\xfa\xf4\xeb\xfd'
+		head -c 506 /dev/zero
+		printf '\x55\xaa'
+	} > "$1"
+	[ "$(stat -c %s "$1")" = 512 ] || fail "idle guest is not 512 bytes"
+}
+
+# idle_yaml NAME IMG [extra yaml lines...]: a VM booting IMG (an idle guest).
+idle_yaml() {
+	local name=$1 img=$2; shift 2
+	printf 'name: %s\nmachine: pc\nmemory: 32M\nstop_timeout: 2s\nserial: none\n' "$name"
+	printf 'storage:\n  - {name: boot, type: raw, file: %s, interface: ide}\n' "$img"
+	local l
+	for l in "$@"; do printf '%s\n' "$l"; done
+}
+
+# proc_cpu_ticks PID: utime+stime of PID in clock ticks (fields 14, 15).
+proc_cpu_ticks() {
+	local stat rest f
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	rest=${stat##*) }
+	read -r -a f <<<"$rest"
+	echo $((f[11] + f[12]))
+}
+
+# cpu_pct PID SECONDS: CPU use of PID over SECONDS, in percent of one CPU
+# (integer).  Fails when PID dies meanwhile.
+cpu_pct() {
+	local pid=$1 s=$2 hz a b t0 t1 us
+	hz=$(getconf CLK_TCK 2>/dev/null) || hz=100
+	a=$(proc_cpu_ticks "$pid") || return 1
+	t0=${EPOCHREALTIME/./}
+	sleep "$s"
+	b=$(proc_cpu_ticks "$pid") || return 1
+	t1=${EPOCHREALTIME/./}
+	us=$((t1 - t0))
+	# ticks -> µs: ticks * 1e6 / hz; percent = 100 * cpu_us / wall_us
+	echo $(((b - a) * 100000000 / hz / us))
+}
+
+# Soft assertions: record a failure, go on, and fail at the end
+# (soft_done), so one run reports every broken behaviour, not the first.
+SOFT_FAILS=0
+soft_fail() {
+	echo "FAIL: $*" >&2
+	SOFT_FAILS=$((SOFT_FAILS + 1))
+}
+soft_done() {
+	[ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS assertion(s) failed (see FAIL lines above)"
+}
+
+# term_watch_within S [SIG]: send SIGTERM (or SIG) to the current watch; it
+# must exit within S seconds with status 0.  Returns 1 (after printing why)
+# otherwise; the watch is then killed by the clean-up.
+term_watch_within() {
+	local s=$1 sig=${2:-TERM} rc=0 deadline
+	[ -n "$WATCH_PID" ] || fail "term_watch_within: no watch running"
+	proc_alive "$WATCH_PID" || { echo "watch (pid $WATCH_PID) died before SIG$sig" >&2; return 1; }
+	kill -"$sig" "$WATCH_PID"
+	deadline=$(( ${EPOCHREALTIME/./} + s * 1000000 ))
+	while proc_alive "$WATCH_PID" && [ "${EPOCHREALTIME/./}" -lt "$deadline" ]; do sleep 0.05; done
+	if proc_alive "$WATCH_PID"; then
+		echo "watch (pid $WATCH_PID) did not exit within $s s of SIG$sig" >&2
+		return 1
+	fi
+	wait "$WATCH_PID" || rc=$?
+	WATCH_PID=
+	[ "$rc" = 0 ] || { echo "watch exited with status $rc after SIG$sig" >&2; return 1; }
+}
+
+# max_repeat [FILE]: the largest number of identical (vm, action, outcome,
+# detail) lines in the watch log.
+max_repeat() {
+	local f=${1:-$WATCH_LOG}
+	jq -R -n '[inputs | (try fromjson catch null) | select(type == "object")
+		| [.vm, .action, .outcome, .detail] | tojson]
+		| group_by(.) | map(length) | max // 0' "$f"
+}
+
+# most_repeated [FILE]: that line and its count, for messages.
+most_repeated() {
+	local f=${1:-$WATCH_LOG}
+	jq -R -n -r '[inputs | (try fromjson catch null) | select(type == "object")
+		| [.vm, .action, .outcome, .detail] | tojson]
+		| group_by(.) | max_by(length) // [] | "\(length)x \(.[0] // "")"' "$f"
 }
