@@ -34,6 +34,8 @@ struct mq_desired_view {
 	struct slot *slots;
 	size_t nslots;
 	struct mq_specset *set;
+	struct mq_specset **retired; /* replaced sets that plans in flight may still borrow from */
+	size_t nretired;
 	bool unresolved;
 };
 
@@ -60,6 +62,8 @@ struct mq_desired_view *mq_desired_free(struct mq_desired_view *d)
 		free(d->slots[i].name);
 	free(d->slots);
 	mq_specset_free(d->set);
+	mq_desired_gc(d);
+	free(d->retired);
 	free(d);
 	return NULL;
 }
@@ -202,7 +206,10 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 			d->set = mq_specset_new();
 	} else {
 		mq_desired_clear_slot(d, "set");
-		mq_specset_free(d->set);
+		if (d->set) {
+			d->retired = xreallocarray(d->retired, d->nretired + 1, sizeof(*d->retired));
+			d->retired[d->nretired++] = d->set;
+		}
 		d->set = set;
 	}
 	mq_strv_clear(&sd);
@@ -218,4 +225,11 @@ const struct mq_specset *mq_desired_set(const struct mq_desired_view *d)
 bool mq_desired_unresolved(const struct mq_desired_view *d)
 {
 	return d->unresolved;
+}
+
+void mq_desired_gc(struct mq_desired_view *d)
+{
+	for (size_t i = 0; i < d->nretired; i++)
+		mq_specset_free(d->retired[i]);
+	d->nretired = 0;
 }

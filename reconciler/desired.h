@@ -24,6 +24,9 @@ struct mq_desired_view *mq_desired_free(struct mq_desired_view *d);
 /* Re-read every manifest.  Returns the set in force (borrowed, never NULL). */
 const struct mq_specset *mq_desired_reload(struct mq_desired_view *d);
 const struct mq_specset *mq_desired_set(const struct mq_desired_view *d); /* NULL before the first reload */
+/* A reload keeps the sets it replaces, because plans in flight borrow
+ * their specs: free them once no plan is in flight. */
+void mq_desired_gc(struct mq_desired_view *d);
 /* An invalid file had no last valid version (so --prune must not act). */
 bool mq_desired_unresolved(const struct mq_desired_view *d);
 /* Report batch once: the same diagnostics in the same slot are reported

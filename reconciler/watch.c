@@ -43,6 +43,15 @@
 #define STORE_RETRY_MIN_MS 500
 #define STORE_RETRY_MAX_MS 30000
 
+/* One plan being applied on the loop. */
+struct pass {
+	struct watch *w;
+	struct mq_plan *plan;
+	struct mq_applier *applier;
+	struct mq_apply_opts aopts;
+	char trigger[32];
+};
+
 /* An exit noticed by the tracker, waiting for the next pass to record it. */
 struct pending_exit {
 	char *name;
@@ -71,13 +80,13 @@ struct watch {
 	int64_t store_retry_ms;       /* current store-failure backoff, 0 = none */
 	char *store_error;            /* last store failure reported (once per cause) */
 
-	/* pass in flight */
-	struct mq_plan *plan;
-	struct mq_applier *applier;
-	struct mq_apply_opts aopts;
+	/* passes in flight: the first takes the state lock, later ones (for VMs
+	 * the others do not touch, e.g. one that just crashed) share it */
+	struct pass **passes;
+	size_t npasses;
 	struct mq_lock lock;
 	bool locked;
-	char pass_trigger[32];
+	bool busy_deferred;           /* a pass left VMs to another: plan again when all end */
 
 	bool ready, stop_requested;
 	struct mq_strv preexisting;   /* "name pid starttime" of VMs running before the first pass */
@@ -117,7 +126,7 @@ static void want_pass(struct watch *w, const char *trigger, bool reload)
 	w->pass_wanted = true;
 	if (reload)
 		w->reload_wanted = true;
-	if (!w->pass_queued && !w->applier && !w->locked && !w->waiting_retry && !w->stop_requested) {
+	if (!w->pass_queued && !w->waiting_retry && !w->stop_requested) {
 		w->pass_queued = true;
 		mq_loop_defer(w->loop, start_pass, w);
 	}
@@ -191,6 +200,18 @@ static void on_exit_cb(void *ud, const char *name, const struct mq_pidref *ref, 
 	want_pass(w, "exit", false);
 }
 
+/* Is name being worked on by a pass in flight? */
+static bool busy(const struct watch *w, const char *name)
+{
+	for (size_t p = 0; p < w->npasses; p++) {
+		const struct mq_plan *pl = w->passes[p]->plan;
+		for (size_t i = 0; pl && i < pl->n; i++)
+			if (pl->items[i].action != MQ_ACT_NOOP && strcmp(pl->items[i].name, name) == 0)
+				return true;
+	}
+	return false;
+}
+
 static enum mq_restart policy_of(struct watch *w, const struct mq_vm_record *rec)
 {
 	const struct mq_specset *set = mq_desired_set(w->desired);
@@ -252,7 +273,7 @@ static int record_exits(struct watch *w)
 	int rc = 0;
 	for (size_t k = 0; k < n && rc == 0; k++) {
 		struct mq_vm_record *r = recs[k];
-		if (!mq_phase_is_up(mq_phase_get(r)) || mq_status_is_up(mq_observe(r)))
+		if (!mq_phase_is_up(mq_phase_get(r)) || busy(w, r->name) || mq_status_is_up(mq_observe(r)))
 			continue;
 		struct mq_exit_info info = { 0 };
 		for (size_t i = 0; i < w->npx; i++)
@@ -291,9 +312,15 @@ static int record_exits(struct watch *w)
 	}
 	mq_vm_record_list_free(recs, n);
 	if (rc == 0) {
-		for (size_t i = 0; i < w->npx; i++)
-			free(w->px[i].name);
-		w->npx = 0;
+		/* keep the exits of VMs a pass in flight works on: theirs come later */
+		size_t keep = 0;
+		for (size_t i = 0; i < w->npx; i++) {
+			if (busy(w, w->px[i].name))
+				w->px[keep++] = w->px[i];
+			else
+				free(w->px[i].name);
+		}
+		w->npx = keep;
 	}
 	return rc;
 }
@@ -323,8 +350,8 @@ static void sync_tracking(struct watch *w)
 	}
 	for (size_t k = 0; k < n; k++) {
 		const struct mq_vm_record *r = recs[k];
-		if (!mq_phase_is_up(mq_phase_get(r)))
-			continue;
+		if (!mq_phase_is_up(mq_phase_get(r)) || busy(w, r->name))
+			continue; /* down, or a pass in flight is starting/stopping it */
 		struct mq_pidref ref = { .pid = (pid_t)r->pid, .start_time = r->start_time };
 		if (mq_tracker_has(w->tracker, r->name, &ref))
 			continue;
@@ -435,15 +462,31 @@ static void release_lock(struct watch *w)
 	}
 }
 
-static void end_pass(struct watch *w, size_t changes, const struct mq_apply_result *res)
+static void remove_pass(struct watch *w, struct pass *p)
 {
+	for (size_t i = 0; i < w->npasses; i++)
+		if (w->passes[i] == p) {
+			w->passes[i] = w->passes[--w->npasses];
+			break;
+		}
+	mq_applier_free(p->applier);
+	mq_plan_free(p->plan);
+	free(p);
+}
+
+static void end_pass(struct watch *w, struct pass *p, const struct mq_apply_result *res)
+{
+	size_t changes = p->plan ? mq_plan_changes(p->plan) : 0;
 	if (res)
-		wlog(w, NULL, "pass", "done", "trigger %s; %zu change%s: %zu ok, %zu failed, %zu skipped", w->pass_trigger,
+		wlog(w, NULL, "pass", "done", "trigger %s; %zu change%s: %zu ok, %zu failed, %zu skipped", p->trigger,
 		     changes, changes == 1 ? "" : "s", res->ok, res->failed, res->skipped);
 	else
-		wlog(w, NULL, "pass", "done", "trigger %s; no changes", w->pass_trigger);
-	w->plan = mq_plan_free(w->plan);
-	release_lock(w);
+		wlog(w, NULL, "pass", "done", "trigger %s; no changes", p->trigger);
+	remove_pass(w, p);
+	if (w->npasses == 0) {
+		release_lock(w);
+		mq_desired_gc(w->desired);
+	}
 	sync_tracking(w);
 	if (!w->ready) {
 		w->ready = true;
@@ -455,49 +498,75 @@ static void end_pass(struct watch *w, size_t changes, const struct mq_apply_resu
 		mq_notify(st);
 		free(st);
 	}
-	if (w->stop_requested)
+	if (w->stop_requested && w->npasses == 0) {
 		mq_loop_quit(w->loop, 0);
-	else if (w->pass_wanted)
+	} else if (w->busy_deferred && w->npasses == 0) {
+		w->busy_deferred = false;
+		want_pass(w, "deferred", false);
+	} else if (w->pass_wanted) {
 		want_pass(w, w->trigger, false);
+	}
 }
 
 static void pass_done_deferred(struct mq_loop *l, void *ud)
 {
-	struct watch *w = ud;
+	struct pass *p = ud;
+	struct watch *w = p->w;
 	struct mq_apply_result res;
-	mq_applier_result(w->applier, &res);
-	const char *serr = mq_applier_store_error(w->applier);
+	mq_applier_result(p->applier, &res);
+	const char *serr = mq_applier_store_error(p->applier);
 	if (res.store_errors && serr)
 		store_failed(w, serr);
 	else
 		store_ok(w);
-	w->applier = mq_applier_free(w->applier);
-	end_pass(w, mq_plan_changes(w->plan), &res);
+	end_pass(w, p, &res);
 }
 
 static void on_pass_done(void *ud)
 {
-	struct watch *w = ud;
+	struct pass *p = ud;
 	/* called from inside the applier: free it from a later turn */
-	mq_loop_defer(w->loop, pass_done_deferred, w);
+	mq_loop_defer(p->w->loop, pass_done_deferred, p);
 }
 
-static void abort_pass(struct watch *w)
+static void abort_pass(struct watch *w, struct pass *p)
 {
-	w->plan = mq_plan_free(w->plan);
-	release_lock(w);
-	if (w->stop_requested)
+	remove_pass(w, p);
+	if (w->npasses == 0) {
+		release_lock(w);
+		mq_desired_gc(w->desired);
+	}
+	if (w->stop_requested && w->npasses == 0)
 		mq_loop_quit(w->loop, 0);
+}
+
+/* Leave the VMs a pass in flight works on to that pass. */
+static void drop_busy(struct watch *w, struct mq_plan *plan)
+{
+	for (size_t i = 0; i < plan->n; i++) {
+		struct mq_plan_item *it = &plan->items[i];
+		if (!busy(w, it->name))
+			continue;
+		/* its record is the other pass's to change: no observation either */
+		if (it->rec && it->rec->status)
+			it->observed = mq_phase_name(mq_phase_get(it->rec));
+		if (it->action == MQ_ACT_NOOP)
+			continue;
+		plan->counts[it->action]--;
+		plan->counts[MQ_ACT_NOOP]++;
+		it->action = MQ_ACT_NOOP;
+		w->busy_deferred = true;
+	}
 }
 
 static void start_pass(struct mq_loop *l, void *ud)
 {
 	struct watch *w = ud;
 	w->pass_queued = false;
-	if (w->applier || w->locked || w->stop_requested || !w->pass_wanted)
+	if (w->stop_requested || !w->pass_wanted || w->npasses >= 8)
 		return;
 	struct mq_error *err = NULL;
-	if (mq_lock_acquire(&w->lock, w->o->state_dir, "watch pass", 0, &err) < 0) {
+	if (!w->locked && mq_lock_acquire(&w->lock, w->o->state_dir, "watch pass", 0, &err) < 0) {
 		mq_error_free(err);
 		/* Held by a CLI command: its release shows on the lock watch;
 		 * the timer is the fallback when inotify is unavailable. */
@@ -507,14 +576,18 @@ static void start_pass(struct mq_loop *l, void *ud)
 		return;
 	}
 	w->locked = true;
-	snprintf(w->pass_trigger, sizeof(w->pass_trigger), "%s", w->trigger);
+	struct pass *p = xcalloc(1, sizeof(*p));
+	p->w = w;
+	snprintf(p->trigger, sizeof(p->trigger), "%s", w->trigger);
+	w->passes = xreallocarray(w->passes, w->npasses + 1, sizeof(*w->passes));
+	w->passes[w->npasses++] = p;
 	bool reload = w->reload_wanted || !mq_desired_set(w->desired);
 	w->pass_wanted = w->reload_wanted = false;
 	mq_audit_new_pass();
 	if (reload)
 		mq_desired_reload(w->desired);
 	if (record_exits(w) < 0) {
-		abort_pass(w);
+		abort_pass(w, p);
 		return;
 	}
 	const struct mq_specset *set = mq_desired_set(w->desired);
@@ -525,17 +598,19 @@ static void start_pass(struct mq_loop *l, void *ud)
 	};
 	/* A VM that dies while planning would be planned as "observed crashed"
 	 * without its classification: record it and plan again. */
+	struct mq_plan *plan = NULL;
 	for (int again = 0; again < 3; again++) {
 		struct mq_vm_record **recs = NULL;
 		size_t nrec = 0;
 		if (mq_store_vm_list(w->st, &recs, &nrec, &err) < 0) {
 			store_failed(w, err ? err->msg : "cannot read the state");
 			mq_error_free(err);
-			abort_pass(w);
+			mq_plan_free(plan);
+			abort_pass(w, p);
 			return;
 		}
-		w->plan = mq_plan_free(w->plan);
-		if (mq_plan_build(set, recs, nrec, &po, &w->plan, &err) < 0) {
+		plan = mq_plan_free(plan);
+		if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 			struct mq_strv d = MQ_STRV_INIT;
 			mq_strv_push(&d, err ? err->msg : "prune refused");
 			mq_error_free(err);
@@ -543,30 +618,33 @@ static void start_pass(struct mq_loop *l, void *ud)
 			mq_desired_report_once(w->desired, "prune", &d, NULL);
 			mq_strv_clear(&d);
 			po.prune = false;
-			mq_plan_build(set, recs, nrec, &po, &w->plan, NULL);
+			mq_plan_build(set, recs, nrec, &po, &plan, NULL);
 		} else if (po.prune) {
 			mq_desired_clear_slot(w->desired, "prune");
 		}
 		mq_vm_record_list_free(recs, nrec);
 		bool unrecorded = false;
-		for (size_t i = 0; w->plan && i < w->plan->n; i++) {
-			const struct mq_plan_item *it = &w->plan->items[i];
-			if (it->rec && mq_status_is_up(it->rec->status) && !mq_status_is_up(it->observed))
+		for (size_t i = 0; plan && i < plan->n; i++) {
+			const struct mq_plan_item *it = &plan->items[i];
+			if (it->rec && mq_status_is_up(it->rec->status) && !mq_status_is_up(it->observed) &&
+			    !busy(w, it->name))
 				unrecorded = true;
 		}
 		if (!unrecorded || record_exits(w) < 0)
 			break;
 	}
-	if (!w->plan) {
-		abort_pass(w);
+	if (!plan) {
+		abort_pass(w, p);
 		return;
 	}
-	log_plan_notes(w, w->plan);
-	if (mq_plan_changes(w->plan) == 0) {
-		end_pass(w, 0, NULL);
+	drop_busy(w, plan);
+	p->plan = plan;
+	log_plan_notes(w, plan);
+	if (mq_plan_changes(plan) == 0) {
+		end_pass(w, p, NULL);
 		return;
 	}
-	w->aopts = (struct mq_apply_opts){
+	p->aopts = (struct mq_apply_opts){
 		.runtime_dir = w->o->runtime_dir,
 		.disk_dir = w->o->disk_dir,
 		.jobs = w->o->jobs,
@@ -574,7 +652,7 @@ static void start_pass(struct mq_loop *l, void *ud)
 		.started = on_started,
 		.ud = w,
 	};
-	mq_applier_start(w->st, w->plan, &w->aopts, w->loop, on_pass_done, w, &w->applier);
+	mq_applier_start(w->st, plan, &p->aopts, w->loop, on_pass_done, p, &p->applier);
 }
 
 /* ---- sources and timers ------------------------------------------------------------ */
@@ -659,7 +737,7 @@ static void on_signal(struct mq_loop *l, struct mq_source *s, const struct signa
 		w->stop_requested = true;
 		/* A pass in flight finishes first (its workers' results must be
 		 * recorded); otherwise leave now. */
-		if (!w->applier)
+		if (w->npasses == 0)
 			mq_loop_quit(w->loop, 0);
 	}
 }
@@ -771,8 +849,9 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	for (size_t i = 0; i < w->npx; i++)
 		free(w->px[i].name);
 	free(w->px);
-	mq_plan_free(w->plan);
-	mq_applier_free(w->applier);
+	while (w->npasses)
+		remove_pass(w, w->passes[w->npasses - 1]);
+	free(w->passes);
 	release_lock(w);
 	mq_tracker_free(w->tracker);
 	mq_desired_free(w->desired);
