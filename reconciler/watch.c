@@ -488,7 +488,7 @@ static void end_pass(struct watch *w, struct pass *p, const struct mq_apply_resu
 		mq_desired_gc(w->desired);
 	}
 	sync_tracking(w);
-	if (!w->ready) {
+	if (!w->ready && w->npasses == 0) {
 		w->ready = true;
 		const struct mq_specset *set = mq_desired_set(w->desired);
 		size_t nvms = set ? set->n : 0;
