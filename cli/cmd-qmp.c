@@ -50,8 +50,10 @@ static int parse_json(const char *text, json_object **out)
 {
 	json_tokener *tok = json_tokener_new_ex(MQ_QMP_MAX_DEPTH);
 	size_t len = strlen(text);
-	json_object *v = json_tokener_parse_ex(tok, text, (int)len);
-	bool ok = v && json_tokener_get_error(tok) == json_tokener_success && json_tokener_get_parse_end(tok) == len;
+	/* the terminating NUL ends a bare number ("0" alone would wait for more) */
+	json_object *v = json_tokener_parse_ex(tok, text, (int)len + 1);
+	size_t end = json_tokener_get_parse_end(tok);
+	bool ok = v && json_tokener_get_error(tok) == json_tokener_success && (end == len || end == len + 1);
 	json_tokener_free(tok);
 	if (!ok) {
 		json_object_put(v);
