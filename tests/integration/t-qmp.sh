@@ -135,3 +135,28 @@ run_rc rc mq start h
 assert_eq "$rc" 0 "$OUT"
 proc_alive "$(vm_pid h)" || fail "start after quit"
 pass "quit"
+
+# --- system_powerdown: a guest that powers off on the button, and one that ignores it ---------
+make_guest "$M/g.img" 0
+make_guest "$M/i.img" 2
+gy() { printf 'name: %s\nmemory: 32M\nstop_timeout: %s\nstorage:\n  - {name: boot, type: raw, file: %s.img, interface: ide}\n' "$1" "$2" "$1"; }
+gy g 20s > "$M/g.yaml"
+gy i 1s > "$M/i.yaml"
+run_rc rc mq apply -f "$M"
+assert_eq "$rc" 0 "$OUT"
+wait_until 90 serial_has g "maqet-guest up" || fail "guest g did not boot"
+wait_until 90 serial_has i "maqet-guest up" || fail "guest i did not boot"
+pg=$(vm_pid g); pi=$(vm_pid i)
+run_rc rc mq qmp g system_powerdown
+assert_eq "$rc" 0 "powerdown: $OUT"
+proc_dead "$pg" || fail "maqet qmp returned before the guest powered off"
+assert_eq "$(vm_status g)" stopped "status after a guest powered off on system_powerdown"
+assert_eq "$(vm_field g hold)" true "held after system_powerdown"
+run_rc rc mq qmp i system_powerdown
+assert_eq "$rc" 0 "powerdown of a guest ignoring it: $OUT"
+assert_contains "$OUT" "still runs"
+proc_alive "$pi" || fail "the ignoring guest was stopped"
+assert_eq "$(vm_status i)" running "back to running when qemu stays up"
+assert_eq "$(vm_field i hold)" true "still held"
+assert_contains "$(vm_field i last_error)" "system_powerdown"
+pass "system_powerdown"
