@@ -342,8 +342,17 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	}
 	struct mq_vmop op;
 	rc = mq_vmop_lookup(cli, &op, name, "run qmp on");
-	if (rc >= 0)
+	if (rc >= 0) {
+		if (op.not_running && !list) {
+			char *ra = mq_qmp_args_redacted(args);
+			char *d = xasprintf("command=%s tier=%s args=%s: vm not running (observed %s)", command,
+					    mq_qmp_tier_name(mq_qmp_tier_of(command, args)), ra, mq_observe(op.rec));
+			mq_vmop_event(cli, &op, "qmp", "refused", d);
+			free(d);
+			free(ra);
+		}
 		goto out;
+	}
 	if (list) {
 		rc = mq_vmop_connect(cli, &op);
 		if (rc < 0)

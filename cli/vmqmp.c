@@ -31,6 +31,7 @@ int mq_vmop_lookup(struct mq_cli *cli, struct mq_vmop *op, const char *name, con
 		return mq_cli_fail(cli, err);
 	const char *obs = mq_observe(op->rec);
 	if (!mq_status_is_up(obs)) {
+		op->not_running = true;
 		mq_cli_err(cli, "cannot %s vm '%s': not running (observed %s); start it with 'maqet start %s'", verb, name,
 			   obs, name);
 		return MQ_EXIT_FAILURE;

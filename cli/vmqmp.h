@@ -28,6 +28,7 @@ struct mq_vmop {
 	struct mq_qmp *q;            /* after mq_vmop_connect */
 	struct mq_lock vmlock;
 	bool vmlocked;
+	bool not_running;            /* lookup failed because the vm is down (rec is set) */
 };
 
 /* Open the store, read the record of `name` and check that it is up (a live

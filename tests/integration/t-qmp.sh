@@ -131,6 +131,7 @@ assert_eq "$(vm_status h)" stopped "apply started a vm stopped by qmp quit"
 run_rc rc mq qmp h query-status
 assert_eq "$rc" 1 "stopped vm"
 assert_contains "$OUT" "not running"
+assert_contains "$(qmp_events refused)" "command=query-status tier=allowed args={}: vm not running (observed stopped)"
 run_rc rc mq start h
 assert_eq "$rc" 0 "$OUT"
 proc_alive "$(vm_pid h)" || fail "start after quit"
