@@ -61,6 +61,8 @@ enum mq_action mq_plan_decide(const struct mq_decide_in *in)
 	if (!in->declared)
 		return (in->recorded && in->prune) ? MQ_ACT_DELETE : MQ_ACT_NOOP;
 	bool changed = in->restart_changed || in->other_changed;
+	if (in->paused)
+		return MQ_ACT_NOOP; /* not even a record-only update: the change waits for resume */
 	if (in->held)
 		return changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
 	if (in->want_running) {
@@ -131,7 +133,12 @@ static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_i
 		break;
 	case MQ_ACT_NOOP:
 	default:
-		if (in->blocked && it->block_reason)
+		if (in->paused && in->declared) {
+			mq_strbuf_addf(&sb, "paused (maqet resume %s)", it->name);
+			if (restart_keys->n || other_keys->n)
+				mq_strbuf_addf(&sb, "; changed: %s%s%s, applied after resume", rk,
+					       restart_keys->n && other_keys->n ? ", " : "", ok);
+		} else if (in->blocked && it->block_reason)
 			mq_strbuf_adds(&sb, it->block_reason);
 		else if (!in->declared)
 			mq_strbuf_addf(&sb, "no longer declared (observed %s); use --prune to remove it", it->observed);
@@ -197,6 +204,7 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 	it->held = rec && rec->hold;
 	in.held = it->held;
 	in.up = rec && mq_status_is_up(it->observed);
+	in.paused = rec && strcmp(it->observed, "paused") == 0;
 	if (spec)
 		in.want_running = spec->state == MQ_DESIRED_RUNNING;
 	if (spec && rec) {

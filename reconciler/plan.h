@@ -41,6 +41,7 @@ struct mq_decide_in {
 	bool want_running;      /* spec state (declared only) */
 	bool up;                /* observed process alive */
 	bool held;              /* hold flag from `maqet stop` */
+	bool paused;            /* phase paused (`maqet pause`): left alone until `maqet resume` */
 	bool restart_changed;   /* argv-affecting fields changed */
 	bool other_changed;     /* record-only / state fields changed */
 	bool prune;             /* --prune and the record belongs to one of the sources */

@@ -81,6 +81,22 @@ START_TEST(test_decide_blocked)
 }
 END_TEST
 
+START_TEST(test_decide_paused)
+{
+	/* a paused vm is left alone whatever changed or is desired */
+	struct mq_decide_in in = { .declared = true, .recorded = true, .want_running = true, .up = true,
+				   .paused = true, .restart_changed = true };
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_NOOP);
+	in.restart_changed = false;
+	in.other_changed = true;
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_NOOP);
+	in.want_running = false; /* desired stopped: still paused until resume */
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_NOOP);
+	in.paused = false;
+	ck_assert_int_eq(mq_plan_decide(&in), MQ_ACT_STOP);
+}
+END_TEST
+
 START_TEST(test_action_names)
 {
 	ck_assert_str_eq(mq_action_str(MQ_ACT_CREATE), "create");
@@ -205,6 +221,43 @@ static const struct mq_plan_item *item(const struct mq_plan *p, const char *name
 			return &p->items[i];
 	return NULL;
 }
+
+START_TEST(test_build_paused)
+{
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	uint64_t st = 0;
+	ck_assert_int_eq(mq_proc_stat(child, &st, NULL), 0);
+	struct mq_specset *old = parse("name: a\nmemory: 64M\n---\nname: b\nmemory: 64M\n", "/src");
+	struct mq_specset *now = parse("name: a\nmemory: 128M\n---\nname: b\nmemory: 64M\n", "/src");
+	struct mq_vm_record *recs[2];
+	recs[0] = rec_from_spec(mq_specset_find(old, "a"), "paused");
+	recs[1] = rec_from_spec(mq_specset_find(old, "b"), "paused");
+	for (int i = 0; i < 2; i++) {
+		recs[i]->pid = child;
+		recs[i]->start_time = st;
+	}
+	struct mq_plan *p = NULL;
+	ck_assert_int_eq(mq_plan_build(now, recs, 2, NULL, &p, NULL), 0);
+	const struct mq_plan_item *a = item(p, "a"), *b = item(p, "b");
+	ck_assert_int_eq(a->action, MQ_ACT_NOOP);
+	ck_assert_str_eq(a->observed, "paused");
+	ck_assert_str_eq(a->reason, "paused (maqet resume a); changed: memory, applied after resume");
+	ck_assert_int_eq(b->action, MQ_ACT_NOOP);
+	ck_assert_str_eq(b->reason, "paused (maqet resume b)");
+	ck_assert_uint_eq(mq_plan_changes(p), 0);
+	mq_plan_free(p);
+	for (int i = 0; i < 2; i++)
+		mq_vm_record_free(recs[i]);
+	mq_specset_free(old);
+	mq_specset_free(now);
+	kill(child, SIGKILL);
+}
+END_TEST
 
 START_TEST(test_build_changes_and_reasons)
 {
@@ -426,6 +479,8 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("decide");
 	tcase_add_test(tc, test_decide_table);
 	tcase_add_test(tc, test_decide_blocked);
+	tcase_add_test(tc, test_decide_paused);
+	tcase_add_test(tc, test_build_paused);
 	tcase_add_test(tc, test_action_names);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("observe");

@@ -1,0 +1,479 @@
+/* maqet qmp NAME COMMAND [ARGS]: QMP passthrough with security tiers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/vmqmp.h"
+#include "reconciler/proc.h"
+#include "reconciler/qmptier.h"
+#include "specs/fromjson.h"
+#include "util/paths.h"
+#include "util/xalloc.h"
+
+static int run_qmp(struct mq_cli *cli, int argc, char **argv);
+
+const struct mq_cmd mq_cmd_qmp = {
+	.name = "qmp",
+	.summary = "run one QMP command on a running VM (security tiers, audited)",
+	.usage = "usage: maqet qmp NAME COMMAND [JSON-OBJECT | KEY=VALUE...] [--allow-dangerous] [-o json|pretty]\n"
+		 "       maqet qmp NAME --list [-o json]\n"
+		 "\n"
+		 "Run one QMP command through the VM's control monitor and print QEMU's\n"
+		 "\"return\" value (or its error class and description, exit 1).  Arguments are\n"
+		 "one JSON object, or KEY=VALUE pairs whose VALUE is taken as JSON when it\n"
+		 "parses as JSON (numbers, true/false, null, objects, arrays, \"strings\") and\n"
+		 "as a plain string otherwise.  Tiers, checked before connecting:\n"
+		 "  dangerous    (human-monitor-command, inject-nmi, migrate, blockdev-add, ...)\n"
+		 "               refused unless --allow-dangerous\n"
+		 "  privileged   (quit, system_powerdown, system_reset, stop, cont, device_del,\n"
+		 "               ...) allowed, with a warning on stderr\n"
+		 "  memory-dump  (pmemsave, memsave, dump-guest-memory, screendump) the output\n"
+		 "               file is checked like a disk path and created by maqet mode 0600\n"
+		 "  allowed      everything else\n"
+		 "Every command, sent or refused, is an event.  'quit' and 'system_powerdown'\n"
+		 "are recorded as an intended stop before they are sent, and the VM is held\n"
+		 "as after 'maqet stop' until 'maqet start'.\n"
+		 "\n"
+		 "      --list             list the commands this QEMU supports with their tier\n"
+		 "      --allow-dangerous  run a command of the dangerous tier\n"
+		 "  -o, --output FORMAT    pretty (default) or json (one line)\n",
+	.run = run_qmp,
+};
+
+/* Parse all of `text` as one JSON value (depth capped like QMP input).
+ * 0 or -1. */
+static int parse_json(const char *text, json_object **out)
+{
+	json_tokener *tok = json_tokener_new_ex(MQ_QMP_MAX_DEPTH);
+	size_t len = strlen(text);
+	/* the terminating NUL ends a bare number ("0" alone would wait for more) */
+	json_object *v = json_tokener_parse_ex(tok, text, (int)len + 1);
+	size_t end = json_tokener_get_parse_end(tok);
+	bool ok = v && json_tokener_get_error(tok) == json_tokener_success && (end == len || end == len + 1);
+	json_tokener_free(tok);
+	if (!ok) {
+		json_object_put(v);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* KEY=VALUE... or one JSON object into an object.  NULL after printing. */
+static json_object *parse_args(struct mq_cli *cli, int n, char **v)
+{
+	if (n == 0)
+		return NULL;
+	if (n == 1 && v[0][0] == '{') {
+		json_object *o = NULL;
+		if (parse_json(v[0], &o) < 0 || !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			mq_cli_err(cli, "invalid JSON arguments '%s' (give one JSON object, e.g. '{\"key\": 1}')", v[0]);
+			return (json_object *)-1;
+		}
+		return o;
+	}
+	json_object *o = json_object_new_object();
+	for (int i = 0; i < n; i++) {
+		const char *eq = strchr(v[i], '=');
+		if (!eq || eq == v[i]) {
+			mq_cli_err(cli, "invalid argument '%s' (give KEY=VALUE pairs or one JSON object)", v[i]);
+			json_object_put(o);
+			return (json_object *)-1;
+		}
+		char *key = xstrndup(v[i], (size_t)(eq - v[i]));
+		json_object *val = NULL;
+		if (parse_json(eq + 1, &val) < 0)
+			val = json_object_new_string(eq + 1);
+		json_object_object_add(o, key, val);
+		free(key);
+	}
+	return o;
+}
+
+static void print_json(json_object *v, bool pretty)
+{
+	int flags = JSON_C_TO_STRING_NOSLASHESCAPE | (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
+							    : JSON_C_TO_STRING_PLAIN);
+	if (!v)
+		puts("{}");
+	else
+		puts(json_object_to_json_string_ext(v, flags));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names of query-commands, sorted.  -errno with *err. */
+static int query_commands(struct mq_vmop *op, struct mq_strv *names, struct mq_error **err)
+{
+	json_object *ret = NULL;
+	int r = mq_vmop_exec(op, "query-commands", NULL, &ret, NULL, err);
+	if (r < 0)
+		return r;
+	size_t n = json_object_is_type(ret, json_type_array) ? json_object_array_length(ret) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *name = NULL;
+		if (json_object_object_get_ex(json_object_array_get_idx(ret, i), "name", &name))
+			mq_strv_push(names, json_object_get_string(name));
+	}
+	json_object_put(ret);
+	if (names->n)
+		qsort(names->v, names->n, sizeof(names->v[0]), cmp_str);
+	return 0;
+}
+
+static int do_list(struct mq_cli *cli, struct mq_vmop *op, bool json)
+{
+	struct mq_strv names = MQ_STRV_INIT;
+	struct mq_error *err = NULL;
+	if (query_commands(op, &names, &err) < 0) {
+		mq_error_prefix(&err, "cannot list qmp commands of vm '%s'", op->name);
+		return mq_cli_fail(cli, err);
+	}
+	if (json) {
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < names.n; i++) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(names.v[i]));
+			json_object_object_add(o, "tier",
+					       json_object_new_string(mq_qmp_tier_name(mq_qmp_tier_of(names.v[i], NULL))));
+			json_object_array_add(a, o);
+		}
+		print_json(a, false);
+		json_object_put(a);
+	} else {
+		for (size_t i = 0; i < names.n; i++)
+			printf("%-40s %s\n", names.v[i], mq_qmp_tier_name(mq_qmp_tier_of(names.v[i], NULL)));
+	}
+	mq_strv_clear(&names);
+	return MQ_EXIT_OK;
+}
+
+/* Memory-dump tier: resolve the output file against the cwd, refuse system
+ * directories, create it mode 0600 and point the argument at the absolute
+ * path.  *created: the file did not exist before.  Returns -1 or an exit
+ * code after printing; *why gets the refusal for the event. */
+static int prepare_output(struct mq_cli *cli, const char *command, json_object *args, char **outpath, bool *created,
+			  char **why)
+{
+	const char *key = mq_qmp_output_arg(command);
+	json_object *v = NULL;
+	if (!args || !json_object_object_get_ex(args, key, &v) || !json_object_is_type(v, json_type_string)) {
+		*why = xasprintf("missing '%s' argument", key);
+		mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
+		return MQ_EXIT_FAILURE;
+	}
+	const char *value = json_object_get_string(v);
+	const char *path = mq_qmp_output_path(command, value);
+	if (!path || !*path) {
+		*why = xasprintf("'%s' must name a file (file:PATH)", key);
+		mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
+		return MQ_EXIT_FAILURE;
+	}
+	char *abs;
+	if (path[0] == '/') {
+		abs = xstrdup(path);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+		if (!cwd) {
+			*why = xasprintf("cannot read the working directory: %s", strerror(errno));
+			mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
+			return MQ_EXIT_FAILURE;
+		}
+		abs = mq_path_join(cwd, path);
+		free(cwd);
+	}
+	char *res = mq_path_resolve(abs);
+	free(abs);
+	if (mq_path_is_system(res)) {
+		*why = xasprintf("output '%s' is in a system directory", res);
+		mq_cli_err(cli, "cannot run qmp command '%s': %s (choose a path under your home or /tmp)", command, *why);
+		free(res);
+		return MQ_EXIT_FAILURE;
+	}
+	struct stat st;
+	*created = lstat(res, &st) != 0;
+	int fd = open(res, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fchmod(fd, 0600) < 0) {
+		*why = xasprintf("cannot create '%s': %s", res, strerror(errno));
+		mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
+		if (fd >= 0)
+			close(fd);
+		free(res);
+		return MQ_EXIT_FAILURE;
+	}
+	close(fd);
+	char *nv = strcmp(key, "protocol") == 0 ? xasprintf("file:%s", res) : xstrdup(res);
+	json_object_object_add(args, key, json_object_new_string(nv));
+	free(nv);
+	*outpath = res;
+	return -1;
+}
+
+/* quit / system_powerdown: wait for the process, then record stopped (or,
+ * when it stays up, back to its phase, still held). */
+static int finish_stop(struct mq_cli *cli, struct mq_vmop *op, const char *command, enum mq_phase before)
+{
+	int timeout_ms = 10000;
+	if (strcmp(command, "system_powerdown") == 0) {
+		struct mq_spec *spec = NULL;
+		if (op->rec->spec_json && mq_spec_from_canonical(op->rec->spec_json, op->rec->source, &spec, NULL) == 0) {
+			if (spec->stop_timeout_ms > 0)
+				timeout_ms = (int)spec->stop_timeout_ms;
+			mq_spec_free(spec);
+		}
+	}
+	struct mq_pidref ref = { .pid = (pid_t)op->rec->pid, .start_time = op->rec->start_time };
+	op->q = mq_qmp_free(op->q);
+	int w = mq_proc_wait_exit(&ref, timeout_ms);
+	struct mq_error *err = NULL;
+	if (w == 0 || w == -ESTALE) {
+		char *d = xasprintf("qemu exited after '%s' from 'maqet qmp'; held until 'maqet start %s'", command, op->name);
+		int r = mq_vmop_record(cli, op, MQ_PHASE_EV_STOP_OK, NULL, 1, true, "stop", "ok", d, &err);
+		free(d);
+		if (r < 0)
+			return mq_cli_fail(cli, err);
+		fprintf(stderr, "maqet: vm '%s' stopped and held; 'maqet start %s' releases it\n", op->name, op->name);
+		return MQ_EXIT_OK;
+	}
+	char *msg = xasprintf("'%s' sent through 'maqet qmp' but qemu still runs after %d ms", command, timeout_ms);
+	struct mq_phase_ctx ctx = { .resume_phase = before, .error = msg };
+	int r = mq_vmop_record(cli, op, MQ_PHASE_EV_STOP_FAIL, &ctx, 1, true, "stop", "failed", msg, &err);
+	if (r < 0)
+		mq_cli_fail(cli, err);
+	fprintf(stderr, "maqet: vm '%s': %s; it stays held ('maqet stop %s' stops it)\n", op->name, msg, op->name);
+	free(msg);
+	return MQ_EXIT_OK;
+}
+
+static int run_qmp(struct mq_cli *cli, int argc, char **argv)
+{
+	const struct mq_cmd *cmd = &mq_cmd_qmp;
+	enum { O_STATE = 1000, O_LIST, O_DANGER };
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "list", no_argument, NULL, O_LIST },
+		{ "allow-dangerous", no_argument, NULL, O_DANGER },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool list = false, danger = false, pretty = true;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+ho:", opts, NULL)) != -1) {
+		switch (c) {
+		case O_STATE:
+			if (mq_cli_state_dir_option(cli, cmd, optarg) >= 0)
+				return MQ_EXIT_USAGE;
+			break;
+		case O_LIST:
+			list = true;
+			break;
+		case O_DANGER:
+			danger = true;
+			break;
+		case 'o':
+			if (strcmp(optarg, "json") == 0)
+				pretty = false;
+			else if (strcmp(optarg, "pretty") == 0 || strcmp(optarg, "table") == 0)
+				pretty = true;
+			else
+				return mq_cli_usage_error(cli, cmd, "invalid output format '%s' (json or pretty)", optarg);
+			break;
+		case 'h':
+			fputs(cmd->usage, stdout);
+			return MQ_EXIT_OK;
+		default:
+			return mq_cli_usage_error(cli, cmd, "invalid option");
+		}
+	}
+	/* options may also follow the command and its arguments */
+	struct mq_strv pos = MQ_STRV_INIT;
+	for (int i = optind; i < argc; i++) {
+		if (strcmp(argv[i], "--allow-dangerous") == 0)
+			danger = true;
+		else if (strcmp(argv[i], "--list") == 0)
+			list = true;
+		else if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc) {
+			const char *f = argv[++i];
+			if (strcmp(f, "json") == 0)
+				pretty = false;
+			else if (strcmp(f, "pretty") == 0)
+				pretty = true;
+			else {
+				mq_strv_clear(&pos);
+				return mq_cli_usage_error(cli, cmd, "invalid output format '%s' (json or pretty)", f);
+			}
+		} else
+			mq_strv_push(&pos, argv[i]);
+	}
+	int rc;
+	if (pos.n == 0) {
+		rc = mq_cli_usage_error(cli, cmd, "missing vm name");
+		goto out_pos;
+	}
+	if (!list && pos.n < 2) {
+		rc = mq_cli_usage_error(cli, cmd, "missing qmp command (or --list)");
+		goto out_pos;
+	}
+	if (list && pos.n > 1) {
+		rc = mq_cli_usage_error(cli, cmd, "--list takes no command");
+		goto out_pos;
+	}
+	const char *name = pos.v[0];
+	const char *command = list ? "query-commands" : pos.v[1];
+	json_object *args = list ? NULL : parse_args(cli, (int)pos.n - 2, pos.v + 2);
+	if (args == (json_object *)-1) {
+		rc = MQ_EXIT_FAILURE;
+		goto out_pos;
+	}
+	if (!list && strcmp(command, "qmp_capabilities") == 0) {
+		rc = mq_cli_usage_error(cli, cmd, "'qmp_capabilities' is negotiated by maqet itself");
+		json_object_put(args);
+		goto out_pos;
+	}
+	struct mq_vmop op;
+	rc = mq_vmop_lookup(cli, &op, name, "run qmp on");
+	if (rc >= 0) {
+		if (op.not_running && !list) {
+			char *ra = mq_qmp_args_redacted(args);
+			char *d = xasprintf("command=%s tier=%s args=%s: vm not running (observed %s)", command,
+					    mq_qmp_tier_name(mq_qmp_tier_of(command, args)), ra, mq_observe(op.rec));
+			mq_vmop_event(cli, &op, "qmp", "refused", d);
+			free(d);
+			free(ra);
+		}
+		goto out;
+	}
+	if (list) {
+		rc = mq_vmop_connect(cli, &op);
+		if (rc < 0)
+			rc = do_list(cli, &op, !pretty);
+		goto out;
+	}
+
+	enum mq_qmp_tier tier = mq_qmp_tier_of(command, args);
+	const char *tname = mq_qmp_tier_name(tier);
+	char *rargs = mq_qmp_args_redacted(args);
+	char *outpath = NULL, *why = NULL;
+	bool created = false;
+	char *detail = NULL;
+#define EVENT(outcome, ...)                                                       \
+	do {                                                                      \
+		char *x_ = xasprintf(__VA_ARGS__);                                 \
+		detail = xasprintf("command=%s tier=%s args=%s%s%s", command, tname, rargs, *x_ ? ": " : "", x_); \
+		mq_vmop_event(cli, &op, "qmp", outcome, detail);                   \
+		free(detail);                                                     \
+		free(x_);                                                         \
+	} while (0)
+
+	if (tier == MQ_QMP_TIER_DANGEROUS && !danger) {
+		EVENT("refused", "dangerous command without --allow-dangerous");
+		mq_cli_err(cli, "refusing qmp command '%s' on vm '%s': it is in the dangerous tier (it can crash the guest "
+			   "or bypass maqet); pass --allow-dangerous to run it",
+			   command, name);
+		rc = MQ_EXIT_FAILURE;
+		goto out_args;
+	}
+	if (tier == MQ_QMP_TIER_MEMORY_DUMP) {
+		rc = prepare_output(cli, command, args, &outpath, &created, &why);
+		if (rc >= 0) {
+			EVENT("refused", "%s", why);
+			goto out_args;
+		}
+		free(rargs);
+		rargs = mq_qmp_args_redacted(args); /* with the resolved path */
+	}
+	rc = mq_vmop_connect(cli, &op);
+	if (rc >= 0) {
+		EVENT("failed", "cannot connect to the control monitor");
+		goto out_file;
+	}
+	struct mq_strv names = MQ_STRV_INIT;
+	struct mq_error *err = NULL;
+	if (query_commands(&op, &names, &err) < 0) {
+		EVENT("failed", "%s", err ? err->msg : "query-commands failed");
+		mq_error_prefix(&err, "cannot run qmp command '%s' on vm '%s'", command, name);
+		rc = mq_cli_fail(cli, err);
+		goto out_file;
+	}
+	bool known = mq_strv_contains(&names, command);
+	mq_strv_clear(&names);
+	if (!known) {
+		EVENT("refused", "unknown command");
+		mq_cli_err(cli, "cannot run qmp command '%s' on vm '%s': this qemu has no such command (see 'maqet qmp %s "
+			   "--list')",
+			   command, name, name);
+		rc = MQ_EXIT_FAILURE;
+		goto out_file;
+	}
+	if (tier == MQ_QMP_TIER_DANGEROUS)
+		mq_cli_err(cli, "warning: running dangerous qmp command '%s' on vm '%s' (--allow-dangerous)", command, name);
+	else if (tier == MQ_QMP_TIER_PRIVILEGED)
+		mq_cli_err(cli, "warning: '%s' is a privileged qmp command; it changes vm '%s'", command, name);
+
+	enum mq_phase before = mq_phase_get(op.rec);
+	bool stop = mq_qmp_is_stop(command);
+	if (stop) {
+		/* Intended before it is sent: a watch sees phase stopping and
+		 * calls the exit intended, and the hold keeps it down. */
+		char *d = xasprintf("'%s' from 'maqet qmp'; held until 'maqet start %s'", command, name);
+		rc = mq_vmop_record(cli, &op, MQ_PHASE_EV_STOP_BEGIN, NULL, 1, false, "stop", "begin", d, &err);
+		free(d);
+		if (rc < 0) {
+			EVENT("refused", "%s", err ? err->msg : "cannot record the stop");
+			mq_error_prefix(&err, "cannot run qmp command '%s' on vm '%s'", command, name);
+			rc = mq_cli_fail(cli, err);
+			goto out_file;
+		}
+	}
+	json_object *ret = NULL;
+	char *eclass = NULL;
+	int r = mq_vmop_exec(&op, command, args, &ret, &eclass, &err);
+	if (r < 0 && !(stop && strcmp(command, "quit") == 0 && r == -ECONNRESET)) {
+		EVENT("failed", "%s", err ? err->msg : "?");
+		if (stop) {
+			struct mq_phase_ctx ctx = { .resume_phase = before, .error = err ? err->msg : "qmp command failed" };
+			(void)mq_vmop_record(cli, &op, MQ_PHASE_EV_STOP_FAIL, &ctx, 0, true, "stop", "failed",
+					     "the qmp command failed; hold released", NULL);
+		}
+		mq_error_prefix(&err, "qmp command '%s' on vm '%s' failed", command, name);
+		rc = mq_cli_fail(cli, err);
+		free(eclass);
+		goto out_file;
+	}
+	mq_error_free(err);
+	err = NULL;
+	EVENT("ok", "%s", "");
+	print_json(ret, pretty);
+	json_object_put(ret);
+	rc = MQ_EXIT_OK;
+	if (outpath)
+		created = false; /* keep the output */
+	if (stop)
+		rc = finish_stop(cli, &op, command, before);
+	else if (strcmp(command, "stop") == 0 || strcmp(command, "cont") == 0)
+		(void)mq_vmop_pause(cli, &op, strcmp(command, "stop") == 0, false);
+out_file:
+	if (outpath && created)
+		unlink(outpath);
+out_args:
+#undef EVENT
+	free(outpath);
+	free(why);
+	free(rargs);
+out:
+	json_object_put(args);
+	mq_vmop_close(&op);
+out_pos:
+	mq_strv_clear(&pos);
+	return rc;
+}
