@@ -138,6 +138,7 @@ static const struct mq_vm_paths fixed_paths = {
 	.qmp = (char *)"/run/mq/web.qmp",
 	.qmp_ev = (char *)"/run/mq/web.ev",
 	.serial_log = (char *)"/run/mq/web.serial.log",
+	.console = (char *)"/run/mq/web.console",
 	.qemu_log = (char *)"/run/mq/web.qemu.log",
 };
 
