@@ -10,6 +10,7 @@ const struct mq_cmd *const mq_cmds[] = {
 	&mq_cmd_apply, &mq_cmd_plan, &mq_cmd_watch, &mq_cmd_validate, &mq_cmd_status, &mq_cmd_start, &mq_cmd_stop,
 	&mq_cmd_restart, &mq_cmd_rm, &mq_cmd_events, &mq_cmd_help, &mq_cmd_version,
 	&mq_cmd_console, &mq_cmd_logs, &mq_cmd_inspect, &mq_cmd_doctor,
+	&mq_cmd_complete,
 	NULL,
 };
 
