@@ -54,6 +54,13 @@ static void scan_options(const char *usage, struct mq_strv *all, struct mq_strv 
 			size_t up = strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
 			arg = wl && (up == wl || memchr(w, '|', wl));
 		}
+		/* "-j, --jobs N": the short form takes what the long one takes */
+		if (n == 2 && strncmp(q, ", --", 4) == 0) {
+			const char *l = q + 4;
+			const char *w = l + strspn(l, "abcdefghijklmnopqrstuvwxyz-");
+			if (*w == ' ' && isupper((unsigned char)w[1]))
+				arg = true;
+		}
 		if (!mq_strv_contains(all, opt))
 			mq_strv_push(all, opt);
 		if (arg && !mq_strv_contains(witharg, opt))

@@ -17,6 +17,7 @@ for o in -f -n --qemu --follow --lines --state-dir; do
 done
 grep -qx -- "-n" <<<"$(mq __complete argopts logs)" || fail "-n takes a value"
 grep -qx -- "--qemu" <<<"$(mq __complete argopts logs)" && fail "--qemu takes no value"
+grep -qx -- "-j" <<<"$(mq __complete argopts apply)" || fail "-j takes a value like --jobs"
 assert_eq "$(mq __complete values inspect -o | tr '\n' ' ')" "yaml json " "inspect -o values"
 assert_eq "$(mq __complete vms stop)" "" "no state dir yet: no names (and none created)"
 [ ! -e "$STATE" ] || fail "completion created the state dir"
