@@ -122,9 +122,9 @@ static int run_console(struct mq_cli *cli, int argc, char **argv)
 		int e = errno;
 		mq_cli_err(cli, "cannot attach to vm '%s': cannot connect to '%s': %s%s", name, vm.paths.console,
 			   strerror(e),
-			   e == ENOENT || e == ECONNREFUSED
-				   ? " (a QEMU started by an older maqet has no console socket: restart the vm)"
-				   : "");
+			   e == ENOENT ? " (a QEMU started by an older maqet has no console socket: restart the vm)"
+			   : e == ECONNREFUSED ? " (nothing listens: is its qemu gone? see 'maqet doctor')"
+					       : "");
 		if (sock >= 0)
 			close(sock);
 		mq_cli_vm_release(&vm);

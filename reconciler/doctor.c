@@ -464,6 +464,34 @@ static void check_disks(struct ctx *c)
 		add(c->d, "disks", MQ_CHECK_OK, NULL, "%zu declared disk%s present", total, total == 1 ? "" : "s");
 }
 
+/* Logs are rotated only at VM start (vmpaths.h): a running VM's log can pass
+ * the cap; say so. */
+static void check_logs(struct ctx *c)
+{
+	size_t big = 0;
+	DIR *d = opendir(c->o->runtime_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l < 4 || strcmp(de->d_name + l - 4, ".log") != 0)
+			continue;
+		char *p = mq_path_join(c->o->runtime_dir, de->d_name);
+		struct stat st;
+		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (unsigned long long)st.st_size > MQ_LOG_CAP) {
+			big++;
+			add(c->d, "logs", MQ_CHECK_WARN,
+			    "logs are rotated when the vm starts: restart it to rotate this one",
+			    "'%s' is %llu MiB, over the %llu MiB cap", p,
+			    (unsigned long long)st.st_size / (1024 * 1024), MQ_LOG_CAP / (1024 * 1024));
+		}
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	if (!big)
+		add(c->d, "logs", MQ_CHECK_OK, NULL, "no log over the %llu MiB cap", MQ_LOG_CAP / (1024 * 1024));
+}
+
 void mq_doctor_run(const struct mq_doctor_opts *o, struct mq_doctor *out)
 {
 	struct ctx c = { .o = o, .d = out };
@@ -481,6 +509,7 @@ void mq_doctor_run(const struct mq_doctor_opts *o, struct mq_doctor *out)
 	check_orphans(&c);
 	check_sockets(&c);
 	check_disks(&c);
+	check_logs(&c);
 	for (size_t i = 0; i < c.n_vms; i++) {
 		mq_vm_record_free(c.vms[i].rec);
 		mq_spec_free(c.vms[i].spec);

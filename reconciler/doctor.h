@@ -18,6 +18,8 @@
  *   disks        every declared disk image / virtfs dir of a recorded VM exists
  *                (fail when it cannot be recreated: no size, or the VM is up;
  *                warn when the next start creates it)
+ *   logs         warn: a log in the runtime dir is over the rotation cap
+ *                (MQ_LOG_CAP; logs are rotated at VM start only)
  *
  * With fix set, only safe repairs are made, and each finding says so
  * (fixed = true, level ok):

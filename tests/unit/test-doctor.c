@@ -15,6 +15,7 @@
 #include "reconciler/doctor.h"
 #include "reconciler/phase.h"
 #include "reconciler/proc.h"
+#include "reconciler/vmpaths.h"
 #include "state/store.h"
 #include "util/xalloc.h"
 
@@ -167,6 +168,27 @@ START_TEST(test_corrupt_db)
 }
 END_TEST
 
+START_TEST(test_big_log)
+{
+	ck_assert_int_eq(mkdir(rt_dir, 0700), 0);
+	char *log = xasprintf("%s/web.serial.log", rt_dir);
+	int fd = open(log, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)MQ_LOG_CAP + 1), 0);
+	close(fd);
+	struct mq_doctor d;
+	run(false, &d);
+	ck_assert_int_eq(level_of(&d, "logs"), MQ_CHECK_WARN);
+	ck_assert_ptr_nonnull(find(&d, "logs", "web.serial.log"));
+	mq_doctor_release(&d);
+	ck_assert_int_eq(truncate(log, 10), 0);
+	run(false, &d);
+	ck_assert_int_eq(level_of(&d, "logs"), MQ_CHECK_OK);
+	mq_doctor_release(&d);
+	free(log);
+}
+END_TEST
+
 /* A record "running" whose process (a child of ours, reaped) is gone. */
 START_TEST(test_dead_record_fixed)
 {
@@ -272,6 +294,7 @@ int main(void)
 	tcase_add_test(tc, test_sockets);
 	tcase_add_test(tc, test_runtime_dir_mode);
 	tcase_add_test(tc, test_corrupt_db);
+	tcase_add_test(tc, test_big_log);
 	tcase_add_test(tc, test_dead_record_fixed);
 	tcase_add_test(tc, test_live_record_untouched);
 	suite_add_tcase(s, tc);
