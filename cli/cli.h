@@ -41,6 +41,7 @@ struct mq_cmd {
 	const char *summary;     /* one line for `maqet help` */
 	const char *usage;       /* full help text */
 	int (*run)(struct mq_cli *cli, int argc, char **argv);
+	bool hidden;             /* not listed by help, the man page or completion */
 };
 
 /* Resolve state/runtime/disk dirs from --state-dir / env / default. */
@@ -100,6 +101,12 @@ void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outc
 extern const struct mq_cmd mq_cmd_apply, mq_cmd_plan, mq_cmd_watch, mq_cmd_validate, mq_cmd_status, mq_cmd_start,
 	mq_cmd_stop, mq_cmd_restart, mq_cmd_rm, mq_cmd_events, mq_cmd_help, mq_cmd_version;
 extern const struct mq_cmd mq_cmd_qmp, mq_cmd_pause, mq_cmd_resume, mq_cmd_send_keys, mq_cmd_type, mq_cmd_screendump;
+extern const struct mq_cmd mq_cmd_console, mq_cmd_logs, mq_cmd_inspect, mq_cmd_doctor;
+extern const struct mq_cmd mq_cmd_complete;
+/* The help text pieces that help and the man page share (cli/cmd-help.c). */
+extern const char mq_help_global[], mq_help_exit[];
+/* `maqet help --man`: the manual page in roff, from the help text (cli/manpage.c). */
+int mq_cli_print_man(struct mq_cli *cli);
 extern const struct mq_cmd *const mq_cmds[];
 const struct mq_cmd *mq_cli_find_cmd(const char *name);
 

@@ -10,6 +10,8 @@ const struct mq_cmd *const mq_cmds[] = {
 	&mq_cmd_apply, &mq_cmd_plan, &mq_cmd_watch, &mq_cmd_validate, &mq_cmd_status, &mq_cmd_start, &mq_cmd_stop,
 	&mq_cmd_restart, &mq_cmd_rm, &mq_cmd_events, &mq_cmd_help, &mq_cmd_version,
 	&mq_cmd_qmp, &mq_cmd_pause, &mq_cmd_resume, &mq_cmd_send_keys, &mq_cmd_type, &mq_cmd_screendump,
+	&mq_cmd_console, &mq_cmd_logs, &mq_cmd_inspect, &mq_cmd_doctor,
+	&mq_cmd_complete,
 	NULL,
 };
 

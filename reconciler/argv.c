@@ -160,8 +160,12 @@ int mq_qemu_build_argv(const struct mq_spec *spec, const struct mq_vm_paths *pat
 		push2(&v, "-nic", "none");
 
 	if (spec->serial == MQ_SERIAL_LOG) {
-		mq_strbuf_adds(&sb, "file,id=serial0,path=");
+		/* served on a socket for `maqet console`, and logged all the time */
+		mq_strbuf_adds(&sb, "socket,id=serial0,path=");
+		add_esc(&sb, paths->console);
+		mq_strbuf_adds(&sb, ",server=on,wait=off,logfile=");
 		add_esc(&sb, paths->serial_log);
+		mq_strbuf_adds(&sb, ",logappend=on");
 		push_opt_take(&v, "-chardev", &sb);
 		push2(&v, "-serial", "chardev:serial0");
 	} else {

@@ -361,11 +361,12 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 
 	mq_vm_paths_init(&paths, opts->runtime_dir, spec->name);
 	if (strlen(paths.qmp_ev) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
-	    strlen(paths.qmp) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+	    strlen(paths.qmp) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
+	    (spec->serial == MQ_SERIAL_LOG && strlen(paths.console) >= sizeof(((struct sockaddr_un *)0)->sun_path))) {
 		r = mq_error_set(err, ENAMETOOLONG,
 				 "cannot start vm '%s': socket path '%s' is too long for a unix socket "
 				 "(set MAQET_RUNTIME_DIR to a shorter directory)",
-				 spec->name, paths.qmp_ev);
+				 spec->name, spec->serial == MQ_SERIAL_LOG ? paths.console : paths.qmp_ev);
 		goto out;
 	}
 
@@ -402,6 +403,22 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 		r = mq_error_set(err, errno, "cannot start vm '%s': cannot remove stale socket '%s': %s", spec->name,
 				 paths.qmp_ev, strerror(errno));
 		goto out;
+	}
+
+	if (unlink(paths.console) < 0 && errno != ENOENT) {
+		r = mq_error_set(err, errno, "cannot start vm '%s': cannot remove stale socket '%s': %s", spec->name,
+				 paths.console, strerror(errno));
+		goto out;
+	}
+	/* No QEMU of this VM writes its logs now: rotate the big ones (vmpaths.h). */
+	const char *logs[] = { paths.qemu_log, paths.serial_log };
+	for (size_t li = 0; li < 2; li++) {
+		int lr = mq_log_rotate(logs[li], MQ_LOG_CAP);
+		if (lr < 0) {
+			r = mq_error_set(err, -lr, "cannot start vm '%s': cannot rotate log '%s': %s", spec->name,
+					 logs[li], strerror(-lr));
+			goto out;
+		}
 	}
 
 	logfd = open(paths.qemu_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -210,11 +210,11 @@ static int corrupt_error(struct mq_store *s, const char *why, struct mq_error **
 			    "away (with its -wal and -shm files) to start with an empty state", s->path, why);
 }
 
-/* PRAGMA quick_check must return exactly one row "ok". */
-static int integrity_check(struct mq_store *s, struct mq_error **err)
+/* PRAGMA quick_check / integrity_check must return exactly one row "ok". */
+static int integrity_pragma(struct mq_store *s, const char *pragma, struct mq_error **err)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, pragma, -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		if (is_corruption(rc))
 			return corrupt_error(s, sqlite3_errmsg(s->db), err);
@@ -233,6 +233,16 @@ static int integrity_check(struct mq_store *s, struct mq_error **err)
 	}
 	sqlite3_finalize(st);
 	return r;
+}
+
+static int integrity_check(struct mq_store *s, struct mq_error **err)
+{
+	return integrity_pragma(s, "PRAGMA quick_check", err);
+}
+
+int mq_store_integrity_check(struct mq_store *s, struct mq_error **err)
+{
+	return integrity_pragma(s, "PRAGMA integrity_check", err);
 }
 
 /* Apply migrations one step at a time.  Each step re-reads the version inside

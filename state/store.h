@@ -36,6 +36,9 @@ struct mq_store;
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err);
 struct mq_store *mq_store_free(struct mq_store *s);   /* closes; accepts NULL */
 int mq_store_schema_version(struct mq_store *s);      /* current user_version */
+/* The full PRAGMA integrity_check (open runs the quicker quick_check): 0, or
+ * -EIO with "state database 'P' is damaged (...): restore it ...". */
+int mq_store_integrity_check(struct mq_store *s, struct mq_error **err);
 #define MQ_STORE_SCHEMA_VERSION 3
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable; the

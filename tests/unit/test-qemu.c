@@ -138,6 +138,7 @@ static const struct mq_vm_paths fixed_paths = {
 	.qmp = (char *)"/run/mq/web.qmp",
 	.qmp_ev = (char *)"/run/mq/web.ev",
 	.serial_log = (char *)"/run/mq/web.serial.log",
+	.console = (char *)"/run/mq/web.console",
 	.qemu_log = (char *)"/run/mq/web.qemu.log",
 };
 
@@ -198,9 +199,39 @@ START_TEST(test_paths)
 	ck_assert_str_eq(p.qmp_ev, "/run/x/web.ev");
 	ck_assert_str_eq(p.serial_log, "/run/x/web.serial.log");
 	ck_assert_str_eq(p.qemu_log, "/run/x/web.qemu.log");
+	ck_assert_str_eq(p.console, "/run/x/web.console");
 	mq_vm_paths_release(&p);
 	ck_assert_ptr_null(p.qmp);
 	ck_assert_ptr_null(p.qemu_log);
+}
+END_TEST
+
+START_TEST(test_log_rotate)
+{
+	char dir[] = "/tmp/mqrot.XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char *log = xasprintf("%s/v.serial.log", dir), *old = xasprintf("%s/v.serial.log.1", dir);
+	ck_assert_int_eq(mq_log_rotate(log, 10), 0); /* absent: nothing to do */
+	FILE *f = fopen(log, "w");
+	fputs("0123456789", f); /* exactly the cap: kept */
+	fclose(f);
+	ck_assert_int_eq(mq_log_rotate(log, 10), 0);
+	ck_assert_int_eq(access(old, F_OK), -1);
+	f = fopen(log, "a");
+	fputs("x", f); /* over the cap: rotated, an older .1 replaced */
+	fclose(f);
+	f = fopen(old, "w");
+	fputs("older", f);
+	fclose(f);
+	ck_assert_int_eq(mq_log_rotate(log, 10), 1);
+	ck_assert_int_eq(access(log, F_OK), -1);
+	struct stat st;
+	ck_assert_int_eq(stat(old, &st), 0);
+	ck_assert_int_eq(st.st_size, 11);
+	unlink(old);
+	rmdir(dir);
+	free(log);
+	free(old);
 }
 END_TEST
 
@@ -333,7 +364,7 @@ START_TEST(test_argv_full)
 		"-device", "virtio-net-pci,netdev=net0",
 		"-netdev", "user,id=net1",
 		"-device", "virtio-net-pci,netdev=net1",
-		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log",
+		"-chardev", "socket,id=serial0,path=/run/mq/web.console,server=on,wait=off,logfile=/run/mq/web.serial.log,logappend=on",
 		"-serial", "chardev:serial0",
 		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
@@ -436,7 +467,7 @@ START_TEST(test_yaml_minimal_defaults)
 	static const char *const want[] = {
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
 		"-nic", "none",
-		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log", "-serial", "chardev:serial0",
+		"-chardev", "socket,id=serial0,path=/run/mq/web.console,server=on,wait=off,logfile=/run/mq/web.serial.log,logappend=on", "-serial", "chardev:serial0",
 		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
@@ -1514,6 +1545,7 @@ static Suite *qemu_suite(void)
 	TCase *tc = tcase_create("argv");
 	tcase_add_test(tc, test_paths);
 	tcase_add_test(tc, test_image_path);
+	tcase_add_test(tc, test_log_rotate);
 	tcase_add_test(tc, test_accel);
 	tcase_add_test(tc, test_argv_minimal);
 	tcase_add_test(tc, test_argv_full);
