@@ -449,6 +449,10 @@ static int phase_write(struct op *op, enum mq_phase_event ev, const struct mq_ph
 		struct mq_vm_record tmp = *op->rec;
 		*op->rec = *n;
 		*n = tmp;
+		/* the name stays the same string: callers hold on to it */
+		char *name = op->rec->name;
+		op->rec->name = n->name;
+		n->name = name;
 	}
 	mq_vm_record_free(n);
 	return r;
