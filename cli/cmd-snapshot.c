@@ -294,35 +294,57 @@ static int do_list(struct mq_cli *cli, const struct args *a)
 	struct mq_error *err = NULL;
 	if (have_db && mq_store_vm_list(cli->store, &recs, &nrec, &err) < 0)
 		return mq_cli_fail(cli, err);
+	size_t shown = 0;
+	for (size_t i = 0; i < nrec; i++)
+		shown += !a->vm || strcmp(a->vm, recs[i]->name) == 0;
+	if (a->vm && !shown) {
+		mq_vm_record_list_free(recs, nrec);
+		mq_cli_err(cli, "no vm named '%s' in state dir '%s'", a->vm, cli->state_dir);
+		return MQ_EXIT_FAILURE;
+	}
 	struct mq_snap_env env;
 	struct bar b = { 0 };
 	env_init(cli, &env, &b);
 	env.progress = NULL;
-	json_object *arr = a->json ? json_object_new_array() : NULL;
 	int rc = MQ_EXIT_OK;
-	size_t shown = 0;
-	bool header = false;
+	struct mq_snap_list *lists = xcalloc(nrec ? nrec : 1, sizeof(*lists));
+	bool *ok = xcalloc(nrec ? nrec : 1, sizeof(*ok));
+	int wv = 2, wn = 4, wd = 6;
+	size_t total = 0;
 	for (size_t i = 0; i < nrec; i++) {
 		if (a->vm && strcmp(a->vm, recs[i]->name) != 0)
 			continue;
-		shown++;
-		struct mq_snap_list l = { 0 };
-		if (mq_snap_list(&env, recs[i], &l, &err) < 0) {
+		if (mq_snap_list(&env, recs[i], &lists[i], &err) < 0) {
 			mq_cli_fail(cli, err);
 			err = NULL;
 			rc = MQ_EXIT_FAILURE;
 			continue;
 		}
-		for (size_t k = 0; k < l.n; k++) {
-			const struct mq_snapshot *s = &l.items[k];
+		ok[i] = true;
+		for (size_t k = 0; k < lists[i].n; k++) {
+			const struct mq_snapshot *s = &lists[i].items[k];
+			size_t dl = 0;
+			for (size_t j = 0; j < s->n_drives; j++)
+				dl += strlen(s->drives[j]) + (j ? 1 : 0);
+			if ((int)strlen(recs[i]->name) > wv)
+				wv = (int)strlen(recs[i]->name);
+			if ((int)strlen(s->name) > wn)
+				wn = (int)strlen(s->name);
+			if ((int)dl > wd)
+				wd = (int)dl;
+			total++;
+		}
+	}
+	json_object *arr = a->json ? json_object_new_array() : NULL;
+	if (!arr && total)
+		printf("%s%-*s  %-*s  %-*s  %-6s  %-9s  %-19s  %s%s\n", mq_c(cli, MQ_C_BOLD), wv, "VM", wn, "NAME", wd,
+		       "DRIVES", "MEMORY", "SIZE", "CREATED", "ORIGIN", mq_c(cli, MQ_C_RESET));
+	for (size_t i = 0; i < nrec; i++) {
+		for (size_t k = 0; ok[i] && k < lists[i].n; k++) {
+			const struct mq_snapshot *s = &lists[i].items[k];
 			if (arr) {
 				json_object_array_add(arr, snap_json(recs[i]->name, s));
 				continue;
-			}
-			if (!header) {
-				printf("%s%-16s %-24s %-16s %-7s %-10s %-19s %s%s\n", mq_c(cli, MQ_C_BOLD), "VM", "NAME",
-				       "DRIVES", "MEMORY", "SIZE", "CREATED", "ORIGIN", mq_c(cli, MQ_C_RESET));
-				header = true;
 			}
 			struct mq_strv d = MQ_STRV_INIT;
 			for (size_t j = 0; j < s->n_drives; j++)
@@ -333,24 +355,22 @@ static int do_list(struct mq_cli *cli, const struct args *a)
 			fmt_time(s->created_at, when, sizeof(when));
 			if (s->vmstate)
 				fmt_size(s->vmstate_size, size, sizeof(size));
-			printf("%-16s %-24s %-16s %-7s %-10s %-19s %s\n", recs[i]->name, s->name, drives,
+			printf("%-*s  %-*s  %-*s  %-6s  %-9s  %-19s  %s\n", wv, recs[i]->name, wn, s->name, wd, drives,
 			       s->vmstate ? "yes" : "no", size, when, mq_snap_origin_name(s->origin));
 			free(drives);
 		}
-		mq_snap_list_release(&l);
+		mq_snap_list_release(&lists[i]);
 	}
+	free(lists);
+	free(ok);
 	mq_vm_record_list_free(recs, nrec);
 	if (arr) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "snapshots", arr);
 		print_json(o);
 		json_object_put(o);
-	} else if (!header && rc == MQ_EXIT_OK && (!a->vm || shown)) {
+	} else if (!total && rc == MQ_EXIT_OK) {
 		printf("no snapshots\n");
-	}
-	if (a->vm && !shown) {
-		mq_cli_err(cli, "no vm named '%s' in state dir '%s'", a->vm, cli->state_dir);
-		return MQ_EXIT_FAILURE;
 	}
 	return rc;
 }
