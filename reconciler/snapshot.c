@@ -392,7 +392,7 @@ static int op_list(struct op *op, struct mq_snap_list *out, struct mq_error **er
 			char *img = image_of(op, i);
 			if (access(img, F_OK) == 0) {
 				char *json = NULL;
-				r = mq_img_info_json(op->qemu_img, img, false, &json, err);
+				r = mq_img_info_json(op->qemu_img, img, true, &json, err);
 				if (r == 0)
 					r = mq_snap_list_merge_json(&l, op->spec->storage[i].name, json, err);
 				free(json);
