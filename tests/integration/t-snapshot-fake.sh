@@ -49,3 +49,22 @@ grep -q ' 50%' <<<"$bars" || fail "no progress in between: $bars"
 out=$(script -qec "'$MAQET' snapshot create slow p3 -o json" /dev/null)
 assert_contains "$out" '"ok": true'
 pass "progress bar on a terminal only: $draws redraws in ${last}s"
+
+# ---- snapshot versus a concurrent stop and apply of the same vm --------------
+# job-step=300: a snapshot-save job takes about 2 s; meanwhile the vm is
+# "snapshotting" and the state lock keeps stop and apply out
+"$MAQET" snapshot create slow p4 >"$T/bg.out" 2>&1 &
+bg=$!
+wait_until 20 sh -c "'$MAQET' status -o json | jq -e '.[] | select(.name == \"slow\" and .status == \"snapshotting\")'" ||
+	fail "phase snapshotting not seen"
+run_rc rc mq stop slow --lock-timeout 0
+assert_eq "$rc" 1 "stop during a snapshot"
+assert_contains "$OUT" "is locked by maqet pid $bg"
+run_rc rc mq apply -f "$M" --lock-timeout 0
+assert_eq "$rc" 1 "apply during a snapshot"
+assert_contains "$OUT" "is locked by maqet pid $bg"
+wait "$bg" || fail "background snapshot failed: $(cat "$T/bg.out")"
+assert_eq "$(vm_status slow)" running "running again after the snapshot"
+run_rc rc mq stop slow
+assert_eq "$rc" 0 "stop after the snapshot: $OUT"
+pass "snapshot holds the state lock: concurrent stop and apply wait or give up"
