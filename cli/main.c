@@ -12,6 +12,7 @@ const struct mq_cmd *const mq_cmds[] = {
 	&mq_cmd_qmp, &mq_cmd_pause, &mq_cmd_resume, &mq_cmd_send_keys, &mq_cmd_type, &mq_cmd_screendump,
 	&mq_cmd_console, &mq_cmd_logs, &mq_cmd_inspect, &mq_cmd_doctor,
 	&mq_cmd_complete,
+	&mq_cmd_snapshot,
 	NULL,
 };
 

@@ -10,6 +10,7 @@
  *   store.h/.c   open, schema and migrations, transactions, error mapping
  *   vms.h/vms.c  vm records in and out (with the event explaining a write)
  *   events.h/.c  the event log
+ *   snapshots.h/.c  origins of the snapshots maqet made
  *
  * Failures of the disk under the state dir read the same everywhere:
  *   cannot record vm 'web': no space left on device in state dir '/var/lib/maqet'   (-ENOSPC)
@@ -30,6 +31,7 @@
 struct mq_store;
 
 #include "state/events.h"
+#include "state/snapshots.h"
 #include "state/vms.h"
 
 /* Create `dir` (0700) if needed and open/migrate the database. */
@@ -39,7 +41,7 @@ int mq_store_schema_version(struct mq_store *s);      /* current user_version */
 /* The full PRAGMA integrity_check (open runs the quicker quick_check): 0, or
  * -EIO with "state database 'P' is damaged (...): restore it ...". */
 int mq_store_integrity_check(struct mq_store *s, struct mq_error **err);
-#define MQ_STORE_SCHEMA_VERSION 3
+#define MQ_STORE_SCHEMA_VERSION 4
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable; the
  * combined writes of vms.h (mq_store_vm_put_event, ...) may run inside one. */
