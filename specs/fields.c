@@ -49,7 +49,7 @@ static void name_parse(struct mq_pctx *c, const struct mq_ynode *v, struct mq_sp
 			      "a name matching [a-z0-9][a-z0-9-]{0,62} (lowercase letters, digits and '-')");
 	} else {
 		spec->name = xstrdup(v->text);
-		x->name = (struct mq_pos){ v->line, v->col };
+		x->name = (struct mq_pos){ v->line, v->col, v->file };
 	}
 }
 
@@ -217,7 +217,7 @@ static void depends_on_parse(struct mq_pctx *c, const struct mq_ynode *n, struct
 			free(cl);
 			continue;
 		}
-		x->deps[spec->depends_on.n] = (struct mq_pos){ it->line, it->col };
+		x->deps[spec->depends_on.n] = (struct mq_pos){ it->line, it->col, it->file };
 		mq_strv_push(&spec->depends_on, it->text);
 	}
 	free(first);

@@ -98,12 +98,20 @@ struct mq_spec {
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */
+
+	/* shared bases (`extends`, see README "Shared bases"); not part of the
+	 * canonical JSON or the hash, which see the merged result only */
+	struct mq_strv bases;        /* displayed names of every base merged in, chain order */
+	struct mq_strv bases_abs;    /* the same, absolute */
+	struct mq_strv origin_keys;  /* top-level keys whose value was written (wholly or */
+	struct mq_strv origin_files; /* partly) in a base: the base file(s), ", "-joined */
 };
 
 struct mq_specset {
 	struct mq_spec **specs;     /* sorted by name */
 	size_t n;
 	struct mq_strv sources;     /* realpath of every -f argument, in the order given */
+	struct mq_strv bases;       /* realpath of every base file some spec extends (for watch) */
 };
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,
@@ -155,6 +163,13 @@ enum mq_field_class {
 /* The class of a canonical key; a key that is not a manifest field (or
  * NULL) is MQ_FIELD_RESTART, the safe answer. */
 enum mq_field_class mq_spec_field_class(const char *key);
+
+/* The base file(s) a top-level key's value was written in, or NULL when it
+ * comes from the manifest itself (or is a default). */
+const char *mq_spec_origin(const struct mq_spec *spec, const char *key);
+/* A path with a directory component named "_bases": such files are shared
+ * bases, never read as vms by the -f walk. */
+bool mq_path_in_bases_dir(const char *path);
 
 /* Compare two canonical JSON documents; append the names of changed top-level
  * keys to `changed` in canonical key order.  Returns 0, or -EINVAL when either
