@@ -99,6 +99,8 @@ void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outc
 
 extern const struct mq_cmd mq_cmd_apply, mq_cmd_plan, mq_cmd_watch, mq_cmd_validate, mq_cmd_status, mq_cmd_start,
 	mq_cmd_stop, mq_cmd_restart, mq_cmd_rm, mq_cmd_events, mq_cmd_help, mq_cmd_version;
+extern const struct mq_cmd mq_cmd_render;
+extern const struct mq_cmd mq_cmd_import;
 extern const struct mq_cmd *const mq_cmds[];
 const struct mq_cmd *mq_cli_find_cmd(const char *name);
 

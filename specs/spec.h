@@ -164,6 +164,14 @@ enum mq_field_class {
  * NULL) is MQ_FIELD_RESTART, the safe answer. */
 enum mq_field_class mq_spec_field_class(const char *key);
 
+/* The merged manifests as YAML (render): validates the set like
+ * mq_specset_load, then every vm (or only `name`) as one YAML document with
+ * its bases merged in and a comment saying where it and each key came from.
+ * Returns 0 and *out (caller frees), -EINVAL with diags, or -ENOENT when no
+ * vm is called `name`. */
+int mq_manifests_render(const char *const *paths, size_t n_paths, const char *name, char **out,
+			struct mq_strv *diags);
+
 /* The base file(s) a top-level key's value was written in, or NULL when it
  * comes from the manifest itself (or is a default). */
 const char *mq_spec_origin(const struct mq_spec *spec, const char *key);

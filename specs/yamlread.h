@@ -64,4 +64,9 @@ int mq_yaml_read_file(const char *path, struct mq_diags *d, char **buf, size_t *
 int mq_yaml_parse(const char *buf, size_t len, const char *file, struct mq_diags *d,
 		  struct mq_ynode ***docs, size_t *n_docs);
 
+/* Emit one node tree as a YAML document (block style; scalars that were
+ * quoted stay quoted) appended to out.  Implemented in render.c. */
+struct mq_strbuf;
+int mq_yaml_emit(const struct mq_ynode *root, struct mq_strbuf *out);
+
 #endif
