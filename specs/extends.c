@@ -206,7 +206,7 @@ static struct base *base_load(struct mq_bases *b, const char *abs, const char *d
 	free(buf);
 	mq_diags_release(&own);
 	if (d->n > before) {
-		base_fail(e, xstrdup("is not valid yaml (see the errors reported in it)"));
+		base_fail(e, NULL); /* the yaml errors are reported in it */
 	} else if (n_docs != 1) {
 		base_fail(e, xasprintf("holds %zu documents (a base is exactly one mapping of manifest keys)", n_docs));
 	} else if (docs[0]->type != MQ_YN_MAP) {
@@ -230,7 +230,7 @@ static struct base *base_load(struct mq_bases *b, const char *abs, const char *d
 			int r = resolve_doc(b, e->root, e->display, e->dir, st, d, &e->chain, &h);
 			st->n--;
 			if (r < 0) {
-				base_fail(e, xstrdup("is not valid (see the errors reported in it)"));
+				base_fail(e, NULL); /* reported where its own extends are written */
 			} else {
 				e->state = BASE_OK;
 				e->height = h + 1;
@@ -269,7 +269,7 @@ static void ext_err(struct mq_diags *d, const struct mq_ynode *n, const char *fi
 /* One entry of `extends`: the resolved base (cloned), or NULL after a diag. */
 static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it, const char *display,
 				   const char *dir, struct stack *st, struct mq_diags *d,
-				   struct mq_extends_result *out, int *height)
+				   struct mq_extends_result *out, int *height, bool *failed)
 {
 	const char *file = it->file ? it->file : display;
 	const char *here = it->dir ? it->dir : dir;
@@ -295,7 +295,7 @@ static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it
 	}
 	for (size_t i = 0; i < st->n; i++) {
 		if (strcmp(st->abs[i], abs) == 0) {
-			char *cy = cycle_text(st, i, shown);
+			char *cy = cycle_text(st, 0, shown);
 			ext_err(d, it, display, "base '%s' makes a cycle of extends: %s (remove one of them)", cl, cy);
 			free(cy);
 			goto out;
@@ -316,7 +316,11 @@ static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it
 		goto out;
 	}
 	if (e->state == BASE_FAILED) {
-		ext_err(d, it, display, "base '%s' %s", cl, e->why);
+		/* without a why, the errors are reported inside the base (once) */
+		if (e->why)
+			ext_err(d, it, display, "base '%s' %s", cl, e->why);
+		else
+			*failed = true;
 		goto out;
 	}
 	if ((int)st->n - 1 + e->height > MQ_EXTENDS_MAX_DEPTH) {
@@ -348,6 +352,7 @@ static int resolve_doc(struct mq_bases *b, struct mq_ynode *root, const char *di
 	memmove(&root->kids[2 * idx], &root->kids[2 * idx + 2], (root->n - 2 * idx - 2) * sizeof(*root->kids));
 	root->n -= 2;
 	size_t before = d->n;
+	bool failed = false;
 	struct mq_ynode *acc = NULL;
 	if (!mq_ynode_is_null(ext)) {
 		struct mq_ynode *const *items = &ext;
@@ -360,7 +365,7 @@ static int resolve_doc(struct mq_bases *b, struct mq_ynode *root, const char *di
 			count = 0;
 		}
 		for (size_t i = 0; i < count; i++) {
-			struct mq_ynode *m = extend_one(b, items[i], display, dir, st, d, out, height);
+			struct mq_ynode *m = extend_one(b, items[i], display, dir, st, d, out, height, &failed);
 			if (!m)
 				continue;
 			if (!acc) {
@@ -384,7 +389,7 @@ static int resolve_doc(struct mq_bases *b, struct mq_ynode *root, const char *di
 		acc->n = acc->alloc = 0;
 		mq_ynode_free(acc);
 	}
-	return d->n > before ? -EINVAL : 0;
+	return d->n > before || failed ? -EINVAL : 0;
 }
 
 int mq_extends_resolve(struct mq_bases *b, struct mq_ynode *root, const char *display, const char *abs,
