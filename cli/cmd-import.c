@@ -124,11 +124,11 @@ static void import_one(struct import_ctx *c, const struct mq_pyvm *vm)
 	if (vm->config_path && *vm->config_path) {
 		const char *slash = strrchr(vm->config_path, '/');
 		const char *base = slash ? slash + 1 : vm->config_path;
-		if (stat(vm->config_path, &st) == 0) {
+		if (stat(vm->config_path, &st) == 0 && S_ISREG(st.st_mode)) {
 			yaml_file = xstrdup(vm->config_path);
 		} else if (c->config_dir) {
 			char *alt = mq_path_join(c->config_dir, base);
-			if (stat(alt, &st) == 0)
+			if (stat(alt, &st) == 0 && S_ISREG(st.st_mode))
 				yaml_file = alt;
 			else
 				free(alt);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "specs/extends.h"
 #include "specs/value.h"
@@ -306,6 +307,12 @@ static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it
 		ext_err(d, it, display, "base '%s' is more than %d levels of extends deep: %s (flatten the chain)",
 			cl, MQ_EXTENDS_MAX_DEPTH, cy);
 		free(cy);
+		goto out;
+	}
+	struct stat sb;
+	if (stat(abs, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		/* a fifo or a device could block the loader (and the watch loop) */
+		ext_err(d, it, display, "base '%s' is not a regular file", cl);
 		goto out;
 	}
 	struct base *e = base_find(b, abs);
