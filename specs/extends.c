@@ -267,6 +267,19 @@ static void ext_err(struct mq_diags *d, const struct mq_ynode *n, const char *fi
 	free(msg);
 }
 
+/* /proc, /sys and /dev hold "regular" files whose reads can block
+ * (/proc/kmsg) or never end. */
+static bool pseudo_fs(const char *abs)
+{
+	static const char *const dirs[] = { "/proc", "/sys", "/dev" };
+	for (size_t i = 0; i < 3; i++) {
+		size_t l = strlen(dirs[i]);
+		if (strncmp(abs, dirs[i], l) == 0 && (abs[l] == '/' || abs[l] == '\0'))
+			return true;
+	}
+	return false;
+}
+
 /* One entry of `extends`: the resolved base (cloned), or NULL after a diag. */
 static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it, const char *display,
 				   const char *dir, struct stack *st, struct mq_diags *d,
@@ -310,7 +323,7 @@ static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it
 		goto out;
 	}
 	struct stat sb;
-	if (stat(abs, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+	if (pseudo_fs(abs) || stat(abs, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 		/* a fifo or a device could block the loader (and the watch loop) */
 		ext_err(d, it, display, "base '%s' is not a regular file", cl);
 		goto out;

@@ -287,10 +287,11 @@ START_TEST(test_errors_located)
 	ck_assert_msg(strstr(e, "two.yaml:2:10: base '_bases/two.yaml' holds 2 documents"), "%s", e);
 	free(e);
 
-	write_file(dir, "dev.yaml", "name: web\nextends: [/dev/stdin, _bases]\n");
+	write_file(dir, "dev.yaml", "name: web\nextends: [/dev/stdin, _bases, /proc/self/status]\n");
 	e = load_err(dir, "dev.yaml");
 	ck_assert_str_eq(e, "dev.yaml:2:11: base '/dev/stdin' is not a regular file\n"
-			    "dev.yaml:2:23: base '_bases' is not a regular file");
+			    "dev.yaml:2:23: base '_bases' is not a regular file\n"
+			    "dev.yaml:2:31: base '/proc/self/status' is not a regular file");
 	free(e);
 
 	write_file(dir, "badtype.yaml", "name: web\nextends: [[a]]\n");
