@@ -14,6 +14,11 @@
  * mq_fields[], mq_field_keys[] and the row index enum are all expanded from
  * the same MQ_FIELD_ROWS list, so nothing else can name a key.  The unit
  * test test_fields_table also walks the table at run time.
+ *
+ * `extends` (shared bases) is deliberately not a row: it is not part of the
+ * spec.  specs/extends.c consumes it and merges the bases in before the
+ * table sees the document, so the rows, the canonical JSON and the hash only
+ * ever see the merged result.
  */
 #include <errno.h>
 #include <json-c/json.h>
