@@ -196,8 +196,8 @@ static struct base *base_load(struct mq_bases *b, const char *abs, const char *d
 	size_t len = 0;
 	struct mq_diags own = { 0 };
 	if (mq_yaml_read_file(abs, &own, &buf, &len) < 0) {
+		base_fail(e, own.n ? xasprintf("cannot be read: %s", own.v[0].msg) : xstrdup("cannot be read"));
 		mq_diags_release(&own);
-		base_fail(e, xstrdup("cannot be read"));
 		return e;
 	}
 	struct mq_ynode **docs = NULL;

@@ -294,6 +294,16 @@ START_TEST(test_errors_located)
 			    "dev.yaml:2:31: base '/proc/self/status' is not a regular file");
 	free(e);
 
+	char *big = xcalloc(2 << 20, 1);
+	memset(big, '#', (2 << 20) - 1);
+	write_file(dir, "_bases/big.yaml", big);
+	free(big);
+	write_file(dir, "big.yaml", "name: web\nextends: _bases/big.yaml\n");
+	e = load_err(dir, "big.yaml");
+	ck_assert_str_eq(e, "big.yaml:2:10: base '_bases/big.yaml' cannot be read: manifest is too large (limit "
+			    "1048576 bytes)");
+	free(e);
+
 	write_file(dir, "badtype.yaml", "name: web\nextends: [[a]]\n");
 	e = load_err(dir, "badtype.yaml");
 	ck_assert_str_eq(e, "badtype.yaml:2:11: 'extends' entries must be paths of base files, got a list");
