@@ -104,12 +104,17 @@ static void set_pair(struct mq_ynode *map, const char *key, struct mq_ynode *v)
 	}
 }
 
-static void absolutize(struct mq_ynode *entry, const char *key, const char *dir)
+static void absolutize(struct mq_ynode *entry, const char *key, const char *dir, struct mq_strv *notes)
 {
 	size_t idx;
 	struct mq_ynode *v = mq_ynode_get(entry, key, &idx);
-	if (!dir || !v || v->type != MQ_YN_SCALAR || v->len == 0 || v->text[0] == '/' || mq_ynode_is_null(v))
+	if (!v || v->type != MQ_YN_SCALAR || v->len == 0 || v->text[0] == '/' || mq_ynode_is_null(v))
 		return;
+	if (!dir) {
+		mq_strv_pushf(notes, "'%s: %s' is relative and there is no config file to resolve it against: it "
+			      "now resolves against the output directory, check it", key, v->text);
+		return;
+	}
 	char *abs = mq_path_join(dir, v->text);
 	set_pair(entry, key, ynode(MQ_YN_SCALAR, abs, false));
 	free(abs);
@@ -126,9 +131,9 @@ static void fix_storage(struct mq_ynode *st, const struct mq_pyconv_in *in, stru
 			continue;
 		const struct mq_ynode *type = mq_ynode_get(e, "type", NULL);
 		const char *t = type && type->type == MQ_YN_SCALAR && !mq_ynode_is_null(type) ? type->text : "qcow2";
-		absolutize(e, "file", in->config_dir);
-		absolutize(e, "path", in->config_dir);
-		absolutize(e, "backing_file", in->config_dir);
+		absolutize(e, "file", in->config_dir, notes);
+		absolutize(e, "path", in->config_dir, notes);
+		absolutize(e, "backing_file", in->config_dir, notes);
 		if (strcmp(t, "qcow2") != 0 && strcmp(t, "raw") != 0)
 			continue;
 		const struct mq_ynode *f = mq_ynode_get(e, "file", NULL);

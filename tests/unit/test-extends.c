@@ -457,6 +457,15 @@ START_TEST(test_pyimport_convert)
 	ck_assert_ptr_nonnull(strstr(o.yaml, "#   cdrom: /x.iso\n"));
 	mq_pyconv_out_release(&o);
 
+	/* no config file: a relative path cannot be resolved, and says so */
+	in.yaml = NULL;
+	in.config_dir = NULL;
+	in.json = "{\"storage\": [{\"name\": \"d\", \"type\": \"raw\", \"file\": \"d.img\", \"size\": \"1M\"}]}";
+	ck_assert_int_eq(mq_pyimport_convert(&in, &o, &why), 0);
+	ck_assert_uint_eq(o.notes.n, 1);
+	ck_assert_ptr_nonnull(strstr(o.notes.v[0], "'file: d.img' is relative"));
+	mq_pyconv_out_release(&o);
+
 	/* cannot be converted: the reason */
 	in.yaml = NULL;
 	in.json = "{\"memory\": ";
