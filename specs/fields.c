@@ -451,11 +451,14 @@ enum mq_field_class mq_spec_field_class(const char *key)
 void mq_spec_parse_document(struct mq_pctx *c, const struct mq_ynode *root, struct mq_spec *spec,
 			    struct mq_spec_extra *x)
 {
-	const struct mq_ynode *v[F_COUNT], *k[F_COUNT];
+	/* the rows, and `extends` (already consumed by extends.c, listed so a
+	 * typo such as `extend:` gets a did-you-mean) */
+	static const char *const doc_keys[F_COUNT + 1] = { MQ_FIELD_ROWS(KEY_ROW) "extends" };
+	const struct mq_ynode *v[F_COUNT + 1], *k[F_COUNT + 1];
 	struct mq_argopts opts = { 0 };
 	c->root = root;
 	c->argopts = &opts;
-	mq_collect_keys(c, root, mq_field_keys, F_COUNT, v, k, "");
+	mq_collect_keys(c, root, doc_keys, F_COUNT + 1, v, k, "");
 	for (size_t i = 0; i < F_COUNT; i++)
 		mq_fields[i].parse(c, v[i], spec, x);
 

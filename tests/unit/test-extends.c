@@ -304,6 +304,11 @@ START_TEST(test_errors_located)
 			    "1048576 bytes)");
 	free(e);
 
+	write_file(dir, "typo.yaml", "name: web\nextend: _bases/good.yaml\n");
+	e = load_err(dir, "typo.yaml");
+	ck_assert_str_eq(e, "typo.yaml:2:1: unknown key 'extend' (did you mean 'extends'?)");
+	free(e);
+
 	write_file(dir, "badtype.yaml", "name: web\nextends: [[a]]\n");
 	e = load_err(dir, "badtype.yaml");
 	ck_assert_str_eq(e, "badtype.yaml:2:11: 'extends' entries must be paths of base files, got a list");
