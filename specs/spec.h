@@ -13,6 +13,10 @@
  *            the relative path walked, LINE/COL 1-based from libyaml marks).
  *            Returns 0 when the set is valid, -EINVAL when any diag was
  *            added (and then *out is NULL: the whole set is rejected).
+ *            Files under a directory named _bases are shared bases, read
+ *            only through a document's `extends` (specs/extends.h), whose
+ *            merged result is what gets validated; diags inside a base
+ *            name the base file.
  *
  * Canonical: every valid spec has `canonical` (compact JSON from json-c,
  *            fixed key order, every default filled in, paths absolute) and
@@ -116,8 +120,10 @@ struct mq_specset {
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,
 		    struct mq_strv *diags);
-/* Parse one YAML buffer (for tests and fuzzing): `display_name` is used in
- * diags, `base_dir` resolves relative paths, `source` is stored in each spec.
+/* Parse one YAML buffer (for tests, fuzzing and watch mode): `display_name`
+ * is used in diags, `base_dir` resolves relative paths and `extends` (the
+ * bases are read from disk), `source` is stored in each spec; the bases used
+ * are added to set->bases.
  * Specs are appended to `set` (which may already hold specs); per-spec
  * validation only, no set-level checks.  Returns 0 or -EINVAL with diags. */
 int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
