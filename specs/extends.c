@@ -301,10 +301,16 @@ static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it
 	char *abs = realpath(joined, NULL);
 	struct mq_ynode *res = NULL;
 	if (!abs) {
-		char *es = mq_strerror_lower(errno);
+		int e = errno;
+		char *es = mq_strerror_lower(e);
 		ext_err(d, it, display, "base '%s' cannot be read: %s (paths in 'extends' are relative to the file "
 			"that names them)", cl, es);
 		free(es);
+		if (e == ENOENT) { /* listed all the same, so watch mode sees it appear */
+			char *guess = mq_path_resolve(joined);
+			result_add(out, shown, guess);
+			free(guess);
+		}
 		goto out;
 	}
 	for (size_t i = 0; i < st->n; i++) {
@@ -341,6 +347,7 @@ static struct mq_ynode *extend_one(struct mq_bases *b, const struct mq_ynode *it
 			ext_err(d, it, display, "base '%s' %s", cl, e->why);
 		else
 			*failed = true;
+		result_add(out, e->display, e->abs); /* watch mode waits for its fix */
 		goto out;
 	}
 	if ((int)st->n - 1 + e->height > MQ_EXTENDS_MAX_DEPTH) {

@@ -40,7 +40,8 @@ struct mq_bases;
 struct mq_bases *mq_bases_new(void);
 struct mq_bases *mq_bases_free(struct mq_bases *b);
 
-/* What one document extends. */
+/* What one document extends (after a failure, also the bases that do not
+ * exist yet, so watch mode can wait for them). */
 struct mq_extends_result {
 	struct mq_strv bases;      /* displayed names, chain order (deepest first) */
 	struct mq_strv bases_abs;

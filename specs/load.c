@@ -90,6 +90,11 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 	free(base);
 	free(abs);
 	if (d.n > 0) {
+		/* the bases are still worth watching: fixing one fixes this file */
+		for (size_t i = 0; i < l.n; i++)
+			for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
+				if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
+					mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
 		mq_diags_flush(&d, diags);
 		mq_spec_list_release(&l);
 		mq_bases_free(bases);

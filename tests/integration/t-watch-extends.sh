@@ -2,7 +2,8 @@
 # `maqet watch` and shared bases: saving a base inside the -f directory
 # (_bases/) re-plans and restarts every vm extending it, and only those;
 # a base outside the -f paths is watched too; an invalid base edit is
-# reported at the base's line and leaves the vms alone; fixing it resumes.
+# reported at the base's line and leaves the vms alone; fixing it resumes;
+# a base that does not exist yet is picked up when it appears.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
 [ -x "$MQ_FAKE_QEMU" ] || fail "fake qemu not built (MQ_FAKE_QEMU=$MQ_FAKE_QEMU)"
@@ -14,7 +15,7 @@ printf 'name: a\nextends: [_bases/fake.yaml, ../outside/_bases/mem.yaml]\n' > "$
 printf 'name: b\nextends: _bases/fake.yaml\n' > "$M/b.yaml"
 printf 'name: c\nbinary: %s\nstop_timeout: 1s\nargs: ["-fake-mode", "normal"]\n' "$MQ_FAKE_QEMU" > "$M/c.yaml"
 
-start_watch -f "$M" --settle 200
+start_watch -f "$M" --settle 200 --resync 0
 for v in a b c; do live_pid $v >/dev/null || fail "$v not running after startup: $(mq status 2>&1)"; done
 pa=$(live_pid a); pb=$(live_pid b); pc=$(live_pid c)
 pass "vms extending bases start"
@@ -56,4 +57,18 @@ ra=$(log_count restart ok a)
 printf 'memory: 64M\n' > "$T/outside/_bases/mem.yaml"
 wait_log_n $((ra + 1)) restart ok a 20 || fail "fixed base not applied"
 pass "an invalid base is reported at its line and changes nothing until fixed"
+
+# a vm whose base (outside -f) does not exist yet: created once the base
+# appears, without waiting for a resync
+mkdir -p "$T/later/_bases"
+i0=$(log_count invalid)
+printf 'name: d\nextends: [_bases/fake.yaml, ../later/_bases/mem.yaml]\n' > "$M/d.yaml"
+wait_log_n $((i0 + 1)) invalid "" "" 20 || fail "missing base not reported: $(tail -n 20 "$WATCH_LOG")"
+grep -q "d.yaml:2:29: base '../later/_bases/mem.yaml' cannot be read: no such file or directory" "$WATCH_LOG" ||
+	fail "missing base not located at the extends entry: $(tail -n 5 "$WATCH_LOG")"
+quiet_for 1
+printf 'memory: 32M\n' > "$T/later/_bases/mem.yaml"
+wait_log create ok d 20 || fail "d not created once its base appeared: $(tail -n 20 "$WATCH_LOG")"
+live_pid d >/dev/null || fail "d not running"
+pass "a base that appears later is picked up"
 stop_watch
