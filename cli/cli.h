@@ -108,6 +108,8 @@ extern const char mq_help_global[], mq_help_exit[];
 /* `maqet help --man`: the manual page in roff, from the help text (cli/manpage.c). */
 int mq_cli_print_man(struct mq_cli *cli);
 extern const struct mq_cmd mq_cmd_snapshot;
+extern const struct mq_cmd mq_cmd_render;
+extern const struct mq_cmd mq_cmd_import;
 extern const struct mq_cmd *const mq_cmds[];
 const struct mq_cmd *mq_cli_find_cmd(const char *name);
 

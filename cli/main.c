@@ -13,6 +13,8 @@ const struct mq_cmd *const mq_cmds[] = {
 	&mq_cmd_console, &mq_cmd_logs, &mq_cmd_inspect, &mq_cmd_doctor,
 	&mq_cmd_complete,
 	&mq_cmd_snapshot,
+	&mq_cmd_render,
+	&mq_cmd_import,
 	NULL,
 };
 

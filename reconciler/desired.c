@@ -137,10 +137,11 @@ static bool use_last_valid(struct file_cache *c, const struct mq_manifest_file *
 		return false;
 	char *dir = mq_path_dirname(f->abs);
 	struct mq_strv dd = MQ_STRV_INIT;
-	mq_spec_parse_buffer(c->last_valid, c->len, f->display, dir, f->source, set, &dd);
+	/* fails when a base it extends is invalid now: the file is unresolved */
+	int r = mq_spec_parse_buffer(c->last_valid, c->len, f->display, dir, f->source, set, &dd);
 	mq_strv_clear(&dd);
 	free(dir);
-	return true;
+	return r == 0;
 }
 
 const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)

@@ -604,6 +604,44 @@ fail:
 	return r;
 }
 
+int mq_mwatch_add_file(struct mq_mwatch *w, const char *path, struct mq_error **err)
+{
+	char *parent = mq_path_dirname(path);
+	char *dir = realpath(parent, NULL);
+	free(parent);
+	if (!dir) {
+		char *es = lower_strerror(errno);
+		int r = mq_error_set(err, errno, "cannot watch '%s': %s", path, es);
+		free(es);
+		return r;
+	}
+	const char *slash = strrchr(path, '/');
+	const char *fname = slash ? slash + 1 : path;
+	for (size_t i = 0; i < w->nroots; i++) {
+		const struct root *rt = &w->roots[i];
+		if (rt->fname && strcmp(rt->fname, fname) == 0 && strcmp(rt->dir, dir) == 0) {
+			free(dir);
+			return 0;
+		}
+	}
+	w->roots = xreallocarray(w->roots, w->nroots + 1, sizeof(*w->roots));
+	size_t ri = w->nroots++;
+	struct root *rt = &w->roots[ri];
+	memset(rt, 0, sizeof(*rt));
+	rt->given = xstrdup(path);
+	rt->dir = dir;
+	rt->fname = xstrdup(fname);
+	rt->wd = -1;
+	int r = add_root(w, ri, false, 0, err);
+	if (r < 0) { /* dropped again: the next call retries */
+		free(rt->given);
+		free(rt->dir);
+		free(rt->fname);
+		w->nroots--;
+	}
+	return r;
+}
+
 struct mq_mwatch *mq_mwatch_free(struct mq_mwatch *w)
 {
 	if (!w)

@@ -40,6 +40,11 @@ struct mq_mwatch_opts {
 int mq_mwatch_new(const char *const *paths, size_t n, const struct mq_mwatch_opts *opts,
 		  struct mq_mwatch **out, struct mq_error **err);
 struct mq_mwatch *mq_mwatch_free(struct mq_mwatch *w);
+/* Also watch file `path` (its parent directory filtered to its name), as if
+ * it had been given as one more path: the shared bases (`extends`) that lie
+ * outside the -f paths.  Watching the same file again is a no-op.  Returns 0
+ * or a negative errno with err set (then nothing was added). */
+int mq_mwatch_add_file(struct mq_mwatch *w, const char *path, struct mq_error **err);
 int mq_mwatch_fd(const struct mq_mwatch *w);   /* inotify fd (O_NONBLOCK|O_CLOEXEC) */
 
 /* Read and process all pending inotify events.  now = mq_mono_ms(). */

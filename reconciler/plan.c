@@ -95,12 +95,33 @@ static char *join_changed(const struct mq_strv *keys)
 	return mq_strv_join(keys, ", ");
 }
 
+/* The base files (shared bases, `extends`) that changed keys were written
+ * in, ", "-joined, or NULL when every changed key is the manifest's own. */
+static char *changed_origins(const struct mq_spec *spec, const struct mq_strv *a, const struct mq_strv *b)
+{
+	if (!spec)
+		return NULL;
+	struct mq_strv files = MQ_STRV_INIT;
+	const struct mq_strv *lists[2] = { a, b };
+	for (size_t l = 0; l < 2; l++)
+		for (size_t i = 0; i < lists[l]->n; i++) {
+			const char *o = mq_spec_origin(spec, lists[l]->v[i]);
+			if (o && !mq_strv_contains(&files, o))
+				mq_strv_push(&files, o);
+		}
+	char *r = files.n ? mq_strv_join(&files, ", ") : NULL;
+	mq_strv_clear(&files);
+	return r;
+}
+
 static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_in *in, const struct mq_strv *restart_keys,
 			 const struct mq_strv *other_keys)
 {
 	struct mq_strbuf sb = MQ_STRBUF_INIT;
 	mq_strbuf_init(&sb);
 	char *rk = join_changed(restart_keys), *ok = join_changed(other_keys);
+	char *from = changed_origins(it->spec, restart_keys, other_keys);
+	bool from_done = false;
 	switch (it->action) {
 	case MQ_ACT_CREATE:
 		mq_strbuf_adds(&sb, in->want_running ? "new vm" : "new vm, desired state stopped: record only");
@@ -111,7 +132,8 @@ static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_i
 			mq_strbuf_addf(&sb, "; changed: %s%s%s", rk, restart_keys->n && other_keys->n ? ", " : "", ok);
 		break;
 	case MQ_ACT_RESTART:
-		mq_strbuf_addf(&sb, "changed: %s (needs restart)", rk);
+		mq_strbuf_addf(&sb, "changed: %s (needs restart%s%s)", rk, from ? "; from " : "", from ? from : "");
+		from_done = true;
 		if (other_keys->n)
 			mq_strbuf_addf(&sb, "; also %s", ok);
 		break;
@@ -128,8 +150,11 @@ static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_i
 		else if (restart_keys->n)
 			mq_strbuf_addf(&sb, "changed: %s%s%s; not running, record only", rk,
 				       other_keys->n ? ", " : "", ok);
-		else
-			mq_strbuf_addf(&sb, "changed: %s (no restart needed)", ok);
+		else {
+			mq_strbuf_addf(&sb, "changed: %s (no restart needed%s%s)", ok, from ? "; from " : "",
+				       from ? from : "");
+			from_done = true;
+		}
 		break;
 	case MQ_ACT_NOOP:
 	default:
@@ -149,6 +174,10 @@ static char *make_reason(const struct mq_plan_item *it, const struct mq_decide_i
 			mq_strbuf_addf(&sb, "up to date (observed %s)", it->observed);
 		break;
 	}
+	if (from && !from_done && (restart_keys->n || other_keys->n) && it->action != MQ_ACT_CREATE &&
+	    it->action != MQ_ACT_NOOP)
+		mq_strbuf_addf(&sb, " (from %s)", from);
+	free(from);
 	free(rk);
 	free(ok);
 	return mq_strbuf_detach(&sb);

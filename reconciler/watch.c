@@ -529,6 +529,19 @@ static void on_pass_done(void *ud)
 	mq_loop_defer(p->w->loop, pass_done_deferred, p);
 }
 
+/* Shared bases outside the -f paths are watched too (mq_mwatch_add_file is a
+ * no-op for those already watched); one that cannot be watched is retried
+ * on the next pass. */
+static void watch_bases(struct watch *w)
+{
+	const struct mq_specset *set = mq_desired_set(w->desired);
+	for (size_t i = 0; set && i < set->bases.n; i++) {
+		struct mq_error *err = NULL;
+		mq_mwatch_add_file(w->mw, set->bases.v[i], &err);
+		mq_error_free(err);
+	}
+}
+
 static void abort_pass(struct watch *w, struct pass *p)
 {
 	remove_pass(w, p);
@@ -584,8 +597,10 @@ static void start_pass(struct mq_loop *l, void *ud)
 	bool reload = w->reload_wanted || !mq_desired_set(w->desired);
 	w->pass_wanted = w->reload_wanted = false;
 	mq_audit_new_pass();
-	if (reload)
+	if (reload) {
 		mq_desired_reload(w->desired);
+		watch_bases(w);
+	}
 	if (record_exits(w) < 0) {
 		abort_pass(w, p);
 		return;

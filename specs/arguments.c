@@ -56,7 +56,7 @@ static void aerr(struct actx *c, const struct mq_ynode *n, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	mq_diags_add(c->d, c->file, n->line, n->col, "%s", msg);
+	mq_diags_add(c->d, n->file ? n->file : c->file, n->line, n->col, "%s", msg);
 	free(msg);
 	c->errors++;
 }
@@ -245,7 +245,7 @@ static void render_option(struct actx *c, const struct mq_ynode *key, const stru
 		o->alloc = o->alloc ? o->alloc * 2 : 8;
 		o->v = xreallocarray(o->v, o->alloc, sizeof(*o->v));
 	}
-	o->v[o->n++] = (struct mq_argopt){ xstrdup(canon), key->line, key->col };
+	o->v[o->n++] = (struct mq_argopt){ xstrdup(canon), key->line, key->col, key->file };
 }
 
 int mq_arguments_render(const struct mq_ynode *node, const char *file, struct mq_diags *d, struct mq_strv *out,

@@ -17,6 +17,7 @@
 struct mq_argopt {
 	char *name;
 	int line, col;
+	const char *file; /* NULL = the document's file */
 };
 
 struct mq_argopts {

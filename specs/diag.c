@@ -46,6 +46,11 @@ void mq_diags_flush(struct mq_diags *d, struct mq_strv *out)
 		qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
 	for (size_t i = 0; i < d->n; i++) {
 		struct mq_diag *x = &d->v[i];
+		/* the same message twice (a bad value in a base shared by
+		 * several vms) is reported once */
+		if (i > 0 && x->line == d->v[i - 1].line && x->col == d->v[i - 1].col &&
+		    strcmp(x->file, d->v[i - 1].file) == 0 && strcmp(x->msg, d->v[i - 1].msg) == 0)
+			continue;
 		if (out) {
 			if (x->line > 0)
 				mq_strv_pushf(out, "%s:%d:%d: %s", x->file, x->line, x->col, x->msg);

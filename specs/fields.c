@@ -14,6 +14,11 @@
  * mq_fields[], mq_field_keys[] and the row index enum are all expanded from
  * the same MQ_FIELD_ROWS list, so nothing else can name a key.  The unit
  * test test_fields_table also walks the table at run time.
+ *
+ * `extends` (shared bases) is deliberately not a row: it is not part of the
+ * spec.  specs/extends.c consumes it and merges the bases in before the
+ * table sees the document, so the rows, the canonical JSON and the hash only
+ * ever see the merged result.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -49,7 +54,7 @@ static void name_parse(struct mq_pctx *c, const struct mq_ynode *v, struct mq_sp
 			      "a name matching [a-z0-9][a-z0-9-]{0,62} (lowercase letters, digits and '-')");
 	} else {
 		spec->name = xstrdup(v->text);
-		x->name = (struct mq_pos){ v->line, v->col };
+		x->name = (struct mq_pos){ v->line, v->col, v->file };
 	}
 }
 
@@ -217,7 +222,7 @@ static void depends_on_parse(struct mq_pctx *c, const struct mq_ynode *n, struct
 			free(cl);
 			continue;
 		}
-		x->deps[spec->depends_on.n] = (struct mq_pos){ it->line, it->col };
+		x->deps[spec->depends_on.n] = (struct mq_pos){ it->line, it->col, it->file };
 		mq_strv_push(&spec->depends_on, it->text);
 	}
 	free(first);
@@ -446,11 +451,14 @@ enum mq_field_class mq_spec_field_class(const char *key)
 void mq_spec_parse_document(struct mq_pctx *c, const struct mq_ynode *root, struct mq_spec *spec,
 			    struct mq_spec_extra *x)
 {
-	const struct mq_ynode *v[F_COUNT], *k[F_COUNT];
+	/* the rows, and `extends` (already consumed by extends.c, listed so a
+	 * typo such as `extend:` gets a did-you-mean) */
+	static const char *const doc_keys[F_COUNT + 1] = { MQ_FIELD_ROWS(KEY_ROW) "extends" };
+	const struct mq_ynode *v[F_COUNT + 1], *k[F_COUNT + 1];
 	struct mq_argopts opts = { 0 };
 	c->root = root;
 	c->argopts = &opts;
-	mq_collect_keys(c, root, mq_field_keys, F_COUNT, v, k, "");
+	mq_collect_keys(c, root, doc_keys, F_COUNT + 1, v, k, "");
 	for (size_t i = 0; i < F_COUNT; i++)
 		mq_fields[i].parse(c, v[i], spec, x);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "specs/canonical.h"
+#include "specs/extends.h"
 #include "specs/fields.h"
 #include "specs/load.h"
 #include "specs/value.h"
@@ -30,7 +31,7 @@ static struct mq_spec *spec_new(const char *display_name, const char *abs_file, 
 
 int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name, const char *abs_file,
 			   const char *base_dir, const char *source, struct mq_spec_list *out,
-			   struct mq_diags *d, bool *incomplete)
+			   struct mq_diags *d, bool *incomplete, struct mq_bases *bases)
 {
 	struct mq_ynode **docs = NULL;
 	size_t n_docs = 0;
@@ -48,11 +49,17 @@ int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name
 			struct mq_spec_extra *x = xcalloc(1, sizeof(*x));
 			spec->line = root->line;
 			spec->col = root->col;
-			x->name = (struct mq_pos){ root->line, root->col };
+			x->name = (struct mq_pos){ root->line, root->col, NULL };
+			struct mq_extends_result ext = { 0 };
+			int er = mq_extends_resolve(bases, root, display_name, abs_file, base_dir, d, &ext);
 			mq_spec_parse_document(&c, root, spec, x);
+			mq_strv_extend(&spec->bases, &ext.bases);
+			mq_strv_extend(&spec->bases_abs, &ext.bases_abs);
+			mq_extends_result_release(&ext);
+			mq_extends_origins(root, &spec->origin_keys, &spec->origin_files);
 			if (!spec->name)
 				*incomplete = true; /* a vm whose name we could not read */
-			if (c.errors == 0)
+			if (c.errors == 0 && er == 0)
 				mq_spec_make_canonical(spec);
 			mq_spec_list_push(out, spec, x);
 		}
@@ -76,17 +83,29 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 	struct mq_diags d = { 0 };
 	struct mq_spec_list l = { 0 };
 	bool incomplete = false;
-	mq_spec_parse_internal(buf ? buf : "", buf ? len : 0, display_name, abs, base, source, &l, &d, &incomplete);
+	struct mq_bases *bases = mq_bases_new();
+	mq_spec_parse_internal(buf ? buf : "", buf ? len : 0, display_name, abs, base, source, &l, &d, &incomplete,
+			       bases);
 	free(cwd);
 	free(base);
 	free(abs);
 	if (d.n > 0) {
+		/* the bases are still worth watching: fixing one fixes this file */
+		for (size_t i = 0; i < l.n; i++)
+			for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
+				if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
+					mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
 		mq_diags_flush(&d, diags);
 		mq_spec_list_release(&l);
+		mq_bases_free(bases);
 		return -EINVAL;
 	}
+	mq_bases_free(bases);
 	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
 	for (size_t i = 0; i < l.n; i++) {
+		for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
+			if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
+				mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
 		set->specs[set->n++] = l.v[i];
 		mq_spec_extra_free(l.x[i]);
 	}
@@ -130,6 +149,7 @@ struct walk {
 	struct mq_strv seen; /* realpaths of manifests already read */
 	bool incomplete;
 	struct mq_manifest_list *list; /* list-only mode: record files, parse nothing */
+	struct mq_bases *bases;
 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -157,6 +177,8 @@ bool mq_manifest_name_ok(const char *name)
 
 static void load_file(struct walk *w, const char *display, const char *source)
 {
+	if (mq_path_in_bases_dir(display))
+		return; /* a shared base: read only through `extends` */
 	char *abs = realpath(display, NULL);
 	if (!abs) {
 		char *e = mq_strerror_lower(errno);
@@ -188,7 +210,7 @@ static void load_file(struct walk *w, const char *display, const char *source)
 	}
 	char *dir = mq_path_dirname(abs);
 	bool inc = false;
-	mq_spec_parse_internal(buf, len, display, abs, dir, source, &w->specs, w->d, &inc);
+	mq_spec_parse_internal(buf, len, display, abs, dir, source, &w->specs, w->d, &inc, w->bases);
 	if (inc)
 		w->incomplete = true;
 	free(dir);
@@ -274,7 +296,7 @@ static void walk_paths(struct walk *wp, struct mq_diags *d, const char *const *p
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out, struct mq_strv *diags)
 {
 	struct mq_diags d = { 0 };
-	struct walk w = { .d = &d };
+	struct walk w = { .d = &d, .bases = mq_bases_new() };
 	struct mq_specset *set = mq_specset_new();
 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
@@ -282,13 +304,29 @@ int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset 
 	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
 	mq_strv_clear(&w.seen);
 
+	/* every base in use; a nameless file outside _bases/ that some vm
+	 * extends was read as a vm too: say where it belongs */
+	for (size_t i = 0; i < w.specs.n; i++)
+		for (size_t j = 0; j < w.specs.v[i]->bases_abs.n; j++)
+			if (!mq_strv_contains(&set->bases, w.specs.v[i]->bases_abs.v[j]))
+				mq_strv_push(&set->bases, w.specs.v[i]->bases_abs.v[j]);
+	for (size_t i = 0; i < w.specs.n; i++) {
+		const struct mq_spec *s = w.specs.v[i];
+		if (!s->name && mq_strv_contains(&set->bases, s->abs_file))
+			mq_diags_add(&d, s->file, s->line, s->col,
+				     "this file is extended as a base but sits outside a _bases/ directory, so it is "
+				     "also read as a vm (move it into a directory named _bases)");
+	}
+
 	if (d.n > 0) {
 		mq_diags_flush(&d, diags);
 		mq_spec_list_release(&w.specs);
 		mq_specset_free(set);
+		mq_bases_free(w.bases);
 		return -EINVAL;
 	}
 	mq_diags_release(&d);
+	mq_bases_free(w.bases);
 	set->specs = xreallocarray(set->specs, w.specs.n + 1, sizeof(*set->specs));
 	for (size_t i = 0; i < w.specs.n; i++) {
 		set->specs[set->n++] = w.specs.v[i];

@@ -28,10 +28,12 @@ void mq_spec_list_release(struct mq_spec_list *l); /* frees the specs too */
  * every mapping document becomes a spec appended to `out`, also the invalid
  * ones (any diag rejects the whole set anyway; keeping them lets set-level
  * checks still see their names).  *incomplete is set when the buffer could
- * not be read to its end or a vm's name could not be read.  Returns 0, or
+ * not be read to its end or a vm's name could not be read.  `extends` is
+ * resolved through `bases` (extends.h), which must outlive the diags.   Returns 0, or
  * -EINVAL when diags were added. */
+struct mq_bases;
 int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name, const char *abs_file,
 			   const char *base_dir, const char *source, struct mq_spec_list *out,
-			   struct mq_diags *d, bool *incomplete);
+			   struct mq_diags *d, bool *incomplete, struct mq_bases *bases);
 
 #endif

@@ -99,7 +99,7 @@ void mq_network_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spe
 			}
 			net->forwards[net->n_forwards++] = fwd;
 			x->fwds = xreallocarray(x->fwds, n_fwd_total + 1, sizeof(*x->fwds));
-			x->fwds[n_fwd_total++] = (struct mq_pos){ f->line, f->col };
+			x->fwds[n_fwd_total++] = (struct mq_pos){ f->line, f->col, f->file };
 		}
 	}
 }

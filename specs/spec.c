@@ -10,6 +10,7 @@
  *   names.c      enum <-> manifest spelling
  *   validate.c   cross-field and cross-vm checks
  *   load.c       -f paths -> files -> documents -> specs
+ *   extends.c    `extends`: shared bases merged under a document
  *   canonical.c  canonical JSON, hash, diff   fromjson.c  reading it back
  *   jsonval.c    json-c helpers
  */
@@ -51,6 +52,10 @@ struct mq_spec *mq_spec_free(struct mq_spec *spec)
 	mq_strv_clear(&spec->args);
 	mq_strv_clear(&spec->arguments);
 	free(spec->canonical);
+	mq_strv_clear(&spec->bases);
+	mq_strv_clear(&spec->bases_abs);
+	mq_strv_clear(&spec->origin_keys);
+	mq_strv_clear(&spec->origin_files);
 	free(spec);
 	return NULL;
 }
@@ -68,6 +73,7 @@ struct mq_specset *mq_specset_free(struct mq_specset *set)
 		mq_spec_free(set->specs[i]);
 	free(set->specs);
 	mq_strv_clear(&set->sources);
+	mq_strv_clear(&set->bases);
 	free(set);
 	return NULL;
 }
@@ -80,4 +86,25 @@ const struct mq_spec *mq_specset_find(const struct mq_specset *set, const char *
 		if (set->specs[i]->name && strcmp(set->specs[i]->name, name) == 0)
 			return set->specs[i];
 	return NULL;
+}
+
+const char *mq_spec_origin(const struct mq_spec *spec, const char *key)
+{
+	if (!spec || !key)
+		return NULL;
+	for (size_t i = 0; i < spec->origin_keys.n && i < spec->origin_files.n; i++)
+		if (strcmp(spec->origin_keys.v[i], key) == 0)
+			return spec->origin_files.v[i];
+	return NULL;
+}
+
+bool mq_path_in_bases_dir(const char *path)
+{
+	const char *p = path;
+	while ((p = strstr(p, "_bases/"))) {
+		if (p == path || p[-1] == '/')
+			return true;
+		p++;
+	}
+	return false;
 }

@@ -13,6 +13,10 @@
  *            the relative path walked, LINE/COL 1-based from libyaml marks).
  *            Returns 0 when the set is valid, -EINVAL when any diag was
  *            added (and then *out is NULL: the whole set is rejected).
+ *            Files under a directory named _bases are shared bases, read
+ *            only through a document's `extends` (specs/extends.h), whose
+ *            merged result is what gets validated; diags inside a base
+ *            name the base file.
  *
  * Canonical: every valid spec has `canonical` (compact JSON from json-c,
  *            fixed key order, every default filled in, paths absolute) and
@@ -98,18 +102,28 @@ struct mq_spec {
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */
+
+	/* shared bases (`extends`, see README "Shared bases"); not part of the
+	 * canonical JSON or the hash, which see the merged result only */
+	struct mq_strv bases;        /* displayed names of every base merged in, chain order */
+	struct mq_strv bases_abs;    /* the same, absolute */
+	struct mq_strv origin_keys;  /* top-level keys whose value was written (wholly or */
+	struct mq_strv origin_files; /* partly) in a base: the base file(s), ", "-joined */
 };
 
 struct mq_specset {
 	struct mq_spec **specs;     /* sorted by name */
 	size_t n;
 	struct mq_strv sources;     /* realpath of every -f argument, in the order given */
+	struct mq_strv bases;       /* realpath of every base file some spec extends (for watch) */
 };
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,
 		    struct mq_strv *diags);
-/* Parse one YAML buffer (for tests and fuzzing): `display_name` is used in
- * diags, `base_dir` resolves relative paths, `source` is stored in each spec.
+/* Parse one YAML buffer (for tests, fuzzing and watch mode): `display_name`
+ * is used in diags, `base_dir` resolves relative paths and `extends` (the
+ * bases are read from disk), `source` is stored in each spec; the bases used
+ * are added to set->bases.
  * Specs are appended to `set` (which may already hold specs); per-spec
  * validation only, no set-level checks.  Returns 0 or -EINVAL with diags. */
 int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
@@ -155,6 +169,21 @@ enum mq_field_class {
 /* The class of a canonical key; a key that is not a manifest field (or
  * NULL) is MQ_FIELD_RESTART, the safe answer. */
 enum mq_field_class mq_spec_field_class(const char *key);
+
+/* The merged manifests as YAML (render): validates the set like
+ * mq_specset_load, then every vm (or only `name`) as one YAML document with
+ * its bases merged in and a comment saying where it and each key came from.
+ * Returns 0 and *out (caller frees), -EINVAL with diags, or -ENOENT when no
+ * vm is called `name`. */
+int mq_manifests_render(const char *const *paths, size_t n_paths, const char *name, char **out,
+			struct mq_strv *diags);
+
+/* The base file(s) a top-level key's value was written in, or NULL when it
+ * comes from the manifest itself (or is a default). */
+const char *mq_spec_origin(const struct mq_spec *spec, const char *key);
+/* A path with a directory component named "_bases": such files are shared
+ * bases, never read as vms by the -f walk. */
+bool mq_path_in_bases_dir(const char *path);
 
 /* Compare two canonical JSON documents; append the names of changed top-level
  * keys to `changed` in canonical key order.  Returns 0, or -EINVAL when either

@@ -26,7 +26,7 @@ void mq_check_argument_conflicts(struct mq_pctx *c, const struct mq_argopts *opt
 		for (size_t f = 0; f < mq_fields_n; f++) {
 			const char *argopt = mq_fields[f].argopt;
 			if (argopt && strcmp(o, argopt) == 0 && mq_given(vals[f])) {
-				mq_diags_add(c->d, c->file, opts->v[i].line, opts->v[i].col,
+				mq_diags_add(c->d, opts->v[i].file ? opts->v[i].file : c->file, opts->v[i].line, opts->v[i].col,
 					     "option '-%s' in 'arguments' conflicts with '%s' (line %d); set only one of them",
 					     o, mq_fields[f].key, keys[f]->line);
 				c->errors++;
@@ -71,17 +71,17 @@ static int port_ref_cmp(const void *a, const void *b)
 
 static struct mq_pos pos_name(struct mq_spec **s, struct mq_spec_extra **x, size_t i)
 {
-	return x && x[i] ? x[i]->name : (struct mq_pos){ s[i]->line, s[i]->col };
+	return x && x[i] ? x[i]->name : (struct mq_pos){ s[i]->line, s[i]->col, NULL };
 }
 
 static struct mq_pos pos_dep(struct mq_spec **s, struct mq_spec_extra **x, size_t i, size_t j)
 {
-	return x && x[i] && x[i]->deps ? x[i]->deps[j] : (struct mq_pos){ s[i]->line, s[i]->col };
+	return x && x[i] && x[i]->deps ? x[i]->deps[j] : (struct mq_pos){ s[i]->line, s[i]->col, NULL };
 }
 
 static struct mq_pos pos_fwd(struct mq_spec **s, struct mq_spec_extra **x, size_t i, size_t k)
 {
-	return x && x[i] && x[i]->fwds ? x[i]->fwds[k] : (struct mq_pos){ s[i]->line, s[i]->col };
+	return x && x[i] && x[i]->fwds ? x[i]->fwds[k] : (struct mq_pos){ s[i]->line, s[i]->col, NULL };
 }
 
 /* Index (into specs) of the first vm called `name`, or -1. */
@@ -115,7 +115,7 @@ void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 		if (nu > 0 && strcmp(refs[nu - 1].name, refs[i].name) == 0) {
 			const struct mq_spec *first = specs[refs[nu - 1].idx];
 			struct mq_pos p = pos_name(specs, x, refs[i].idx);
-			mq_diags_add(d, specs[refs[i].idx]->file, p.line, p.col,
+			mq_diags_add(d, p.file ? p.file : specs[refs[i].idx]->file, p.line, p.col,
 				     "duplicate vm name '%s' (first defined at %s:%d:%d)", refs[i].name, first->file,
 				     first->line, first->col);
 			continue;
@@ -147,9 +147,9 @@ void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 		const struct mq_spec *first = specs[ports[f].idx];
 		struct mq_pos fp = pos_fwd(specs, x, ports[f].idx, ports[f].k);
 		struct mq_pos p = pos_fwd(specs, x, ports[i].idx, ports[i].k);
-		mq_diags_add(d, specs[ports[i].idx]->file, p.line, p.col,
+		mq_diags_add(d, p.file ? p.file : specs[ports[i].idx]->file, p.line, p.col,
 			     "host port %s:%u is already forwarded by vm '%s' (%s:%d:%d)", ports[i].f->proto,
-			     (unsigned)ports[i].f->host_port, first->name ? first->name : "?", first->file, fp.line,
+			     (unsigned)ports[i].f->host_port, first->name ? first->name : "?", fp.file ? fp.file : first->file, fp.line,
 			     fp.col);
 	}
 	free(ports);
@@ -164,13 +164,13 @@ void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 			struct mq_pos p = pos_dep(specs, x, i, j);
 			edges[i][j] = -1;
 			if (s->name && strcmp(dep, s->name) == 0) {
-				mq_diags_add(d, s->file, p.line, p.col, "vm '%s' depends on itself", s->name);
+				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "vm '%s' depends on itself", s->name);
 				continue;
 			}
 			long t = lookup(refs, nu, dep);
 			if (t < 0 && !names_incomplete) {
 				char *cl = mq_clip(dep);
-				mq_diags_add(d, s->file, p.line, p.col, "depends_on: unknown vm '%s'", cl);
+				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "depends_on: unknown vm '%s'", cl);
 				free(cl);
 			}
 			edges[i][j] = t;
@@ -218,7 +218,7 @@ void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 				/* reported at the cycle's first vm, on its edge into the cycle */
 				size_t head = stack[from];
 				struct mq_pos p = pos_dep(specs, x, head, next[from] - 1);
-				mq_diags_add(d, specs[head]->file, p.line, p.col, "dependency cycle: %s", sb.buf);
+				mq_diags_add(d, p.file ? p.file : specs[head]->file, p.line, p.col, "dependency cycle: %s", sb.buf);
 				mq_strbuf_release(&sb);
 			}
 		}

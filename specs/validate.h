@@ -18,6 +18,7 @@
 
 struct mq_pos {
 	int line, col;
+	const char *file; /* where written when not the spec's own file (a base), or NULL */
 };
 
 /* Positions the set-level checks need, kept beside each spec while loading. */

@@ -14,7 +14,7 @@ void mq_err_at(struct mq_pctx *c, const struct mq_ynode *n, const char *fmt, ...
 	va_start(ap, fmt);
 	char *msg = xvasprintf(fmt, ap);
 	va_end(ap);
-	mq_diags_add(c->d, c->file, n->line, n->col, "%s", msg);
+	mq_diags_add(c->d, n->file ? n->file : c->file, n->line, n->col, "%s", msg);
 	free(msg);
 	c->errors++;
 }
@@ -125,7 +125,7 @@ char *mq_want_path(struct mq_pctx *c, const struct mq_ynode *n, const char *what
 	const char *text = mq_want_string(c, n, what);
 	if (!text)
 		return NULL;
-	char *joined = text[0] == '/' ? xstrdup(text) : mq_path_join(c->base_dir, text);
+	char *joined = text[0] == '/' ? xstrdup(text) : mq_path_join(n->dir ? n->dir : c->base_dir, text);
 	char *resolved = mq_path_resolve(joined);
 	free(joined);
 	if (mq_path_is_system(resolved)) {

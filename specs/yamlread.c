@@ -22,6 +22,49 @@ struct mq_ynode *mq_ynode_free(struct mq_ynode *n)
 	return NULL;
 }
 
+struct mq_ynode *mq_ynode_clone(const struct mq_ynode *n)
+{
+	if (!n)
+		return NULL;
+	struct mq_ynode *c = xcalloc(1, sizeof(*c));
+	*c = *n;
+	c->text = n->text ? xstrndup(n->text, n->len) : NULL;
+	c->kids = NULL;
+	c->n = c->alloc = 0;
+	if (n->n) {
+		c->kids = xcalloc(n->n, sizeof(*c->kids));
+		c->alloc = n->n;
+		for (size_t i = 0; i < n->n; i++)
+			c->kids[c->n++] = mq_ynode_clone(n->kids[i]);
+	}
+	return c;
+}
+
+void mq_ynode_set_origin(struct mq_ynode *n, const char *file, const char *dir)
+{
+	if (!n)
+		return;
+	n->file = file;
+	n->dir = dir;
+	for (size_t i = 0; i < n->n; i++)
+		mq_ynode_set_origin(n->kids[i], file, dir);
+}
+
+struct mq_ynode *mq_ynode_get(const struct mq_ynode *map, const char *key, size_t *idx)
+{
+	if (!map || map->type != MQ_YN_MAP)
+		return NULL;
+	for (size_t i = 0; i + 1 < map->n; i += 2) {
+		const struct mq_ynode *k = map->kids[i];
+		if (k->type == MQ_YN_SCALAR && strcmp(k->text, key) == 0) {
+			if (idx)
+				*idx = i / 2;
+			return map->kids[i + 1];
+		}
+	}
+	return NULL;
+}
+
 bool mq_ynode_is_null(const struct mq_ynode *n)
 {
 	if (!n)

@@ -31,9 +31,22 @@ struct mq_ynode {
 	bool plain;         /* plain (unquoted) scalar */
 	struct mq_ynode **kids; /* SEQ: items; MAP: key, value, key, value, ... */
 	size_t n, alloc;
+	/* Where the node was written when that is not the document's own file
+	 * (a base merged in by `extends`, see extends.h): its displayed name and
+	 * the directory relative paths resolve against.  NULL = the document's
+	 * file (mq_pctx.file / base_dir).  Borrowed from the base cache. */
+	const char *file;
+	const char *dir;
 };
 
 struct mq_ynode *mq_ynode_free(struct mq_ynode *n);
+/* A deep copy (origin pointers shared). */
+struct mq_ynode *mq_ynode_clone(const struct mq_ynode *n);
+/* Set file/dir of n and every node below it. */
+void mq_ynode_set_origin(struct mq_ynode *n, const char *file, const char *dir);
+/* The value of `key` in mapping `map` (NULL when absent or not a mapping);
+ * *idx = its pair index. */
+struct mq_ynode *mq_ynode_get(const struct mq_ynode *map, const char *key, size_t *idx);
 /* Plain scalar meaning null: "", "~", "null", "Null", "NULL". */
 bool mq_ynode_is_null(const struct mq_ynode *n);
 /* "a string", "a list", "a mapping" or "null", for type errors. */
@@ -50,5 +63,10 @@ int mq_yaml_read_file(const char *path, struct mq_diags *d, char **buf, size_t *
  * be read to its end (docs may still hold the documents before the error). */
 int mq_yaml_parse(const char *buf, size_t len, const char *file, struct mq_diags *d,
 		  struct mq_ynode ***docs, size_t *n_docs);
+
+/* Emit one node tree as a YAML document (block style; scalars that were
+ * quoted stay quoted) appended to out.  Implemented in render.c. */
+struct mq_strbuf;
+int mq_yaml_emit(const struct mq_ynode *root, struct mq_strbuf *out);
 
 #endif

@@ -477,6 +477,56 @@ START_TEST(file_argument_watches_only_that_name)
 }
 END_TEST
 
+/* A shared base outside the watched paths, added later: its saves count,
+ * its neighbours do not, adding it twice is a no-op, a missing one fails. */
+START_TEST(added_file_is_watched)
+{
+	mkdir_rel("vms");
+	mkdir_rel("outside");
+	write_rel("vms/web.yaml", "name: web\n");
+	write_rel("outside/base.yaml", "memory: 1G\n");
+	write_rel("outside/other.yaml", "memory: 1G\n");
+	char *vms = tp("vms"), *base = tp("outside/base.yaml"), *missing = tp("outside/none.yaml");
+	const char *paths[] = { vms };
+	struct mq_mwatch *w = watch_paths(paths, 1);
+	size_t n0 = mq_mwatch_nwatches(w);
+
+	write_rel("outside/base.yaml", "memory: 2G\n");
+	pump(w, SETTLE + 50);
+	ck_assert(!mq_mwatch_pending(w)); /* not watched yet */
+
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_mwatch_add_file(w, base, &err), 0);
+	ck_assert_int_eq(mq_mwatch_add_file(w, base, &err), 0);
+	ck_assert_uint_eq(mq_mwatch_nwatches(w), n0 + 1);
+	ck_assert_int_eq(mq_mwatch_add_file(w, missing, &err), 0); /* its directory exists */
+	mq_mwatch_consume(w);
+
+	write_rel("outside/other.yaml", "memory: 2G\n");
+	pump(w, SETTLE + 50);
+	ck_assert(!mq_mwatch_pending(w)); /* only the added name counts */
+
+	write_rel("outside/.base.yaml.tmp", "memory: 3G\n");
+	rename_rel("outside/.base.yaml.tmp", "outside/base.yaml");
+	pump(w, 30);
+	ck_assert(mq_mwatch_pending(w));
+	assert_changed_is(w, "base.yaml");
+	ck_assert_int_ge(pump_until_due(w, 2000), 0);
+	mq_mwatch_consume(w);
+
+	char *gone = tp("nodir/base.yaml");
+	ck_assert_int_lt(mq_mwatch_add_file(w, gone, &err), 0);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_ptr_nonnull(strstr(err->msg, "cannot watch"));
+	mq_error_free(err);
+	free(gone);
+	free(vms);
+	free(base);
+	free(missing);
+	mq_mwatch_free(w);
+}
+END_TEST
+
 START_TEST(overflow_rescans_and_resyncs)
 {
 	mkdir_rel("root");
@@ -598,6 +648,7 @@ static Suite *mwatch_suite(void)
 	tcase_add_test(tc, new_subdirectory_is_watched);
 	tcase_add_test(tc, directory_moved_out_and_in);
 	tcase_add_test(tc, file_argument_watches_only_that_name);
+	tcase_add_test(tc, added_file_is_watched);
 	tcase_add_test(tc, overflow_rescans_and_resyncs);
 	tcase_add_test(tc, nonexistent_path_is_enoent);
 	tcase_add_test(tc, too_deep_is_an_error);

@@ -346,6 +346,63 @@ START_TEST(test_build_running_restart_vs_update)
 }
 END_TEST
 
+/* A changed key whose value was written in a shared base: the reason names
+ * the base (spec.h origin_keys/origin_files, filled by the loader). */
+START_TEST(test_build_reason_names_base)
+{
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	uint64_t st = 0;
+	ck_assert_int_eq(mq_proc_stat(child, &st, NULL), 0);
+	struct mq_specset *old = parse("name: a\nmemory: 64M\n---\nname: b\n---\nname: c\nmemory: 64M\n", "/src");
+	struct mq_specset *now = parse("name: a\nmemory: 96M\n---\nname: b\nrestart: always\n---\nname: c\n"
+				       "memory: 96M\n",
+				       "/src");
+	struct mq_spec *sa = (struct mq_spec *)mq_specset_find(now, "a");
+	mq_strv_push(&sa->origin_keys, "memory");
+	mq_strv_push(&sa->origin_files, "vms/_bases/small.yaml");
+	struct mq_spec *sb = (struct mq_spec *)mq_specset_find(now, "b");
+	mq_strv_push(&sb->origin_keys, "restart");
+	mq_strv_push(&sb->origin_files, "vms/_bases/policy.yaml");
+	struct mq_vm_record *recs[3];
+	const char *names[] = { "a", "b", "c" };
+	for (int i = 0; i < 3; i++) {
+		recs[i] = rec_from_spec(mq_specset_find(old, names[i]), MQ_STATUS_RUNNING);
+		recs[i]->pid = child;
+		recs[i]->start_time = st;
+	}
+	struct mq_plan *p = NULL;
+	struct mq_plan_opts po = { 0 };
+	ck_assert_int_eq(mq_plan_build(now, recs, 3, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "a")->action, MQ_ACT_RESTART);
+	ck_assert_str_eq(item(p, "a")->reason, "changed: memory (needs restart; from vms/_bases/small.yaml)");
+	ck_assert_int_eq(item(p, "b")->action, MQ_ACT_UPDATE);
+	ck_assert_str_eq(item(p, "b")->reason, "changed: restart (no restart needed; from vms/_bases/policy.yaml)");
+	/* written in the manifest itself: no base named */
+	ck_assert_str_eq(item(p, "c")->reason, "changed: memory (needs restart)");
+	mq_plan_free(p);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	/* down: start, with the base after the reason */
+	for (int i = 0; i < 3; i++) {
+		recs[i]->pid = 0;
+		mq_vm_record_set(&recs[i]->status, MQ_STATUS_STOPPED);
+	}
+	ck_assert_int_eq(mq_plan_build(now, recs, 3, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "a")->action, MQ_ACT_START);
+	ck_assert_ptr_nonnull(strstr(item(p, "a")->reason, "changed: memory (from vms/_bases/small.yaml)"));
+	mq_plan_free(p);
+	for (int i = 0; i < 3; i++)
+		mq_vm_record_free(recs[i]);
+	mq_specset_free(old);
+	mq_specset_free(now);
+}
+END_TEST
+
 START_TEST(test_build_prune_scope_and_guard)
 {
 	struct mq_specset *now = parse("name: keep\n", "/src");
@@ -490,6 +547,7 @@ static Suite *suite(void)
 	tc = tcase_create("build");
 	tcase_add_test(tc, test_build_changes_and_reasons);
 	tcase_add_test(tc, test_build_running_restart_vs_update);
+	tcase_add_test(tc, test_build_reason_names_base);
 	tcase_add_test(tc, test_build_prune_scope_and_guard);
 	tcase_add_test(tc, test_build_idempotent);
 	tcase_add_test(tc, test_build_restart_policy);
