@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "specs/spec.h"
+#include "specs/snapshots.h"
 #include "util/xalloc.h"
 
 struct mq_spec *mq_spec_free(struct mq_spec *spec)
@@ -50,6 +51,7 @@ struct mq_spec *mq_spec_free(struct mq_spec *spec)
 	mq_strv_clear(&spec->depends_on);
 	mq_strv_clear(&spec->args);
 	mq_strv_clear(&spec->arguments);
+	mq_snapshots_free(spec->snapshots);
 	free(spec->canonical);
 	free(spec);
 	return NULL;
