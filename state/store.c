@@ -56,6 +56,14 @@ static const char *const migrations[] = {
 	"ALTER TABLE vms ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE vms ADD COLUMN backoff_until INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE vms ADD COLUMN exit_reason TEXT;",
+	/* 3 -> 4: origin of the snapshots maqet made (state/snapshots.h) */
+	"CREATE TABLE snapshots ("
+	" vm TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" origin TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY (vm, name)"
+	");",
 };
 
 _Static_assert(MQ_ARRAY_SIZE(migrations) == MQ_STORE_SCHEMA_VERSION,

@@ -10,6 +10,7 @@
  *   store.h/.c   open, schema and migrations, transactions, error mapping
  *   vms.h/vms.c  vm records in and out (with the event explaining a write)
  *   events.h/.c  the event log
+ *   snapshots.h/.c  origins of the snapshots maqet made
  *
  * Failures of the disk under the state dir read the same everywhere:
  *   cannot record vm 'web': no space left on device in state dir '/var/lib/maqet'   (-ENOSPC)
@@ -30,13 +31,14 @@
 struct mq_store;
 
 #include "state/events.h"
+#include "state/snapshots.h"
 #include "state/vms.h"
 
 /* Create `dir` (0700) if needed and open/migrate the database. */
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err);
 struct mq_store *mq_store_free(struct mq_store *s);   /* closes; accepts NULL */
 int mq_store_schema_version(struct mq_store *s);      /* current user_version */
-#define MQ_STORE_SCHEMA_VERSION 3
+#define MQ_STORE_SCHEMA_VERSION 4
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable; the
  * combined writes of vms.h (mq_store_vm_put_event, ...) may run inside one. */

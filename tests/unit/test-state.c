@@ -197,7 +197,7 @@ START_TEST(test_open_creates_private_dir_and_db)
 	ck_assert(S_ISREG(st.st_mode));
 	ck_assert_int_eq(st.st_mode & 07777, 0600);
 	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(MQ_STORE_SCHEMA_VERSION, 3);
+	ck_assert_int_eq(MQ_STORE_SCHEMA_VERSION, 4);
 
 	/* WAL mode: the -wal and -shm files exist while open and are private too. */
 	struct mq_vm_record *r = sample("web");
@@ -623,7 +623,7 @@ START_TEST(test_migration_from_v1)
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events_vm_id'"), 0);
 
 	struct mq_store *s = open_ok(tmpdir);
-	ck_assert_int_eq(mq_store_schema_version(s), 3);
+	ck_assert_int_eq(mq_store_schema_version(s), 4);
 	struct mq_vm_record *g = get_ok(s, "old");
 	ck_assert_int_eq(g->pid, 42);
 	ck_assert_uint_eq(g->start_time, UINT64_C(8589934592));
@@ -644,7 +644,10 @@ START_TEST(test_migration_from_v1)
 	mq_event_list_free(ev, n);
 	mq_store_free(s);
 
-	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 4);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('snapshots') WHERE name IN"
+				     " ('vm', 'name', 'origin', 'created_at')"),
+			 4);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('vms') WHERE name IN"
 				     " ('restart_count', 'backoff_until', 'exit_reason')"),
 			 3);
@@ -654,7 +657,7 @@ START_TEST(test_migration_from_v1)
 
 	/* Opening an up-to-date database again changes nothing. */
 	s = open_ok(tmpdir);
-	ck_assert_int_eq(mq_store_schema_version(s), 3);
+	ck_assert_int_eq(mq_store_schema_version(s), 4);
 	mq_store_free(s);
 	free(db);
 }
