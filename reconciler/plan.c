@@ -1,4 +1,5 @@
 #include "reconciler/plan.h"
+#include "reconciler/snapplan.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -276,6 +277,8 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 		free(p->items[i].block_reason);
 		mq_strv_clear(&p->items[i].changed);
 		mq_vm_record_free(p->items[i].rec);
+		struct mq_snap_acts sa = { p->items[i].snaps, p->items[i].n_snaps };
+		mq_snap_acts_release(&sa);
 	}
 	free(p->items);
 	free(p);
@@ -284,5 +287,8 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 
 size_t mq_plan_changes(const struct mq_plan *p)
 {
-	return p->n - p->counts[MQ_ACT_NOOP];
+	size_t n = p->n - p->counts[MQ_ACT_NOOP];
+	for (size_t i = 0; i < p->n; i++)
+		n += p->items[i].n_snaps;
+	return n;
 }
