@@ -106,6 +106,7 @@ void mq_cli_snap_report(void *ud, const char *vm, const struct mq_snap_act *a, c
 
 extern const struct mq_cmd mq_cmd_apply, mq_cmd_plan, mq_cmd_watch, mq_cmd_validate, mq_cmd_status, mq_cmd_start,
 	mq_cmd_stop, mq_cmd_restart, mq_cmd_rm, mq_cmd_events, mq_cmd_help, mq_cmd_version;
+extern const struct mq_cmd mq_cmd_snapshot;
 extern const struct mq_cmd *const mq_cmds[];
 const struct mq_cmd *mq_cli_find_cmd(const char *name);
 

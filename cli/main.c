@@ -8,7 +8,9 @@
 
 const struct mq_cmd *const mq_cmds[] = {
 	&mq_cmd_apply, &mq_cmd_plan, &mq_cmd_watch, &mq_cmd_validate, &mq_cmd_status, &mq_cmd_start, &mq_cmd_stop,
-	&mq_cmd_restart, &mq_cmd_rm, &mq_cmd_events, &mq_cmd_help, &mq_cmd_version, NULL,
+	&mq_cmd_restart, &mq_cmd_rm, &mq_cmd_events, &mq_cmd_help, &mq_cmd_version,
+	&mq_cmd_snapshot,
+	NULL,
 };
 
 const struct mq_cmd *mq_cli_find_cmd(const char *name)

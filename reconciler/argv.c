@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconciler/snapshot.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
@@ -119,6 +120,11 @@ int mq_qemu_build_argv(const struct mq_spec *spec, const struct mq_vm_paths *pat
 		mq_strbuf_addf(&sb, ",format=%s,if=%s,id=", s->type == MQ_STORAGE_RAW ? "raw" : "qcow2",
 			       iface_if(s->interface));
 		add_esc(&sb, s->name);
+		/* an explicit block node name, so snapshots can address every drive */
+		char *node = mq_snap_node_name(spec, i);
+		mq_strbuf_adds(&sb, ",node-name=");
+		add_esc(&sb, node);
+		free(node);
 		push_opt_take(&v, "-drive", &sb);
 
 		if (s->interface == MQ_IFACE_SATA) {

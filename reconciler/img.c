@@ -25,7 +25,7 @@ static void push2(struct mq_strv *v, const char *a, const char *b)
 }
 
 /* qemu-img next to an explicit binary path, else through PATH. */
-static char *find_qemu_img(const struct mq_spec *spec)
+char *mq_img_find(const struct mq_spec *spec)
 {
 	if (spec->binary && strchr(spec->binary, '/')) {
 		char *dir = mq_path_dirname(spec->binary);
@@ -86,7 +86,7 @@ static int create_image(const struct mq_spec *spec, const struct mq_storage *s, 
 	if (r < 0)
 		return mq_error_prefix(err, "storage '%s' of vm '%s'", s->name, spec->name);
 
-	char *qimg = find_qemu_img(spec);
+	char *qimg = mq_img_find(spec);
 	if (!qimg)
 		return mq_error_set(err, ENOENT,
 				    "storage '%s' of vm '%s': cannot create image '%s': qemu-img not found "
@@ -283,4 +283,39 @@ int mq_img_snapshot_apply(const char *qemu_img, const char *image, const char *t
 {
 	int r = img_snapshot(qemu_img, "-a", tag, image, NULL, err);
 	return r < 0 ? mq_error_prefix(err, "cannot apply snapshot '%s' of '%s'", tag, image) : 0;
+}
+
+int mq_img_info_json(const char *qemu_img, const char *image, bool force_share, char **json, struct mq_error **err)
+{
+	char *qimg = qemu_img ? xstrdup(qemu_img) : mq_spawn_resolve("qemu-img");
+	if (!qimg)
+		return mq_error_set(err, ENOENT, "qemu-img not found (install qemu-utils)");
+	struct mq_strv av = MQ_STRV_INIT;
+	mq_strv_push(&av, qimg);
+	mq_strv_push(&av, "info");
+	mq_strv_push(&av, "--output=json");
+	if (force_share)
+		mq_strv_push(&av, "-U");
+	mq_strv_push(&av, image);
+	char *o = NULL;
+	int st = 0;
+	int r = mq_spawn_capture(qimg, av.v, QEMU_IMG_TIMEOUT_MS, &o, &st, err);
+	if (r == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+		char *line = qemu_img_message(o, image);
+		if (!*line) {
+			free(line);
+			char *how = mq_wait_status_str(st);
+			line = xasprintf("qemu-img %s", how);
+			free(how);
+		}
+		r = mq_error_set(err, EIO, "cannot read '%s': %s", image, line);
+		free(line);
+	}
+	if (r == 0)
+		*json = o;
+	else
+		free(o);
+	mq_strv_clear(&av);
+	free(qimg);
+	return r;
 }

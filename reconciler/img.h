@@ -7,6 +7,8 @@
 #ifndef MQ_IMG_H
 #define MQ_IMG_H
 
+#include <stdbool.h>
+
 #include "specs/spec.h"
 #include "util/error.h"
 #include "util/strv.h"
@@ -26,6 +28,12 @@ int mq_qemu_prepare_disks(const struct mq_spec *spec, const char *disk_dir, stru
 int mq_img_snapshot_list(const char *qemu_img, const char *image, struct mq_strv *tags, struct mq_error **err);
 int mq_img_snapshot_create(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
 int mq_img_snapshot_delete(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
+/* `qemu-img info --output=json [-U] image`: its stdout in *json (caller
+ * frees).  force_share (-U) reads an image a running QEMU holds. */
+int mq_img_info_json(const char *qemu_img, const char *image, bool force_share, char **json, struct mq_error **err);
+/* The qemu-img binary for spec: next to an explicit `binary:` path, else
+ * through PATH; NULL when not found.  Caller frees. */
+char *mq_img_find(const struct mq_spec *spec);
 int mq_img_snapshot_apply(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
 
 #endif

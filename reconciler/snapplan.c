@@ -7,7 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "reconciler/img.h"
 #include "reconciler/schedule.h"
+#include "specs/fromjson.h"
+#include "util/paths.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
@@ -232,3 +235,32 @@ int mq_snap_take_scheduled(const struct mq_snapops *ops, const struct mq_snap_en
 	struct mq_snap_act a = { MQ_SNAPACT_SCHEDULED, NULL, (char *)"scheduled snapshot due" };
 	return take(ops, env, vm, decl, &a, now_ms, report, ud, res);
 }
+
+/* ---- the default operations: the snapshot library ----------------------- */
+
+/* A declared snapshot of a VM that never ran: create its images first
+ * (the library refuses drives without an image). */
+static int lib_create(const struct mq_snap_env *env, struct mq_vm_record *rec, const struct mq_snap_create_opts *o,
+		      struct mq_snap_result *res, struct mq_error **err)
+{
+	if (!mq_snap_vm_running(rec) && rec->spec_json) {
+		struct mq_spec *spec = NULL;
+		int r = mq_spec_from_canonical(rec->spec_json, rec->source, &spec, err);
+		if (r == 0 && env->disk_dir)
+			r = mq_mkdir_p(env->disk_dir, 0700, err);
+		if (r == 0)
+			r = mq_qemu_prepare_disks(spec, env->disk_dir, NULL, err);
+		mq_spec_free(spec);
+		if (r < 0)
+			return mq_error_prefix(err, "cannot snapshot vm '%s'", rec->name);
+	}
+	return mq_snap_create(env, rec, o, res, err);
+}
+
+const struct mq_snapops mq_snapops_default = {
+	.list = mq_snap_list,
+	.create = lib_create,
+	.del = mq_snap_delete,
+	.list_release = mq_snap_list_release,
+	.result_release = mq_snap_result_release,
+};

@@ -19,7 +19,8 @@
  *
  * The snapshot operations are reached through struct mq_snapops, so the
  * pure planning is unit-tested with a fake and the library can be swapped:
- * mq_snapops_default is the snapshot library (reconciler/snapshot.h).
+ * mq_snapops_default is the snapshot library (reconciler/snapshot.h), which
+ * for a VM that never ran first gets its images created.
  */
 #ifndef MQ_SNAPPLAN_H
 #define MQ_SNAPPLAN_H

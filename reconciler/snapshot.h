@@ -79,7 +79,8 @@ const char *mq_snap_origin_name(enum mq_snap_origin o); /* NULL out of range */
 /* Exact names; -EINVAL "unknown snapshot origin 'x'". */
 int mq_snap_origin_parse(const char *s, enum mq_snap_origin *out, struct mq_error **err);
 
-/* Name rules: [A-Za-z0-9._-]{1,64}.  For MQ_SNAP_MANUAL and MQ_SNAP_DECLARED
+/* Name rules: [A-Za-z0-9._-]{1,64}, and not digits only (QEMU would take
+ * such a name for a snapshot id).  For MQ_SNAP_MANUAL and MQ_SNAP_DECLARED
  * the reserved prefixes "auto-", "pre-change-", "pre-restore-" are refused
  * ("snapshot name 'auto-x' is reserved: the prefix 'auto-' is for maqet's
  * own snapshots"); maqet's own origins may use them.  -EINVAL. */
@@ -92,7 +93,8 @@ char *mq_snap_auto_name(const char *prefix, int64_t now_ms);
 
 /* The block node name maqet gives drive `storage` on the QEMU command line
  * ("mq-" + storage name, when that fits QEMU's rules (letter first, then
- * [A-Za-z0-9_.-], <= 31 chars); otherwise "mq-drive<index>").  Caller frees. */
+ * [A-Za-z0-9_.-], <= 31 chars); otherwise "mqdrive<index>", which no
+ * "mq-" name can equal).  Caller frees. */
 char *mq_snap_node_name(const struct mq_spec *spec, size_t storage_index);
 
 /* One snapshot of a VM (a tag, on one or more of its drives). */
@@ -101,6 +103,7 @@ struct mq_snapshot {
 	char **drives;          /* storage names holding the tag, in spec order */
 	size_t n_drives;
 	bool vmstate;           /* memory state included (vm-state-size > 0 on a drive) */
+	char *vmstate_drive;    /* the drive holding it, or NULL */
 	uint64_t vmstate_size;  /* bytes */
 	int64_t created_at;     /* wall ms (date-sec/date-nsec of the image) */
 	uint64_t vm_clock_ns;   /* guest clock at the snapshot */

@@ -314,19 +314,19 @@ START_TEST(test_argv_full)
 	static const char *const want[] = {
 		"/opt/qemu/bin/qemu-system-x86_64", "-name", "web", "-machine", "q35", "-accel", "kvm",
 		"-m", "1024M", "-smp", "2", "-display", "gtk", "-vga", "std",
-		"-drive", "file=/var/d,,isks/web-root.qcow2,format=qcow2,if=virtio,id=root",
-		"-drive", "file=/srv/a,,b.raw,format=raw,if=none,id=d1",
+		"-drive", "file=/var/d,,isks/web-root.qcow2,format=qcow2,if=virtio,id=root,node-name=mq-root",
+		"-drive", "file=/srv/a,,b.raw,format=raw,if=none,id=d1,node-name=mq-d1",
 		"-device", "ahci,id=ahci0",
 		"-device", "ide-hd,drive=d1,bus=ahci0.0",
-		"-drive", "file=/var/d,,isks/web-d2.qcow2,format=qcow2,if=none,id=d2",
+		"-drive", "file=/var/d,,isks/web-d2.qcow2,format=qcow2,if=none,id=d2,node-name=mq-d2",
 		"-device", "ide-hd,drive=d2,bus=ahci0.1",
-		"-drive", "file=/var/d,,isks/web-d3.qcow2,format=qcow2,if=ide,id=d3",
-		"-drive", "file=/var/d,,isks/web-d4.qcow2,format=qcow2,if=none,id=d4",
+		"-drive", "file=/var/d,,isks/web-d3.qcow2,format=qcow2,if=ide,id=d3,node-name=mq-d3",
+		"-drive", "file=/var/d,,isks/web-d4.qcow2,format=qcow2,if=none,id=d4,node-name=mq-d4",
 		"-device", "virtio-scsi-pci,id=scsi0",
 		"-device", "scsi-hd,drive=d4,bus=scsi0.0",
-		"-drive", "file=/var/d,,isks/web-d5.raw,format=raw,if=none,id=d5",
+		"-drive", "file=/var/d,,isks/web-d5.raw,format=raw,if=none,id=d5,node-name=mq-d5",
 		"-device", "scsi-hd,drive=d5,bus=scsi0.0",
-		"-drive", "file=/var/d,,isks/web-d6.qcow2,format=qcow2,if=none,id=d6",
+		"-drive", "file=/var/d,,isks/web-d6.qcow2,format=qcow2,if=none,id=d6,node-name=mq-d6",
 		"-virtfs", "local,path=/srv/sh,,are,mount_tag=host0,security_model=mapped-xattr,readonly=on,id=share",
 		"-virtfs", "local,path=/srv/rw,mount_tag=host1,security_model=none,id=rw",
 		"-netdev", "user,id=net0,hostfwd=tcp::2222-:22,hostfwd=udp::5353-:53",
@@ -507,15 +507,15 @@ START_TEST(test_yaml_every_key)
 	ck_assert_int_eq(find_pair(&argv, "-smp", "2"), 9);
 	ck_assert_int_eq(find_pair(&argv, "-display", "gtk"), 11);
 	ck_assert_int_eq(find_pair(&argv, "-vga", "std"), 13);
-	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-root.qcow2,format=qcow2,if=virtio,id=root"), 0);
-	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/srv/img/da,,ta.raw,format=raw,if=none,id=data"), 0);
+	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-root.qcow2,format=qcow2,if=virtio,id=root,node-name=mq-root"), 0);
+	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/srv/img/da,,ta.raw,format=raw,if=none,id=data,node-name=mq-data"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-device", "ahci,id=ahci0"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-device", "ide-hd,drive=data,bus=ahci0.0"), 0);
-	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-ide0.qcow2,format=qcow2,if=ide,id=ide0"), 0);
-	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-sc.qcow2,format=qcow2,if=none,id=sc"), 0);
+	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-ide0.qcow2,format=qcow2,if=ide,id=ide0,node-name=mq-ide0"), 0);
+	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-sc.qcow2,format=qcow2,if=none,id=sc,node-name=mq-sc"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-device", "virtio-scsi-pci,id=scsi0"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-device", "scsi-hd,drive=sc,bus=scsi0.0"), 0);
-	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-loose.raw,format=raw,if=none,id=loose"), 0);
+	ck_assert_int_ge(find_pair(&argv, "-drive", "file=/var/disks/web-loose.raw,format=raw,if=none,id=loose,node-name=mq-loose"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-virtfs",
 				   "local,path=/srv/share,mount_tag=host0,security_model=mapped-xattr,readonly=on,id=share"),
 			 0);
