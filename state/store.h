@@ -38,7 +38,7 @@ struct mq_store;
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err);
 struct mq_store *mq_store_free(struct mq_store *s);   /* closes; accepts NULL */
 int mq_store_schema_version(struct mq_store *s);      /* current user_version */
-#define MQ_STORE_SCHEMA_VERSION 4
+#define MQ_STORE_SCHEMA_VERSION 5
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable; the
  * combined writes of vms.h (mq_store_vm_put_event, ...) may run inside one. */
