@@ -189,7 +189,9 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 					json_object *so = json_object_new_object();
 					json_object_object_add(so, "action", json_object_new_string("snapshot"));
 					json_object_object_add(so, "kind", json_object_new_string(
-									    a->kind == MQ_SNAPACT_NAMED ? "named" : "scheduled"));
+									    a->kind == MQ_SNAPACT_NAMED       ? "named"
+									    : a->kind == MQ_SNAPACT_SCHEDULED ? "scheduled"
+													      : "pre-change"));
 					json_object_object_add(so, "name", a->name ? json_object_new_string(a->name) : NULL);
 					json_object_object_add(so, "reason", json_object_new_string(a->reason));
 					json_object_array_add(sn, so);

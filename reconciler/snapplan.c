@@ -108,6 +108,11 @@ size_t mq_snap_plan_add(struct mq_plan *plan, const struct mq_snapops *ops, cons
 			running = mq_status_is_up(it->observed);
 		struct mq_snap_plan_in in = { it->spec->snapshots, have ? &list : NULL, running, now_ms };
 		struct mq_snap_acts acts = { 0 };
+		const struct mq_snap_before *bc = it->spec->snapshots->before_change;
+		if (it->action == MQ_ACT_RESTART && bc && bc->enabled && mq_status_is_up(it->observed))
+			push(&acts, MQ_SNAPACT_PRE_CHANGE, NULL,
+			     xstrdup(bc->rollback ? "pre-change snapshot before restart (rollback if the new spec fails)"
+						  : "pre-change snapshot before restart"));
 		mq_snap_plan_vm(&in, &acts);
 		if (have)
 			ops->list_release(&list);
@@ -129,8 +134,8 @@ static struct mq_vm_record *current(const struct mq_snap_env *env, const char *v
 }
 
 static void retention(const struct mq_snapops *ops, const struct mq_snap_env *env, struct mq_vm_record *rec,
-		      unsigned keep, const struct mq_snap_act *a, mq_snap_report_fn report, void *ud,
-		      struct mq_snap_exec_result *res)
+		      enum mq_snap_origin origin, unsigned keep, const struct mq_snap_act *a, mq_snap_report_fn report,
+		      void *ud, struct mq_snap_exec_result *res)
 {
 	struct mq_snap_list list = { 0 };
 	struct mq_error *err = NULL;
@@ -142,7 +147,7 @@ static void retention(const struct mq_snapops *ops, const struct mq_snap_env *en
 		return;
 	}
 	struct mq_strv del = MQ_STRV_INIT;
-	mq_sched_retention(&list, MQ_SNAP_SCHEDULED, keep, &del);
+	mq_sched_retention(&list, origin, keep, &del);
 	ops->list_release(&list);
 	for (size_t k = 0; k < del.n; k++) {
 		struct mq_snap_result sr = { 0 };
@@ -154,7 +159,9 @@ static void retention(const struct mq_snapops *ops, const struct mq_snap_env *en
 		else
 			res->deleted++;
 		if (report) {
-			char *m = r < 0 ? NULL : xasprintf("deleted scheduled snapshot '%s' (keep %u)", del.v[k], keep);
+			char *m = r < 0 ? NULL
+					: xasprintf("deleted %s snapshot '%s' (keep %u)",
+						    origin == MQ_SNAP_PRE_CHANGE ? "pre-change" : "scheduled", del.v[k], keep);
 			report(ud, rec->name, a, del.v[k], true, r == 0, r < 0 ? (err ? err->msg : "cannot delete") : m);
 			free(m);
 		}
@@ -200,7 +207,7 @@ static int take(const struct mq_snapops *ops, const struct mq_snap_env *env, con
 		}
 		ops->result_release(&sr);
 		if (r == 0 && a->kind == MQ_SNAPACT_SCHEDULED && decl->schedule)
-			retention(ops, env, rec, decl->schedule->keep, a, report, ud, res);
+			retention(ops, env, rec, MQ_SNAP_SCHEDULED, decl->schedule->keep, a, report, ud, res);
 	}
 	if (r < 0) {
 		res->failed++;
@@ -221,6 +228,15 @@ void mq_snap_exec(const struct mq_plan *plan, const struct mq_snapops *ops, cons
 		const struct mq_plan_item *it = &plan->items[i];
 		for (size_t k = 0; k < it->n_snaps; k++) {
 			struct mq_snap_act a = { it->snaps[k].kind, it->snaps[k].name, it->snaps[k].reason };
+			if (a.kind == MQ_SNAPACT_PRE_CHANGE) {
+				/* taken by the restart itself: only its retention here */
+				const struct mq_snap_before *bc = it->spec->snapshots->before_change;
+				struct mq_vm_record *rec = current(env, it->name, NULL);
+				if (rec && bc)
+					retention(ops, env, rec, MQ_SNAP_PRE_CHANGE, bc->keep, &a, report, ud, &local);
+				mq_vm_record_free(rec);
+				continue;
+			}
 			take(ops, env, it->name, it->spec->snapshots, &a, mq_now_ms(), report, ud, &local);
 		}
 	}

@@ -37,6 +37,9 @@
 enum mq_snap_act_kind {
 	MQ_SNAPACT_NAMED = 1,   /* create `name` (origin declared) */
 	MQ_SNAPACT_SCHEDULED,   /* create auto-<time> (origin scheduled), then retention */
+	MQ_SNAPACT_PRE_CHANGE,  /* taken by the restart job itself (apply.c, vmjob.h: stop,
+	                           snapshot pre-change-<time>, start, roll back on failure);
+	                           mq_snap_exec only applies before_change.keep afterwards */
 };
 
 struct mq_snap_act {
