@@ -832,7 +832,7 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			j->needs_start = true;
 			const struct mq_snapshots *sn = it->spec ? it->spec->snapshots : NULL;
 			if (up && sn && sn->before_change && sn->before_change->enabled && r->recspecs[i]) {
-				j->pre_change = mq_snap_time_name("pre-change-", mq_now_ms() / 1000 * 1000);
+				j->pre_change = mq_snap_auto_name("pre-change-", mq_now_ms() / 1000 * 1000);
 				j->vj.pre_change = j->pre_change;
 				j->vj.old_spec = r->recspecs[i];
 				j->vj.rollback = sn->before_change->rollback;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "reconciler/img.h"
 #include "reconciler/schedule.h"
@@ -69,17 +68,6 @@ void mq_snap_plan_vm(const struct mq_snap_plan_in *in, struct mq_snap_acts *out)
 			push(out, MQ_SNAPACT_SCHEDULED, NULL, xasprintf("scheduled snapshot due (last %s ago)", age));
 		}
 	}
-}
-
-char *mq_snap_time_name(const char *prefix, int64_t now_ms)
-{
-	time_t t = (time_t)(now_ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char buf[40];
-	strftime(buf, sizeof(buf), "%Y%m%dT%H%M%S", &tm);
-	int ms = (int)(now_ms % 1000);
-	return ms ? xasprintf("%s%s.%03dZ", prefix, buf, ms) : xasprintf("%s%sZ", prefix, buf);
 }
 
 size_t mq_snap_plan_add(struct mq_plan *plan, const struct mq_snapops *ops, const struct mq_snap_env *env,
@@ -176,7 +164,7 @@ static int take(const struct mq_snapops *ops, const struct mq_snap_env *env, con
 {
 	struct mq_error *err = NULL;
 	struct mq_vm_record *rec = current(env, vm, &err);
-	char *name = a->kind == MQ_SNAPACT_NAMED ? xstrdup(a->name) : mq_snap_time_name("auto-", now_ms - now_ms % 1000);
+	char *name = a->kind == MQ_SNAPACT_NAMED ? xstrdup(a->name) : mq_snap_auto_name("auto-", now_ms - now_ms % 1000);
 	int r = -ENOENT;
 	if (rec) {
 		bool running = mq_status_is_up(mq_observe(rec));

@@ -69,10 +69,6 @@ void mq_snap_plan_vm(const struct mq_snap_plan_in *in, struct mq_snap_acts *out)
 int64_t mq_snap_next_due(const struct mq_snapshots *decl, const struct mq_snap_list *list, bool running,
 			 int64_t now_ms);
 
-/* "auto-20261201T120000Z" style names: prefix + UTC time of now_ms, with
- * ".mmm" before the Z when the milliseconds are not 0.  Caller frees. */
-char *mq_snap_time_name(const char *prefix, int64_t now_ms);
-
 struct mq_snapops {
 	int (*list)(const struct mq_snap_env *env, const struct mq_vm_record *rec, struct mq_snap_list *out,
 		    struct mq_error **err);
