@@ -392,7 +392,7 @@ static int op_list(struct op *op, struct mq_snap_list *out, struct mq_error **er
 			char *img = image_of(op, i);
 			if (access(img, F_OK) == 0) {
 				char *json = NULL;
-				r = mq_img_info_json(op->qemu_img, img, false, &json, err);
+				r = mq_img_info_json(op->qemu_img, img, true, &json, err);
 				if (r == 0)
 					r = mq_snap_list_merge_json(&l, op->spec->storage[i].name, json, err);
 				free(json);
@@ -509,11 +509,10 @@ static char *event_detail(const struct op *op, const char *name, enum mq_snap_or
 }
 
 /* A refusal: the event (best effort) and the error. */
-static int refuse(struct op *op, const char *action, const char *name, struct mq_error **err)
+static int refuse(struct op *op, const char *action, struct mq_error **err)
 {
 	if (op->env->store && err && *err)
 		mq_event(op->env->store, op->rec->name, op->rec->source, action, "refused", (*err)->msg);
-	(void)name;
 	return err && *err ? -(*err)->code : -EINVAL;
 }
 
@@ -856,7 +855,7 @@ static int create_in(struct op *op, const struct mq_snap_create_opts *o, struct 
 		if (strncmp(e->msg, "cannot ", 7) != 0)
 			r = mq_error_prefix(&e, "cannot snapshot vm '%s'", vm);
 		*err = e;
-		return refuse(op, "snapshot-create", o->name, err);
+		return refuse(op, "snapshot-create", err);
 	}
 	const char *mode = live ? (vmstate ? "live, memory" : "live, disks only") : "offline";
 	char *d = event_detail(op, o->name, o->origin, mode, -1, NULL);
@@ -1062,7 +1061,7 @@ static int restore_in(struct op *op, const struct mq_snap_restore_opts *o, struc
 		if (strncmp(e->msg, "cannot ", 7) != 0)
 			r = mq_error_prefix(&e, "cannot restore vm '%s'", vm);
 		*err = e;
-		return refuse(op, "snapshot-restore", o->name, err);
+		return refuse(op, "snapshot-restore", err);
 	}
 	/* the backup: a mistaken restore can be undone */
 	if (!o->no_backup) {
@@ -1220,7 +1219,7 @@ static int delete_in(struct op *op, const char *name, struct mq_snap_result *res
 		*err = e;
 		if (strncmp(e->msg, "cannot ", 7) != 0)
 			r = mq_error_prefix(err, "cannot delete snapshot '%s' of vm '%s'", name, vm);
-		return refuse(op, "snapshot-delete", name, err);
+		return refuse(op, "snapshot-delete", err);
 	}
 	const char *mode = op->running ? "live" : "offline";
 	char *d = event_detail(op, name, origin, mode, -1, NULL);

@@ -34,16 +34,26 @@
  *     memory state with a raw drive or a virtfs share (the message names the
  *     drive / share and why), missing snapshot, restore of a running VM that
  *     would lose its memory state without force.
- *   - Phases: create goes snapshot-begin -> snapshot-end (resume = the phase
- *     before); restore restore-begin -> restore-end; each written with
+ *   - Phases: create and delete go snapshot-begin -> snapshot-end (resume =
+ *     the phase before); restore restore-begin -> restore-end; each written with
  *     mq_audit_record() (vm record + event in one transaction).  A disk-only
  *     restore of a running VM is stop-begin/stop-ok (qemu.c stop ladder),
  *     restore-begin/-end, start-begin/start-ok (mq_qemu_start).  `rec` is
  *     updated in place to the last record written (the caller may keep using
  *     it); it must be the current row of the store.
  *   - Events (state events table, via audit.c): action "snapshot-create",
- *     "snapshot-restore", "snapshot-delete"; outcome "ok" / "failed" /
- *     "refused"; detail "snapshot 'S' (origin O, MODE) by WHO in N ms[: error]".
+ *     "snapshot-restore", "snapshot-delete"; outcome "started" (with the
+ *     begin transition), then "ok" / "failed" (with the end transition), or
+ *     "refused" alone (nothing was changed); detail "snapshot 'S' (origin O,
+ *     MODE) by WHO in N ms[: error]", MODE "offline", "live, memory",
+ *     "live, disks only", "stop, offline, start" (restore), "live" (delete).
+ *     The stop and start of a disk-only restore are "stop" / "start" events.
+ *   - A phase "snapshotting"/"restoring" found at the start (a maqet that
+ *     died half-way) is ended first (event outcome "failed", "interrupted").
+ *     A VM "starting"/"stopping", or recorded up with its process gone, is
+ *     refused.
+ *   - env->store is an open store of the calling process (a worker opens
+ *     its own).  runtime_dir/disk_dir as for apply (mq_start_opts).
  *   - Atomicity: a create that fails half-way deletes the tag from the drives
  *     where it was created (and its store row), and a running VM keeps
  *     running (snapshot-save stops the CPUs only while it runs and QEMU

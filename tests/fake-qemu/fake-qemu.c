@@ -23,7 +23,9 @@
  * reply {} and then walk JOB_STATUS_CHANGE created -> running -> waiting ->
  * pending -> concluded (a step every JOB_STEP_MS, progress 0..100 in
  * query-jobs); job-dismiss of a concluded job emits status "null".  Mode
- * job-fail goes running -> aborting -> concluded with an error instead.
+ * job-fail goes running -> aborting -> concluded with an error instead;
+ * mode job-step=MS sets the time between steps.  query-block lists every
+ * -drive (id, node-name, file, format) with an image without snapshots.
  * Mode poweroff-on-cont: the guest powers off right after `cont` (RESUME,
  * then SHUTDOWN guest-shutdown, then exit 0).
  *
@@ -85,7 +87,15 @@ static struct {
 	bool silent, no_greeting, oversized, job_fail, poweroff_on_cont;
 	long die_after_ms;  /* <0: off */
 	long slow_start_ms; /* <0: off */
-} mode = { .die_after_ms = -1, .slow_start_ms = -1 };
+	long job_step_ms;   /* time between job steps */
+} mode = { .die_after_ms = -1, .slow_start_ms = -1, .job_step_ms = JOB_STEP_MS };
+
+/* -drive ...,id=ID,node-name=NODE,file=FILE: answered by query-block */
+#define MAX_DRIVES 16
+static struct drive {
+	char id[128], node[128], file[4096], format[16];
+} drives[MAX_DRIVES];
+static int ndrives;
 
 static int64_t now_ms(void)
 {
@@ -147,6 +157,8 @@ static void parse_modes(const char *s)
 			mode.die_after_ms = parse_ms(m + 10, "die-after");
 		else if (!strncmp(m, "slow-start=", 11))
 			mode.slow_start_ms = parse_ms(m + 11, "slow-start");
+		else if (!strncmp(m, "job-step=", 9))
+			mode.job_step_ms = parse_ms(m + 9, "job-step");
 		else
 			fprintf(stderr, "fake-qemu: ignoring unknown mode '%s'\n", m);
 	}
@@ -309,6 +321,22 @@ static bool is_flag_option(const char *o)
 	return false;
 }
 
+static void opt_drive(const char *v)
+{
+	if (ndrives >= MAX_DRIVES)
+		return;
+	struct drive *d = &drives[ndrives];
+	if (!opt_get(v, "id", d->id, sizeof(d->id)))
+		snprintf(d->id, sizeof(d->id), "drive%d", ndrives);
+	if (!opt_get(v, "node-name", d->node, sizeof(d->node)))
+		snprintf(d->node, sizeof(d->node), "#block%d", 100 + ndrives);
+	if (!opt_get(v, "file", d->file, sizeof(d->file)))
+		d->file[0] = '\0';
+	if (!opt_get(v, "format", d->format, sizeof(d->format)))
+		snprintf(d->format, sizeof(d->format), "raw");
+	ndrives++;
+}
+
 static void parse_argv(int argc, char **argv, const char **fake_mode)
 {
 	for (int i = 1; i < argc; i++) {
@@ -326,7 +354,8 @@ static void parse_argv(int argc, char **argv, const char **fake_mode)
 			prelaunch = true;
 		if (is_flag_option(a))
 			continue;
-		static const char *const valued[] = { "-chardev", "-mon", "-qmp", "-serial", "-device", "-fake-mode" };
+		static const char *const valued[] = { "-chardev", "-mon", "-qmp", "-serial", "-device", "-fake-mode",
+						      "-drive" };
 		bool known = false;
 		for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++)
 			if (!strcmp(a, valued[k]))
@@ -347,6 +376,8 @@ static void parse_argv(int argc, char **argv, const char **fake_mode)
 				opt_serial(v);
 			else if (!strcmp(a, "-device"))
 				opt_device(v);
+			else if (!strcmp(a, "-drive"))
+				opt_drive(v);
 			else
 				*fake_mode = v;
 			continue;
@@ -550,7 +581,7 @@ static bool new_job(const char *id, const char *cmd)
 		j->used = true;
 		snprintf(j->id, sizeof(j->id), "%s", id);
 		snprintf(j->type, sizeof(j->type), "%s", cmd);
-		j->next_at = now_ms() + JOB_STEP_MS;
+		j->next_at = now_ms() + mode.job_step_ms;
 		return true;
 	}
 	return false;
@@ -583,7 +614,7 @@ static void jobs_tick(void)
 			j->current += 25; /* "" steps make progress */
 		if (mode.job_fail && !strcmp(st, "aborting"))
 			j->failed = true;
-		j->next_at = j->step < n ? now_ms() + JOB_STEP_MS : -1;
+		j->next_at = j->step < n ? now_ms() + mode.job_step_ms : -1;
 	}
 }
 
@@ -692,6 +723,21 @@ static void handle_command(struct chardev *c, json_object *req)
 			reply(c, id, NULL);
 			job_status(find_job(json_object_get_string(jid)), "created");
 		}
+	} else if (!strcmp(cmd, "query-block")) {
+		json_object *list = json_object_new_array();
+		for (int i = 0; i < ndrives; i++) {
+			json_object *b = json_object_new_object(), *ins = json_object_new_object(),
+				    *img = json_object_new_object();
+			json_object_object_add(img, "filename", json_object_new_string(drives[i].file));
+			json_object_object_add(img, "format", json_object_new_string(drives[i].format));
+			json_object_object_add(ins, "node-name", json_object_new_string(drives[i].node));
+			json_object_object_add(ins, "drv", json_object_new_string(drives[i].format));
+			json_object_object_add(ins, "image", img);
+			json_object_object_add(b, "device", json_object_new_string(drives[i].id));
+			json_object_object_add(b, "inserted", ins);
+			json_object_array_add(list, b);
+		}
+		reply(c, id, list);
 	} else if (!strcmp(cmd, "query-jobs")) {
 		json_object *list = json_object_new_array();
 		for (int i = 0; i < MAX_JOBS; i++) {

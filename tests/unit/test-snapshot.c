@@ -374,6 +374,35 @@ START_TEST(test_list_stopped_vm)
 	ck_assert_ptr_nonnull(strstr(err->msg, "it has no snapshot 'fresh'"));
 	mq_error_free(err);
 
+	/* a phase left by a maqet that died half-way is ended first */
+	mq_vm_record_set(&rec->status, "snapshotting");
+	ck_assert_int_eq(mq_store_vm_put(s, rec, NULL), 0);
+	r = mq_snap_delete(&env, rec, "golden", NULL, &err);
+	ck_assert_msg(r == 0, "delete: %s", err ? err->msg : "?");
+	ck_assert_str_eq(rec->status, "stopped");
+	struct mq_event **ev = NULL;
+	size_t nev = 0;
+	ck_assert_int_eq(mq_store_event_list(s, "web", 0, &ev, &nev, NULL), 0);
+	bool interrupted = false;
+	for (size_t i = 0; i < nev; i++)
+		interrupted |= ev[i]->detail && strstr(ev[i]->detail, "interrupted") && !strcmp(ev[i]->outcome, "failed");
+	mq_event_list_free(ev, nev);
+	ck_assert(interrupted);
+	struct mq_vm_record *back = NULL;
+	ck_assert_int_eq(mq_store_vm_get(s, "web", &back, NULL), 0);
+	ck_assert_str_eq(back->status, "stopped");
+	mq_vm_record_free(back);
+	/* an up phase whose process is gone is refused, nothing changed */
+	mq_vm_record_set(&rec->status, "running");
+	rec->pid = 999999;
+	rec->start_time = 1;
+	mq_vm_record_set(&rec->qmp_path, "/nonexistent/qmp");
+	ck_assert_int_eq(mq_store_vm_put(s, rec, NULL), 0);
+	o.name = "again";
+	ck_assert_int_eq(mq_snap_create(&env, rec, &o, NULL, &err), -ESRCH);
+	ck_assert_ptr_nonnull(strstr(err->msg, "it is recorded running but its qemu process is gone"));
+	mq_error_free(err);
+
 	mq_vm_record_free(rec);
 	mq_store_free(s);
 	mq_specset_free(set);

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Live snapshots against the fake QEMU, where a job can be made slow or fail:
+# a failing snapshot-save (the fake reports "No space left on device") gives a
+# clear error, leaves the VM running untouched (same process, phase back to
+# running) and nothing listed; a slow job draws the progress bar at least 4
+# times a second on a terminal, with the elapsed time, and none off it.
+source "$(dirname "$0")/lib.sh"
+
+fake_yaml full job-fail "storage:" "  - {name: root, size: 4M}" > "$M/full.yaml"
+fake_yaml slow job-step=300 "storage:" "  - {name: root, size: 4M}" > "$M/slow.yaml"
+run_rc rc mq apply -f "$M"
+assert_eq "$rc" 0 "apply: $OUT"
+pid=$(vm_pid full)
+
+# ---- a snapshot failing in QEMU ----------------------------------------------
+run_rc rc mq snapshot create full s1
+assert_eq "$rc" 1 "failed job"
+assert_contains "$OUT" "maqet: cannot snapshot vm 'full': qmp job"
+assert_contains "$OUT" "No space left on device"
+assert_eq "$(vm_pid full)" "$pid" "same qemu process"
+assert_eq "$(vm_status full)" running "phase back to running"
+proc_alive "$pid" || fail "qemu gone"
+assert_eq "$(mq snapshot list full -o json | jq '.snapshots | length')" 0 "nothing listed"
+assert_eq "$(count_events full snapshot-create failed)" 1
+mq events full -o json | jq -e '[.[] | select(.action == "snapshot-create" and .outcome == "failed")][0].detail |
+	test("^snapshot .s1. \\(origin manual, live, memory\\) by cli in [0-9]+ ms: .*No space left on device")' \
+	>/dev/null || fail "failed event detail"
+out=$(mq snapshot create full s2 -o json 2>/dev/null) && fail "json failure exit 0"
+assert_eq "$(jq -r .ok <<<"$out")" false
+assert_contains "$(jq -r .error <<<"$out")" "No space left on device"
+pass "a failing live snapshot: clear error, vm untouched, nothing listed"
+
+# ---- progress ----------------------------------------------------------------
+off=$(mq snapshot create slow p1 2>&1)
+assert_contains "$off" "snapshot 'p1' of vm 'slow' created (live, with memory state, 1 drive)"
+assert_not_contains "$off" $'\r' "no bar off a terminal"
+assert_not_contains "$off" "[#" "no bar off a terminal"
+# (the fake keeps no snapshots: each create is a new name)
+tty_out=$(script -qec "'$MAQET' snapshot create slow p2" /dev/null)
+assert_contains "$tty_out" "snapshot 'p2' of vm 'slow' created"
+bars=$(printf '%s' "$tty_out" | tr '\r' '\n' | grep '^snapshot \[' || true)
+draws=$(grep -c . <<<"$bars")
+last=$(tail -n 1 <<<"$bars" | grep -o '[0-9]*\.[0-9]s' | tr -d s)
+secs=${last%.*}
+[ "$secs" -ge 1 ] || fail "the slow job took only ${last}s"
+[ "$draws" -ge $((secs * 4)) ] || fail "$draws redraws in ${last}s"
+grep -q '100%' <<<"$bars" || fail "bar never reached 100%: $bars"
+grep -q ' 50%' <<<"$bars" || fail "no progress in between: $bars"
+out=$(script -qec "'$MAQET' snapshot create slow p3 -o json" /dev/null)
+assert_contains "$out" '"ok": true'
+pass "progress bar on a terminal only: $draws redraws in ${last}s"
+
+# ---- snapshot versus a concurrent stop and apply of the same vm --------------
+# job-step=300: a snapshot-save job takes about 2 s; meanwhile the vm is
+# "snapshotting" and the state lock keeps stop and apply out
+"$MAQET" snapshot create slow p4 >"$T/bg.out" 2>&1 &
+bg=$!
+wait_until 20 sh -c "'$MAQET' status -o json | jq -e '.[] | select(.name == \"slow\" and .status == \"snapshotting\")'" ||
+	fail "phase snapshotting not seen"
+run_rc rc mq stop slow --lock-timeout 0
+assert_eq "$rc" 1 "stop during a snapshot"
+assert_contains "$OUT" "is locked by maqet pid $bg"
+run_rc rc mq apply -f "$M" --lock-timeout 0
+assert_eq "$rc" 1 "apply during a snapshot"
+assert_contains "$OUT" "is locked by maqet pid $bg"
+wait "$bg" || fail "background snapshot failed: $(cat "$T/bg.out")"
+assert_eq "$(vm_status slow)" running "running again after the snapshot"
+run_rc rc mq stop slow
+assert_eq "$rc" 0 "stop after the snapshot: $OUT"
+pass "snapshot holds the state lock: concurrent stop and apply wait or give up"
