@@ -62,7 +62,8 @@ pass "repeated apply: schedule + retention of scheduled snapshots only"
 # 4. catch-up: let several 2s slots pass, then one apply takes ONE snapshot
 last=$(tags | grep '^auto-' | sort | tail -1)
 start=$SECONDS
-wait_until 15 test $((SECONDS - start)) -ge 7 || true
+elapsed_ge() { [ $((SECONDS - start)) -ge "$1" ]; }
+wait_until 15 elapsed_ge 7 || fail "clock did not advance"
 run_rc rc mq apply -f "$M"
 assert_eq "$rc" 0 "catch-up apply: $OUT"
 assert_eq "$(grep -c "snapshot 'auto-[^']*' taken" <<<"$OUT")" 1 "snapshots taken on catch-up"

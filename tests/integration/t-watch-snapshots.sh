@@ -42,7 +42,8 @@ vm_yaml snap 'storage:' '  - {name: root, size: 16M}' \
 	'snapshots:' '  named: [golden]' '  schedule: {every: 5s, keep: 2}' >"$M/snap.yaml"
 stop_watch
 start=$SECONDS
-wait_until 30 test $((SECONDS - start)) -ge 16 || true
+elapsed_ge() { [ $((SECONDS - start)) -ge "$1" ]; }
+wait_until 30 elapsed_ge 16 || fail "clock did not advance"
 start_watch -f "$M"
 wait_log_n 1 snapshot ok snap 20 || fail "no catch-up snapshot"
 run_rc rc mq plan -f "$M"
