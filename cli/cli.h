@@ -98,6 +98,13 @@ int mq_cli_single_plan(struct mq_cli *cli, const char *name, struct mq_plan **pl
 
 void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg);
 
+/* Declared snapshots (reconciler/snapplan.h): add the snapshot actions to a
+ * plan (warnings printed), and the report callback of mq_snap_exec. */
+struct mq_snap_act;
+size_t mq_cli_snap_plan(struct mq_cli *cli, struct mq_plan *plan);
+void mq_cli_snap_report(void *ud, const char *vm, const struct mq_snap_act *a, const char *name, bool deleted,
+			bool ok, const char *msg);
+
 extern const struct mq_cmd mq_cmd_apply, mq_cmd_plan, mq_cmd_watch, mq_cmd_validate, mq_cmd_status, mq_cmd_start,
 	mq_cmd_stop, mq_cmd_restart, mq_cmd_rm, mq_cmd_events, mq_cmd_help, mq_cmd_version;
 extern const struct mq_cmd mq_cmd_qmp, mq_cmd_pause, mq_cmd_resume, mq_cmd_send_keys, mq_cmd_type, mq_cmd_screendump;

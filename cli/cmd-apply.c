@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "reconciler/snapplan.h"
 #include "reconciler/lock.h"
 #include "util/parse.h"
 #include "util/xalloc.h"
@@ -142,6 +143,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		rc = mq_cli_fail(cli, err);
 		goto out;
 	}
+	mq_cli_snap_plan(cli, plan);
 	if (dry) {
 		mq_cli_print_plan(cli, plan, false);
 		rc = MQ_EXIT_OK;
@@ -158,6 +160,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		if (it->action != MQ_ACT_NOOP)
 			printf("%s%3s %s%s: %s: %s\n", mq_c(cli, MQ_C_BOLD), mq_action_symbol(it->action), it->name,
 			       mq_c(cli, MQ_C_RESET), mq_action_str(it->action), it->reason);
+		for (size_t k = 0; k < it->n_snaps; k++)
+			printf("%s%3s %s%s: snapshot: %s\n", mq_c(cli, MQ_C_BOLD), MQ_SNAP_ACTION_SYMBOL, it->name,
+			       mq_c(cli, MQ_C_RESET), it->snaps[k].reason);
 	}
 	fflush(stdout);
 
@@ -178,9 +183,21 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	}
 	mq_error_free(err);
 	err = NULL;
+	/* 5. Declared snapshots, on the VMs as the pass left them. */
+	struct mq_snap_exec_result sres = { 0 };
+	struct mq_snap_env senv = {
+		.store = cli->store,
+		.runtime_dir = cli->runtime_dir,
+		.disk_dir = cli->disk_dir,
+		.who = "apply",
+	};
+	mq_snap_exec(plan, &mq_snapops_default, &senv, mq_cli_snap_report, cli, &sres);
 	printf("%sApply:%s %zu ok, %zu failed, %zu skipped, %zu unchanged.\n", mq_c(cli, MQ_C_BOLD),
 	       mq_c(cli, MQ_C_RESET), res.ok, res.failed, res.skipped, plan->counts[MQ_ACT_NOOP]);
-	rc = (ar < 0 || res.failed || res.skipped) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+	if (sres.ok || sres.failed || sres.deleted)
+		printf("%sSnapshots:%s %zu taken, %zu deleted by retention, %zu failed.\n", mq_c(cli, MQ_C_BOLD),
+		       mq_c(cli, MQ_C_RESET), sres.ok, sres.deleted, sres.failed);
+	rc = (ar < 0 || res.failed || res.skipped || sres.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
 out:
 	mq_plan_free(plan);
 	mq_vm_record_list_free(recs, nrec);

@@ -17,7 +17,7 @@ const struct mq_cmd mq_cmd_plan = {
 		 "the action apply would take and why.  Changes nothing.\n"
 		 "\n"
 		 "Symbols:  +  create    >  start    <  stop    -/+  restart    ~  update\n"
-		 "          -  delete (--prune)\n"
+		 "          -  delete (--prune)    @  snapshot (declared in 'snapshots:')\n"
 		 "\n"
 		 "Exit status: 0 no changes, 2 changes pending, 1 error.\n"
 		 "\n"
@@ -108,6 +108,7 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 	} else {
+		mq_cli_snap_plan(cli, plan);
 		mq_cli_print_plan(cli, plan, json);
 		rc = mq_plan_changes(plan) ? MQ_EXIT_CHANGES : MQ_EXIT_OK;
 	}

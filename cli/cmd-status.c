@@ -131,6 +131,15 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 			json_object_object_add(o, "exit_reason", r->exit_reason ? json_object_new_string(r->exit_reason) : NULL);
 			json_object_object_add(o, "backoff_until_ms",
 					       r->backoff_until ? json_object_new_int64(r->backoff_until) : NULL);
+			json_object *rb = NULL;
+			if (r->rolled_back_hash) {
+				rb = json_object_new_object();
+				json_object_object_add(rb, "refused_spec_hash", json_object_new_string(r->rolled_back_hash));
+				json_object_object_add(rb, "reason", r->rolled_back_reason
+									     ? json_object_new_string(r->rolled_back_reason)
+									     : NULL);
+			}
+			json_object_object_add(o, "rolled_back", rb);
 			json_object_array_add(arr, o);
 			continue;
 		}
@@ -139,8 +148,11 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 			snprintf(pid, sizeof(pid), "%lld", (long long)r->pid);
 			fmt_uptime(uptime, upt, sizeof(upt));
 		}
+		/* a running VM whose last restart-class change was rolled back
+		 * (snapshots.before_change) shows as rolled-back, with the reason */
+		const char *shown_status = up && r->rolled_back_hash ? "rolled-back" : obs;
 		printf("%-*s  %-8s  %s%-16s%s  %-8s  %-8s  %-5s  %-4s  %s\n", (int)w, r->name, desired,
-		       mq_c(cli, status_color(obs)), obs, mq_c(cli, MQ_C_RESET), pid, upt, up && r->accel ? r->accel : "-",
+		       mq_c(cli, up && r->rolled_back_hash ? MQ_C_YELLOW : status_color(obs)), shown_status, mq_c(cli, MQ_C_RESET), pid, upt, up && r->accel ? r->accel : "-",
 		       r->hold ? "yes" : "-",
 		       r->last_error ? r->last_error : (!up && r->exit_reason ? r->exit_reason : ""));
 	}

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "reconciler/lock.h"
+#include "reconciler/snapplan.h"
 #include "util/parse.h"
 #include "util/paths.h"
 #include "util/strbuf.h"
@@ -181,6 +182,22 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			json_object_object_add(o, "observed", json_object_new_string(it->observed));
 			json_object_object_add(o, "held", json_object_new_boolean(it->held));
 			json_object_object_add(o, "declared", json_object_new_boolean(it->spec != NULL));
+			if (it->n_snaps) {
+				json_object *sn = json_object_new_array();
+				for (size_t k = 0; k < it->n_snaps; k++) {
+					const struct mq_snap_act *a = &it->snaps[k];
+					json_object *so = json_object_new_object();
+					json_object_object_add(so, "action", json_object_new_string("snapshot"));
+					json_object_object_add(so, "kind", json_object_new_string(
+									    a->kind == MQ_SNAPACT_NAMED       ? "named"
+									    : a->kind == MQ_SNAPACT_SCHEDULED ? "scheduled"
+													      : "pre-change"));
+					json_object_object_add(so, "name", a->name ? json_object_new_string(a->name) : NULL);
+					json_object_object_add(so, "reason", json_object_new_string(a->reason));
+					json_object_array_add(sn, so);
+				}
+				json_object_object_add(o, "snapshots", sn);
+			}
 			json_object_array_add(items, o);
 		}
 		json_object_object_add(root, "items", items);
@@ -203,7 +220,13 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 		const struct mq_plan_item *it = &plan->items[i];
 		printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, action_color(it->action)), mq_action_symbol(it->action),
 		       (int)w, it->name, mq_action_str(it->action), mq_c(cli, MQ_C_RESET), it->reason);
+		for (size_t k = 0; k < it->n_snaps; k++)
+			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, MQ_C_CYAN), MQ_SNAP_ACTION_SYMBOL, (int)w, it->name,
+			       "snapshot", mq_c(cli, MQ_C_RESET), it->snaps[k].reason);
 	}
+	size_t nsnap = 0;
+	for (size_t i = 0; i < plan->n; i++)
+		nsnap += plan->items[i].n_snaps;
 	if (plan->n)
 		printf("\n");
 	printf("%sPlan:%s %zu to create, %zu to start, %zu to stop, %zu to restart, %zu to update, %zu to delete, "
@@ -211,6 +234,8 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 	       mq_c(cli, MQ_C_BOLD), mq_c(cli, MQ_C_RESET), plan->counts[MQ_ACT_CREATE], plan->counts[MQ_ACT_START],
 	       plan->counts[MQ_ACT_STOP], plan->counts[MQ_ACT_RESTART], plan->counts[MQ_ACT_UPDATE],
 	       plan->counts[MQ_ACT_DELETE], plan->counts[MQ_ACT_NOOP]);
+	if (nsnap)
+		printf("%sSnapshots:%s %zu to take.\n", mq_c(cli, MQ_C_BOLD), mq_c(cli, MQ_C_RESET), nsnap);
 }
 
 int mq_cli_parse_output(const char *arg, bool *json)
@@ -299,4 +324,34 @@ int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_
 		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result");
 	mq_error_free(err);
 	return (r < 0 || res.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+}
+
+size_t mq_cli_snap_plan(struct mq_cli *cli, struct mq_plan *plan)
+{
+	struct mq_snap_env env = {
+		.store = cli->store,
+		.runtime_dir = cli->runtime_dir,
+		.disk_dir = cli->disk_dir,
+		.who = "plan",
+	};
+	struct mq_strv warn = MQ_STRV_INIT;
+	size_t n = mq_snap_plan_add(plan, &mq_snapops_default, &env, mq_now_ms(), &warn);
+	for (size_t i = 0; i < warn.n; i++)
+		mq_cli_err(cli, "warning: %s (its declared snapshots are not planned)", warn.v[i]);
+	mq_strv_clear(&warn);
+	return n;
+}
+
+void mq_cli_snap_report(void *ud, const char *vm, const struct mq_snap_act *a, const char *name, bool deleted,
+			bool ok, const char *msg)
+{
+	struct mq_cli *cli = ud;
+	(void)a;
+	(void)name;
+	(void)deleted;
+	if (ok)
+		printf("%s%3s %s%s: %s\n", mq_c(cli, MQ_C_CYAN), MQ_SNAP_ACTION_SYMBOL, vm, mq_c(cli, MQ_C_RESET), msg);
+	else
+		mq_cli_err(cli, "%s", msg);
+	fflush(stdout);
 }

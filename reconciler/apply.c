@@ -24,6 +24,7 @@
 #include "reconciler/phase.h"
 #include "reconciler/proc.h"
 #include "reconciler/qemu.h"
+#include "reconciler/snapplan.h"
 #include "reconciler/vmjob.h"
 #include "reconciler/worker.h"
 #include "specs/fromjson.h"
@@ -48,6 +49,9 @@ struct job {
 	char accel[8];
 	char *stop_how;
 	struct mq_vm_record *cur;    /* the record as last written in this pass */
+	char *pre_change;            /* before_change snapshot tag of a restart, or NULL */
+	bool rolled_back;            /* the new spec was not started: the last good one runs */
+	char *rollback_reason;
 };
 
 struct run {
@@ -401,6 +405,21 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 				  (it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_CRASH_LOOP) == 0),
 	};
 	phase(rec, MQ_PHASE_EV_START_OK, &ctx);
+	if (j->rolled_back && it->rec && it->spec) {
+		/* the last good spec runs: keep it recorded, and remember the
+		 * refused one so it is not tried again until the manifest changes */
+		mq_vm_record_set(&rec->spec_json, it->rec->spec_json);
+		mq_vm_record_set(&rec->spec_hash, it->rec->spec_hash);
+		mq_vm_record_set(&rec->rolled_back_hash, it->spec->hash);
+		char *why = xasprintf("rolled back to snapshot '%s': the new spec failed to start: %s", j->pre_change,
+				      j->rollback_reason ? j->rollback_reason : "unknown reason");
+		mq_vm_record_set(&rec->rolled_back_reason, why);
+		mq_vm_record_set(&rec->last_error, why);
+		free(why);
+	} else if (it->spec) {
+		mq_vm_record_set(&rec->rolled_back_hash, NULL);
+		mq_vm_record_set(&rec->rolled_back_reason, NULL);
+	}
 	const char *hold = apply_hold(r, rec);
 	char *d = xasprintf("pid %d, accel %s%s", (int)m->pid, m->accel, hold ? hold : "");
 	char *werr = put(r, rec, item_source(it), "start", "ok", d);
@@ -424,6 +443,48 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 		close(ev_fd);
 }
 
+/* The steps of a restart with snapshots.before_change (vmjob.h). */
+static bool before_change_step(struct run *r, size_t i, const struct mq_wmsg *m)
+{
+	struct job *j = &r->jobs[i];
+	const struct mq_plan_item *it = &r->plan->items[i];
+	const char *src = item_source(it);
+	if (strcmp(m->step, "pre-change") == 0) {
+		if (strcmp(m->outcome, "ok") == 0) {
+			struct mq_error *err = NULL;
+			if (mq_store_snap_put(r->st, it->name, m->text, "pre-change", mq_now_ms(), &err) < 0) {
+				event(r, it->name, src, "snapshot.pre-change", "failed", err ? err->msg : "cannot record");
+				mq_error_free(err);
+			}
+			char *d = xasprintf("snapshot '%s' (origin pre-change, offline) before restart", m->text);
+			event(r, it->name, src, "snapshot.pre-change", "ok", d);
+			free(d);
+		} else {
+			event(r, it->name, src, "snapshot.pre-change", "failed", m->text);
+			j->rolled_back = true;
+			free(j->rollback_reason);
+			j->rollback_reason = xstrdup(m->text);
+		}
+		return true;
+	}
+	if (strcmp(m->step, "new-start") == 0) {
+		event(r, it->name, src, "start", "failed", m->text);
+		free(j->rollback_reason);
+		j->rollback_reason = xstrdup(m->text);
+		return true;
+	}
+	if (strcmp(m->step, "rollback") == 0) {
+		char *d = xasprintf("disks reverted to snapshot '%s'%s%s", m->text, strcmp(m->outcome, "ok") ? ": " : "",
+				    strcmp(m->outcome, "ok") ? m->text : "");
+		event(r, it->name, src, "rollback", m->outcome, d);
+		free(d);
+		if (strcmp(m->outcome, "ok") == 0)
+			j->rolled_back = true;
+		return true;
+	}
+	return false;
+}
+
 static void handle_msg(struct run *r, size_t i, const struct mq_wmsg *m, int fd)
 {
 	struct job *j = &r->jobs[i];
@@ -431,6 +492,8 @@ static void handle_msg(struct run *r, size_t i, const struct mq_wmsg *m, int fd)
 	const char *src = item_source(it);
 	switch (m->kind) {
 	case MQ_WMSG_STEP: {
+		if (before_change_step(r, i, m))
+			break;
 		char *action = xasprintf("stop.%s", m->step);
 		event(r, it->name, src, action, m->outcome, m->text[0] ? m->text : NULL);
 		free(action);
@@ -486,6 +549,15 @@ static void reap_worker(struct run *r, size_t i)
 		return;
 	}
 	char *msg;
+	if (j->rolled_back) {
+		msg = xasprintf("cannot restart vm '%s' with its new spec: %s; rolled back to pre-change snapshot '%s' "
+				"and started its last good spec (pid %d); not retried until the manifest changes",
+				it->name, j->rollback_reason ? j->rollback_reason : "unknown reason", j->pre_change,
+				(int)j->new_ref.pid);
+		finish(r, i, MQ_OUT_FAILED, msg);
+		free(msg);
+		return;
+	}
 	if (it->action == MQ_ACT_RESTART)
 		msg = xasprintf("restarted (pid %lld -> %d, %s)", it->rec ? (long long)it->rec->pid : 0LL,
 				(int)j->new_ref.pid, j->accel);
@@ -755,10 +827,18 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 		case MQ_ACT_DELETE:
 			j->needs_stop = up;
 			break;
-		case MQ_ACT_RESTART:
+		case MQ_ACT_RESTART: {
 			j->needs_stop = up;
 			j->needs_start = true;
+			const struct mq_snapshots *sn = it->spec ? it->spec->snapshots : NULL;
+			if (up && sn && sn->before_change && sn->before_change->enabled && r->recspecs[i]) {
+				j->pre_change = mq_snap_auto_name("pre-change-", mq_now_ms() / 1000 * 1000);
+				j->vj.pre_change = j->pre_change;
+				j->vj.old_spec = r->recspecs[i];
+				j->vj.rollback = sn->before_change->rollback;
+			}
 			break;
+		}
 		default:
 			break;
 		}
@@ -821,6 +901,8 @@ struct mq_applier *mq_applier_free(struct mq_applier *a)
 		free(j->message);
 		free(j->qmp_path);
 		free(j->stop_how);
+		free(j->pre_change);
+		free(j->rollback_reason);
 		mq_vm_record_free(j->cur);
 		mq_spec_free(r->recspecs[i]);
 	}

@@ -1,4 +1,5 @@
 #include "reconciler/plan.h"
+#include "reconciler/snapplan.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -250,9 +251,17 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 		}
 		in.restart_changed = restart_keys.n > 0;
 		in.other_changed = other_keys.n > 0;
+		if (rec->rolled_back_hash && strcmp(rec->rolled_back_hash, spec->hash) == 0) {
+			/* this spec failed to start and was rolled back: not
+			 * retried until the manifest changes again */
+			in.restart_changed = in.other_changed = false;
+			in.blocked = true;
+			it->block_reason = xasprintf("rolled-back: %s; change the manifest to try again",
+						     rec->rolled_back_reason ? rec->rolled_back_reason : "unknown reason");
+		}
 	}
 	in.prune = !spec && rec && prune && in_sources(set, rec->source);
-	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed)
+	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed && !in.blocked)
 		in.blocked = policy_blocks(it, spec, rec, popts);
 	it->blocked = in.blocked;
 	it->action = mq_plan_decide(&in);
@@ -313,6 +322,8 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 		free(p->items[i].block_reason);
 		mq_strv_clear(&p->items[i].changed);
 		mq_vm_record_free(p->items[i].rec);
+		struct mq_snap_acts sa = { p->items[i].snaps, p->items[i].n_snaps };
+		mq_snap_acts_release(&sa);
 	}
 	free(p->items);
 	free(p);
@@ -321,5 +332,9 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 
 size_t mq_plan_changes(const struct mq_plan *p)
 {
-	return p->n - p->counts[MQ_ACT_NOOP];
+	size_t n = p->n - p->counts[MQ_ACT_NOOP];
+	for (size_t i = 0; i < p->n; i++)
+		for (size_t k = 0; k < p->items[i].n_snaps; k++)
+			n += p->items[i].snaps[k].kind != MQ_SNAPACT_PRE_CHANGE; /* part of its restart */
+	return n;
 }

@@ -51,6 +51,7 @@ struct mq_decide_in {
 };
 enum mq_action mq_plan_decide(const struct mq_decide_in *in);
 
+struct mq_snap_act;
 struct mq_plan_item {
 	char *name;
 	enum mq_action action;
@@ -63,6 +64,8 @@ struct mq_plan_item {
 	bool blocked;               /* see mq_decide_in.blocked */
 	char *block_reason;         /* why, when blocked */
 	int64_t wake_at;            /* wall ms when a backoff ends (0 = none): re-plan then */
+	struct mq_snap_act *snaps;  /* declared snapshot actions (reconciler/snapplan.h), owned */
+	size_t n_snaps;
 };
 
 struct mq_plan {
@@ -86,6 +89,6 @@ struct mq_plan_opts {
 int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs, size_t nrec,
 		  const struct mq_plan_opts *opts, struct mq_plan **out, struct mq_error **err);
 struct mq_plan *mq_plan_free(struct mq_plan *p);
-size_t mq_plan_changes(const struct mq_plan *p); /* items whose action is not no-op */
+size_t mq_plan_changes(const struct mq_plan *p); /* items whose action is not no-op, plus snapshot actions */
 
 #endif

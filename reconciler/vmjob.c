@@ -3,10 +3,13 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "reconciler/img.h"
 #include "reconciler/qemu.h"
+#include "reconciler/vmpaths.h"
 #include "reconciler/worker.h"
 #include "util/strv.h"
 #include "util/xalloc.h"
@@ -36,6 +39,120 @@ static void step_cb(void *ud, const char *step, const char *outcome, const char 
 	(void)mq_wmsg_send(fd, &m, -1);
 }
 
+static void send_step(int fd, const char *step, const char *outcome, const char *text)
+{
+	step_cb(&fd, step, outcome, text ? text : "");
+}
+
+/* Every existing qcow2 image of spec: snapshot (apply = false) or revert
+ * to (apply = true) `tag`.  A failed create removes the tag from the images
+ * done so far. */
+static int pre_change_images(const struct mq_vmjob *j, const char *tag, bool apply, struct mq_error **err)
+{
+	const struct mq_spec *spec = j->old_spec;
+	struct mq_strv done = MQ_STRV_INIT;
+	int r = 0;
+	for (size_t i = 0; i < spec->n_storage && r == 0; i++) {
+		const struct mq_storage *s = &spec->storage[i];
+		if (s->type != MQ_STORAGE_QCOW2)
+			continue;
+		char *path = mq_storage_image_path(spec, s, j->disk_dir);
+		if (access(path, F_OK) == 0) {
+			r = apply ? mq_img_snapshot_apply(NULL, path, tag, err) : mq_img_snapshot_create(NULL, path, tag, err);
+			if (r == 0)
+				mq_strv_push(&done, path);
+		}
+		free(path);
+	}
+	if (r < 0 && !apply)
+		for (size_t k = 0; k < done.n; k++)
+			(void)mq_img_snapshot_delete(NULL, done.v[k], tag, NULL);
+	mq_strv_clear(&done);
+	return r;
+}
+
+static int start_spec(int fd, const struct mq_vmjob *j, const struct mq_spec *spec, struct mq_error **err)
+{
+	struct mq_wmsg m;
+	struct mq_strv created = MQ_STRV_INIT;
+	int r = mq_qemu_prepare_disks(spec, j->disk_dir, &created, err);
+	for (size_t i = 0; i < created.n; i++) {
+		memset(&m, 0, sizeof(m));
+		m.kind = MQ_WMSG_DISK;
+		MQ_WMSG_SET(m.path, created.v[i]);
+		(void)mq_wmsg_send(fd, &m, -1);
+	}
+	mq_strv_clear(&created);
+	if (r < 0)
+		return mq_error_prefix(err, "cannot start vm '%s'", j->name);
+	struct mq_start_opts so = {
+		.runtime_dir = j->runtime_dir,
+		.disk_dir = j->disk_dir,
+		.timeout_ms = j->start_timeout_ms,
+		.keep_ev = j->keep_ev,
+	};
+	struct mq_start_result res = { .ev_fd = -1 };
+	r = mq_qemu_start(spec, &so, &res, err);
+	if (r < 0)
+		return r;
+	memset(&m, 0, sizeof(m));
+	m.kind = MQ_WMSG_STARTED;
+	m.pid = (int32_t)res.ref.pid;
+	m.start_time = res.ref.start_time;
+	MQ_WMSG_SET(m.accel, res.accel);
+	MQ_WMSG_SET(m.path, res.qmp_path);
+	(void)mq_wmsg_send(fd, &m, res.ev_fd);
+	mq_start_result_release(&res);
+	return 0;
+}
+
+/* The before_change path of a restart: stopped already; snapshot, start
+ * the new spec, roll back on failure. */
+static int run_pre_change(int fd, const struct mq_vmjob *j)
+{
+	struct mq_error *err = NULL;
+	if (pre_change_images(j, j->pre_change, false, &err) < 0) {
+		char *why = xasprintf("cannot take pre-change snapshot '%s': %s; starting the last good spec",
+				      j->pre_change, err ? err->msg : "qemu-img failed");
+		send_step(fd, "pre-change", "failed", why);
+		free(why);
+		mq_error_free(err);
+		err = NULL;
+		if (start_spec(fd, j, j->old_spec, &err) < 0) {
+			send_error(fd, "%s", err ? err->msg : "start failed");
+			mq_error_free(err);
+			return 1;
+		}
+		return 0;
+	}
+	send_step(fd, "pre-change", "ok", j->pre_change);
+	if (start_spec(fd, j, j->spec, &err) == 0)
+		return 0;
+	if (!j->rollback) {
+		send_error(fd, "%s", err ? err->msg : "start failed");
+		mq_error_free(err);
+		return 1;
+	}
+	send_step(fd, "new-start", "failed", err ? err->msg : "start failed");
+	mq_error_free(err);
+	err = NULL;
+	if (pre_change_images(j, j->pre_change, true, &err) < 0) {
+		send_step(fd, "rollback", "failed", err ? err->msg : "qemu-img failed");
+		send_error(fd, "cannot roll back vm '%s' to snapshot '%s': %s", j->name, j->pre_change,
+			   err ? err->msg : "qemu-img failed");
+		mq_error_free(err);
+		return 1;
+	}
+	send_step(fd, "rollback", "ok", j->pre_change);
+	if (start_spec(fd, j, j->old_spec, &err) < 0) {
+		send_error(fd, "cannot start the last good spec of vm '%s' after a rollback: %s", j->name,
+			   err ? err->msg : "start failed");
+		mq_error_free(err);
+		return 1;
+	}
+	return 0;
+}
+
 int mq_vmjob_run(int fd, void *ud)
 {
 	const struct mq_vmjob *j = ud;
@@ -60,6 +177,8 @@ int mq_vmjob_run(int fd, void *ud)
 	}
 	if (!j->start)
 		return 0;
+	if (j->pre_change && j->old_spec && j->stop)
+		return run_pre_change(fd, j);
 	if (!j->stop && j->ref.pid > 0) {
 		/* A crashed instance may still be tearing down (watch begins the
 		 * restart when its leader is a zombie): wait until it is fully

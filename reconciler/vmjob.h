@@ -31,6 +31,17 @@ struct mq_vmjob {
 	const char *runtime_dir, *disk_dir;
 	int start_timeout_ms;
 	bool keep_ev;                /* hand the QMP event connection to the parent */
+	/* snapshots.before_change (restart-class change of a running VM):
+	 * after the stop, snapshot every existing qcow2 image of old_spec as
+	 * `pre_change` (offline, qemu-img) and report MQ_WMSG_STEP
+	 * "pre-change"/ok/tag (or /failed/why: then old_spec is started again
+	 * and the new spec is not tried).  With `rollback`, a start of the new
+	 * spec that fails is reported as STEP "new-start"/failed/why, the images
+	 * are reverted to the tag (STEP "rollback"/ok|failed) and old_spec is
+	 * started instead (then MQ_WMSG_STARTED as usual). */
+	const char *pre_change;      /* NULL = no pre-change snapshot */
+	const struct mq_spec *old_spec;
+	bool rollback;
 };
 
 /* mq_worker_fn for a struct mq_vmjob. */

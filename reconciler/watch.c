@@ -33,6 +33,7 @@
 #include "reconciler/phase.h"
 #include "reconciler/plan.h"
 #include "reconciler/proc.h"
+#include "reconciler/snapwatch.h"
 #include "reconciler/procexit.h"
 #include "reconciler/track.h"
 #include "specs/fromjson.h"
@@ -69,6 +70,7 @@ struct watch {
 	int lockfd;                   /* inotify on the state lock, -1 when unavailable */
 	int pxfd;                     /* process-exit connector, -1 when unavailable */
 	struct mq_timer *settle_timer, *resync_timer, *backoff_timer, *retry_timer;
+	struct mq_snapwatch *snaps;   /* declared snapshots: timers + workers (snapwatch.h) */
 
 	struct pending_exit *px;
 	size_t npx;
@@ -488,6 +490,7 @@ static void end_pass(struct watch *w, struct pass *p, const struct mq_apply_resu
 		mq_desired_gc(w->desired);
 	}
 	sync_tracking(w);
+	mq_snapwatch_sync(w->snaps, mq_desired_set(w->desired));
 	if (!w->ready && w->npasses == 0) {
 		w->ready = true;
 		const struct mq_specset *set = mq_desired_set(w->desired);
@@ -797,6 +800,14 @@ static int setup(struct watch *w, struct mq_error **err)
 		.ud = w,
 	};
 	w->tracker = mq_tracker_new(&to);
+	struct mq_snapwatch_opts so = {
+		.state_dir = w->o->state_dir,
+		.runtime_dir = w->o->runtime_dir,
+		.disk_dir = w->o->disk_dir,
+		.log = log_cb,
+		.ud = w,
+	};
+	w->snaps = mq_snapwatch_new(w->loop, &so);
 	/* Another maqet finishing a pass truncates the lock file on release. */
 	w->lockfd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (w->lockfd >= 0) {
@@ -869,6 +880,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	free(w->passes);
 	release_lock(w);
 	mq_tracker_free(w->tracker);
+	mq_snapwatch_free(w->snaps);
 	mq_desired_free(w->desired);
 	mq_loop_free(w->loop);
 	mq_mwatch_free(w->mw);

@@ -13,8 +13,11 @@
 void mq_spec_make_canonical(struct mq_spec *spec)
 {
 	json_object *o = json_object_new_object();
-	for (size_t i = 0; i < mq_fields_n; i++)
-		json_object_object_add(o, mq_fields[i].key, mq_fields[i].to_json(spec));
+	for (size_t i = 0; i < mq_fields_n; i++) {
+		json_object *v = mq_fields[i].to_json(spec);
+		if (v != MQ_JSON_ABSENT) /* an optional key left out: no member at all */
+			json_object_object_add(o, mq_fields[i].key, v);
+	}
 	free(spec->canonical);
 	spec->canonical = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);

@@ -30,6 +30,7 @@
 #include "specs/jsonval.h"
 #include "specs/names.h"
 #include "specs/network.h"
+#include "specs/snapshots.h"
 #include "specs/storage.h"
 #include "specs/validate.h"
 #include "util/parse.h"
@@ -381,6 +382,8 @@ static int arguments_from_json(json_object *v, struct mq_spec *s)
 	return 0;
 }
 
+const char mq_json_absent_marker = 0;
+
 /* ---- the table ---------------------------------------------------------- */
 
 /* One line per manifest key, in canonical key order (changing the order
@@ -407,7 +410,8 @@ static int arguments_from_json(json_object *v, struct mq_spec *s)
 	ROW(restart,      MQ_FIELD_RECORD,  NULL,      restart_parse,      restart_to_json,      restart_from_json)      \
 	ROW(depends_on,   MQ_FIELD_RECORD,  NULL,      depends_on_parse,   depends_on_to_json,   depends_on_from_json)   \
 	ROW(args,         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
-	ROW(arguments,    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)
+	ROW(arguments,    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)    \
+	ROW(snapshots,    MQ_FIELD_RECORD,  NULL,      mq_snapshots_parse, mq_snapshots_to_json, mq_snapshots_from_json)
 
 MQ_FIELD_ROWS(MQ_FIELD_CHECK_ROW)
 _Static_assert(!MQ_FIELD_CLASS_OK(0), "enum mq_field_class must have no zero value, so a forgotten class is not a class");

@@ -36,7 +36,11 @@ struct json_object;
  * absent (most rows then do nothing; a null value counts as absent). */
 typedef void mq_field_parse_fn(struct mq_pctx *c, const struct mq_ynode *v, struct mq_spec *spec,
 			       struct mq_spec_extra *x);
-/* The canonical value; NULL means JSON null. */
+/* The canonical value; NULL means JSON null, MQ_JSON_ABSENT means "leave
+ * the key out of the canonical object" (keys added later, so the canonical
+ * JSON and hash of specs that do not use them stay what they were). */
+extern const char mq_json_absent_marker;
+#define MQ_JSON_ABSENT ((struct json_object *)(void *)&mq_json_absent_marker)
 typedef struct json_object *mq_field_to_json_fn(const struct mq_spec *spec);
 /* `v` = the recorded value or NULL (absent or null).  Returns 0, or
  * -EINVAL when the record cannot be used without it. */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "specs/spec.h"
+#include "specs/snapshots.h"
 #include "util/xalloc.h"
 
 struct mq_spec *mq_spec_free(struct mq_spec *spec)
@@ -51,6 +52,7 @@ struct mq_spec *mq_spec_free(struct mq_spec *spec)
 	mq_strv_clear(&spec->depends_on);
 	mq_strv_clear(&spec->args);
 	mq_strv_clear(&spec->arguments);
+	mq_snapshots_free(spec->snapshots);
 	free(spec->canonical);
 	mq_strv_clear(&spec->bases);
 	mq_strv_clear(&spec->bases_abs);

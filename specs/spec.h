@@ -72,6 +72,26 @@ struct mq_network {
 	size_t n_forwards;
 };
 
+/* `snapshots:` (specs/snapshots.c).  NULL in struct mq_spec when the key
+ * is absent, and then the canonical JSON has no "snapshots" member at all
+ * (so specs written before the key existed keep their hash). */
+struct mq_snap_schedule {
+	uint64_t every_s;      /* `every`, seconds; 0 when `cron` is used */
+	char *cron;            /* `cron` expression (util/cron.h), or NULL */
+	unsigned keep;         /* scheduled snapshots kept (>= 1) */
+	bool live;             /* default true: live while running; false = skip while running */
+};
+struct mq_snap_before {
+	bool enabled;          /* default true */
+	unsigned keep;         /* pre-change snapshots kept, default 3 */
+	bool rollback;         /* default true */
+};
+struct mq_snapshots {
+	struct mq_strv named;           /* must exist; manifest order */
+	struct mq_snap_schedule *schedule;   /* NULL = none */
+	struct mq_snap_before *before_change; /* NULL = none */
+};
+
 struct mq_spec {
 	/* where it came from */
 	char *file;            /* manifest path as displayed in messages */
@@ -99,6 +119,7 @@ struct mq_spec {
 	struct mq_strv depends_on;
 	struct mq_strv args;        /* raw args, verbatim */
 	struct mq_strv arguments;   /* structured `arguments` rendered to argv tokens, in order */
+	struct mq_snapshots *snapshots; /* NULL = no `snapshots:` key */
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */
@@ -164,7 +185,7 @@ enum mq_field_class {
 	MQ_FIELD_RESTART = 1, /* argv-affecting: binary machine accel memory cpu display vga storage
 	                         network serial args arguments name */
 	MQ_FIELD_STATE,       /* state: start or stop */
-	MQ_FIELD_RECORD,      /* restart stop_timeout depends_on: only the record changes */
+	MQ_FIELD_RECORD,      /* restart stop_timeout depends_on snapshots: only the record changes */
 };
 /* The class of a canonical key; a key that is not a manifest field (or
  * NULL) is MQ_FIELD_RESTART, the safe answer. */
@@ -189,6 +210,13 @@ bool mq_path_in_bases_dir(const char *path);
  * keys to `changed` in canonical key order.  Returns 0, or -EINVAL when either
  * document does not parse (then every key counts as changed). */
 int mq_spec_diff(const char *old_canonical, const char *new_canonical, struct mq_strv *changed);
+
+/* Snapshot names: [A-Za-z0-9._-]{1,64}. */
+#define MQ_SNAPSHOT_NAME_MAX 64
+bool mq_snapshot_name_ok(const char *name);
+/* The reserved prefix ("auto-", "pre-change-", "pre-restore-") that `name`
+ * starts with, or NULL: those are maqet's own snapshots. */
+const char *mq_snapshot_reserved_prefix(const char *name);
 
 /* Enum <-> string helpers ("running", "kvm", "on-failure", "qcow2", "virtio", ...). */
 const char *mq_desired_str(enum mq_desired d);

@@ -64,6 +64,10 @@ static const char *const migrations[] = {
 	" created_at INTEGER NOT NULL,"
 	" PRIMARY KEY (vm, name)"
 	");",
+	/* 4 -> 5: a restart-class change that failed to start and was rolled
+	 * back (snapshots.before_change.rollback): the refused spec's hash and why */
+	"ALTER TABLE vms ADD COLUMN rolled_back_hash TEXT;"
+	"ALTER TABLE vms ADD COLUMN rolled_back_reason TEXT;",
 };
 
 _Static_assert(MQ_ARRAY_SIZE(migrations) == MQ_STORE_SCHEMA_VERSION,

@@ -41,7 +41,7 @@ int mq_store_schema_version(struct mq_store *s);      /* current user_version */
 /* The full PRAGMA integrity_check (open runs the quicker quick_check): 0, or
  * -EIO with "state database 'P' is damaged (...): restore it ...". */
 int mq_store_integrity_check(struct mq_store *s, struct mq_error **err);
-#define MQ_STORE_SCHEMA_VERSION 4
+#define MQ_STORE_SCHEMA_VERSION 5
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK).  Not nestable; the
  * combined writes of vms.h (mq_store_vm_put_event, ...) may run inside one. */

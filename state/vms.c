@@ -29,6 +29,8 @@ struct mq_vm_record *mq_vm_record_dup(const struct mq_vm_record *r)
 	d->accel = xstrdup_null(r->accel);
 	d->last_error = xstrdup_null(r->last_error);
 	d->exit_reason = xstrdup_null(r->exit_reason);
+	d->rolled_back_hash = xstrdup_null(r->rolled_back_hash);
+	d->rolled_back_reason = xstrdup_null(r->rolled_back_reason);
 	return d;
 }
 
@@ -46,6 +48,8 @@ struct mq_vm_record *mq_vm_record_free(struct mq_vm_record *r)
 	free(r->accel);
 	free(r->last_error);
 	free(r->exit_reason);
+	free(r->rolled_back_hash);
+	free(r->rolled_back_reason);
 	free(r);
 	return NULL;
 }
@@ -68,7 +72,8 @@ void mq_vm_record_set(char **field, const char *value)
 
 #define VM_COLUMNS \
 	"name, source, spec_json, spec_hash, desired, status, pid, start_time, qmp_path, accel, " \
-	"hold, last_error, created_at, updated_at, started_at, restart_count, backoff_until, exit_reason"
+	"hold, last_error, created_at, updated_at, started_at, restart_count, backoff_until, exit_reason, " \
+	"rolled_back_hash, rolled_back_reason"
 
 static struct mq_vm_record *vm_from_row(sqlite3_stmt *st)
 {
@@ -91,6 +96,8 @@ static struct mq_vm_record *vm_from_row(sqlite3_stmt *st)
 	r->restart_count = (int)sqlite3_column_int64(st, 15);
 	r->backoff_until = sqlite3_column_int64(st, 16);
 	r->exit_reason = mq_store_column_dup(st, 17);
+	r->rolled_back_hash = mq_store_column_dup(st, 18);
+	r->rolled_back_reason = mq_store_column_dup(st, 19);
 	return r;
 }
 
@@ -162,14 +169,15 @@ int mq_store_vm_put(struct mq_store *s, const struct mq_vm_record *rec, struct m
 
 	static const char sql[] =
 		"INSERT INTO vms (" VM_COLUMNS ") "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) "
 		"ON CONFLICT(name) DO UPDATE SET "
 		"source = excluded.source, spec_json = excluded.spec_json, spec_hash = excluded.spec_hash, "
 		"desired = excluded.desired, status = excluded.status, pid = excluded.pid, "
 		"start_time = excluded.start_time, qmp_path = excluded.qmp_path, accel = excluded.accel, "
 		"hold = excluded.hold, last_error = excluded.last_error, updated_at = excluded.updated_at, "
 		"started_at = excluded.started_at, restart_count = excluded.restart_count, "
-		"backoff_until = excluded.backoff_until, exit_reason = excluded.exit_reason";
+		"backoff_until = excluded.backoff_until, exit_reason = excluded.exit_reason, "
+		"rolled_back_hash = excluded.rolled_back_hash, rolled_back_reason = excluded.rolled_back_reason";
 	char *what = xasprintf("cannot record vm '%s'", rec->name);
 	sqlite3_stmt *st;
 	int r = mq_store_prepare(s, sql, &st, err, what);
@@ -195,6 +203,8 @@ int mq_store_vm_put(struct mq_store *s, const struct mq_vm_record *rec, struct m
 	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 16, rec->restart_count);
 	if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 17, rec->backoff_until);
 	if (rc == SQLITE_OK) rc = mq_store_bind_text(st, 18, rec->exit_reason);
+	if (rc == SQLITE_OK) rc = mq_store_bind_text(st, 19, rec->rolled_back_hash);
+	if (rc == SQLITE_OK) rc = mq_store_bind_text(st, 20, rec->rolled_back_reason);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)

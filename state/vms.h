@@ -41,6 +41,10 @@ struct mq_vm_record {
 	int restart_count;   /* failures in the current backoff window */
 	int64_t backoff_until; /* wall ms before which no automatic restart; 0 = none */
 	char *exit_reason;   /* why the process last exited, NULL = unknown/none */
+	/* before_change rollback: the spec that failed to start and was rolled
+	 * back (not retried while the manifest still hashes to it), and why */
+	char *rolled_back_hash;   /* NULL = none */
+	char *rolled_back_reason;
 };
 
 /* -ENOENT (no message needed, but err may be set) when absent. */

@@ -9,16 +9,16 @@ EX=$T/examples
 
 run_rc rc mq validate -f "$EX"
 assert_eq "$rc" 0 "examples validate"
-assert_contains "$OUT" "4 vms valid"
+assert_contains "$OUT" "5 vms valid"
 
 run_rc rc mq plan -f "$EX"
 assert_eq "$rc" 2 "plan before first apply reports changes"
-assert_contains "$OUT" "4 to create"
+assert_contains "$OUT" "5 to create"
 
 run_rc rc mq apply -f "$EX"
 echo "$OUT"
 assert_eq "$rc" 0 "first apply"
-for vm in db web tools; do
+for vm in db web tools vault; do
 	assert_eq "$(vm_status $vm)" running "$vm running"
 	proc_alive "$(vm_pid $vm)" || fail "$vm process not alive"
 done
@@ -30,6 +30,12 @@ assert_eq "$(vm_field spare desired)" stopped
 [ -f "$EX/disks/db-scratch.img" ] || fail "relative raw disk not created"
 [ -f "$EX/disks/web-data.qcow2" ] || fail "relative qcow2 disk not created"
 [ -f "$STATE/disks/spare-disk.qcow2" ] && fail "disk of a stopped vm created early"
+
+# vault's declared snapshots were taken by the apply (live: it runs)
+assert_contains "$OUT" "snapshot 'golden' taken (live"
+vs=$(mq snapshot list vault -o json)
+assert_eq "$(jq '[.. | objects | select(.origin? == "declared")] | length' <<<"$vs")" 1 "vault golden"
+assert_eq "$(jq '[.. | objects | select(.origin? == "scheduled")] | length' <<<"$vs")" 1 "vault scheduled"
 
 # depends_on: web started after db was running
 db_start=$(mq events db -o json | jq '[.[] | select(.action == "start" and .outcome == "ok")][0].id')

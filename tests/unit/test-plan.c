@@ -530,6 +530,70 @@ START_TEST(test_build_restart_policy)
 }
 END_TEST
 
+/* before_change rollback: the refused spec (its hash in the record) is a
+ * blocked no-op until the manifest changes again; snapshots: alone is an
+ * update, never a restart. */
+START_TEST(test_build_rolled_back)
+{
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	uint64_t st = 0;
+	ck_assert_int_eq(mq_proc_stat(child, &st, NULL), 0);
+	struct mq_specset *good = parse("name: a\nmemory: 64M\n", "/src");
+	struct mq_specset *bad = parse("name: a\nmemory: 64M\nargs: [-bad]\n", "/src");
+	struct mq_specset *other = parse("name: a\nmemory: 96M\n", "/src");
+	struct mq_specset *snaps = parse("name: a\nmemory: 64M\nstorage: [{name: d, size: 1M}]\n"
+					 "snapshots: {named: [g]}\n", "/src");
+	struct mq_specset *nosnaps = parse("name: a\nmemory: 64M\nstorage: [{name: d, size: 1M}]\n", "/src");
+	struct mq_vm_record *r = rec_from_spec(mq_specset_find(good, "a"), MQ_STATUS_RUNNING);
+	r->pid = child;
+	r->start_time = st;
+	struct mq_plan *p = NULL;
+	struct mq_plan_opts po = { 0 };
+	/* without a rollback mark: a restart */
+	ck_assert_int_eq(mq_plan_build(bad, &r, 1, &po, &p, NULL), 0);
+	ck_assert_int_eq(p->items[0].action, MQ_ACT_RESTART);
+	mq_plan_free(p);
+	/* rolled back from exactly this spec: no-op, blocked, with the reason */
+	mq_vm_record_set(&r->rolled_back_hash, mq_specset_find(bad, "a")->hash);
+	mq_vm_record_set(&r->rolled_back_reason, "rolled back to snapshot 'pre-change-x': qemu exited");
+	ck_assert_int_eq(mq_plan_build(bad, &r, 1, &po, &p, NULL), 0);
+	ck_assert_int_eq(p->items[0].action, MQ_ACT_NOOP);
+	ck_assert(p->items[0].blocked);
+	ck_assert_str_eq(p->items[0].reason, "rolled-back: rolled back to snapshot 'pre-change-x': qemu exited; "
+					     "change the manifest to try again");
+	ck_assert_uint_eq(mq_plan_changes(p), 0);
+	mq_plan_free(p);
+	/* the manifest changed again: tried normally */
+	ck_assert_int_eq(mq_plan_build(other, &r, 1, &po, &p, NULL), 0);
+	ck_assert_int_eq(p->items[0].action, MQ_ACT_RESTART);
+	mq_plan_free(p);
+	mq_vm_record_free(r);
+
+	/* adding or changing snapshots: on a running vm is record-only */
+	r = rec_from_spec(mq_specset_find(nosnaps, "a"), MQ_STATUS_RUNNING);
+	r->pid = child;
+	r->start_time = st;
+	ck_assert_int_eq(mq_plan_build(snaps, &r, 1, &po, &p, NULL), 0);
+	ck_assert_int_eq(p->items[0].action, MQ_ACT_UPDATE);
+	ck_assert(mq_strv_contains(&p->items[0].changed, "snapshots"));
+	mq_plan_free(p);
+	mq_vm_record_free(r);
+
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	mq_specset_free(good);
+	mq_specset_free(bad);
+	mq_specset_free(other);
+	mq_specset_free(snaps);
+	mq_specset_free(nosnaps);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("plan");
@@ -548,6 +612,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_build_changes_and_reasons);
 	tcase_add_test(tc, test_build_running_restart_vs_update);
 	tcase_add_test(tc, test_build_reason_names_base);
+	tcase_add_test(tc, test_build_rolled_back);
 	tcase_add_test(tc, test_build_prune_scope_and_guard);
 	tcase_add_test(tc, test_build_idempotent);
 	tcase_add_test(tc, test_build_restart_policy);

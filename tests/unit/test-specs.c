@@ -586,9 +586,10 @@ START_TEST(test_diff_and_classes)
 	ck_assert_int_eq(mq_spec_diff(a.set->specs[0]->canonical, a.set->specs[0]->canonical, &changed), 0);
 	ck_assert_uint_eq(changed.n, 0);
 	ck_assert_int_eq(mq_spec_diff("not json", a.set->specs[0]->canonical, &changed), -EINVAL);
-	ck_assert_uint_eq(changed.n, 17);
+	ck_assert_uint_eq(changed.n, 18);
 	ck_assert_str_eq(changed.v[0], "name");
 	ck_assert_str_eq(changed.v[16], "arguments");
+	ck_assert_str_eq(changed.v[17], "snapshots");
 	mq_strv_clear(&changed);
 	parsed_release(&a);
 	parsed_release(&b);
@@ -772,7 +773,10 @@ START_TEST(test_fields_table)
 		ck_assert_str_eq(key, mq_fields[n].key);
 		n++;
 	}
-	ck_assert_uint_eq(n, mq_fields_n);
+	/* the pin manifest has no `snapshots:`, the one optional row (left out
+	 * of the canonical form when absent) */
+	ck_assert_uint_eq(n, mq_fields_n - 1);
+	ck_assert_str_eq(mq_fields[n].key, "snapshots");
 	json_object_put(o);
 	parsed_release(&p);
 
@@ -1180,6 +1184,145 @@ START_TEST(test_valid_set_loads)
 }
 END_TEST
 
+/* ---- snapshots: ------------------------------------------------------------ */
+
+START_TEST(test_snapshots_parse_and_canonical)
+{
+	struct parsed p = ok1("name: a\nstorage: [{name: d, size: 1M}]\nsnapshots:\n  named: [golden, v1.0_x]\n"
+			      "  schedule: {every: 1h30m, keep: 4, live: false}\n  before_change: {}\n");
+	const struct mq_spec *s = p.set->specs[0];
+	ck_assert_ptr_nonnull(s->snapshots);
+	ck_assert_uint_eq(s->snapshots->named.n, 2);
+	ck_assert_str_eq(s->snapshots->named.v[1], "v1.0_x");
+	ck_assert_uint_eq(s->snapshots->schedule->every_s, 5400);
+	ck_assert_ptr_null(s->snapshots->schedule->cron);
+	ck_assert_uint_eq(s->snapshots->schedule->keep, 4);
+	ck_assert(!s->snapshots->schedule->live);
+	ck_assert(s->snapshots->before_change->enabled);
+	ck_assert(s->snapshots->before_change->rollback);
+	ck_assert_uint_eq(s->snapshots->before_change->keep, 3);
+	const char *tail = strstr(s->canonical, ",\"snapshots\":");
+	ck_assert_ptr_nonnull(tail);
+	ck_assert_str_eq(tail, ",\"snapshots\":{\"named\":[\"golden\",\"v1.0_x\"],\"schedule\":{\"every\":5400,\"cron\":null,"
+			       "\"keep\":4,\"live\":false},\"before_change\":{\"enabled\":true,\"keep\":3,\"rollback\":true}}}");
+	/* read back from the record: same canonical form and hash */
+	struct mq_spec *back = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_spec_from_canonical(s->canonical, "/tmp/mq-src", &back, &err), 0);
+	ck_assert_uint_eq(back->snapshots->schedule->every_s, 5400);
+	ck_assert(!back->snapshots->schedule->live);
+	ck_assert_uint_eq(back->snapshots->before_change->keep, 3);
+	mq_spec_make_canonical(back);
+	ck_assert_str_eq(back->canonical, s->canonical);
+	mq_spec_free(back);
+	parsed_release(&p);
+
+	p = ok1("name: a\nstorage: [{name: d, size: 1M}]\nsnapshots:\n  schedule: {cron: '0 */6 * * 1-5', keep: 1}\n");
+	ck_assert_str_eq(p.set->specs[0]->snapshots->schedule->cron, "0 */6 * * 1-5");
+	ck_assert(p.set->specs[0]->snapshots->schedule->live);
+	ck_assert_ptr_null(p.set->specs[0]->snapshots->before_change);
+	parsed_release(&p);
+}
+END_TEST
+
+START_TEST(test_snapshots_absent_keeps_hash)
+{
+	/* without the key the canonical form has no "snapshots" member at all,
+	 * so hashes recorded before the key existed do not change */
+	struct parsed p = ok1("name: a\nstorage: [{name: d, size: 1M}]\n");
+	ck_assert_ptr_null(p.set->specs[0]->snapshots);
+	ck_assert_ptr_null(strstr(p.set->specs[0]->canonical, "snapshots"));
+	struct mq_spec *back = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_spec_from_canonical(p.set->specs[0]->canonical, NULL, &back, &err), 0);
+	ck_assert_ptr_null(back->snapshots);
+	mq_spec_make_canonical(back);
+	ck_assert_str_eq(back->canonical, p.set->specs[0]->canonical);
+	mq_spec_free(back);
+	parsed_release(&p);
+	/* `snapshots: ~` counts as absent too */
+	char *h1 = hash_of("name: a\nstorage: [{name: d, size: 1M}]\n");
+	char *h2 = hash_of("name: a\nstorage: [{name: d, size: 1M}]\nsnapshots: ~\n");
+	ck_assert_str_eq(h1, h2);
+	free(h1);
+	free(h2);
+}
+END_TEST
+
+START_TEST(test_snapshots_record_class)
+{
+	ck_assert_int_eq(mq_spec_field_class("snapshots"), MQ_FIELD_RECORD);
+	struct parsed a = ok1("name: a\nstorage: [{name: d, size: 1M}]\n");
+	struct parsed b = ok1("name: a\nstorage: [{name: d, size: 1M}]\nsnapshots: {named: [g]}\n");
+	struct mq_strv changed = MQ_STRV_INIT;
+	ck_assert_int_eq(mq_spec_diff(a.set->specs[0]->canonical, b.set->specs[0]->canonical, &changed), 0);
+	ck_assert_uint_eq(changed.n, 1);
+	ck_assert_str_eq(changed.v[0], "snapshots");
+	mq_strv_clear(&changed);
+	parsed_release(&a);
+	parsed_release(&b);
+}
+END_TEST
+
+START_TEST(test_snapshots_errors)
+{
+	const char *disk = "name: a\nstorage: [{name: d, size: 1M}]\n";
+	char *y;
+#define SNAP_DIAG(body, expected)          \
+	y = xasprintf("%s%s", disk, body); \
+	expect_diag(y, expected);          \
+	free(y)
+	SNAP_DIAG("snapshots: [x]\n", "t.yaml:3:12: 'snapshots' must be a mapping, got a list");
+	SNAP_DIAG("snapshots: {nmaed: [x]}\n", "t.yaml:3:13: unknown key 'nmaed' in 'snapshots' (did you mean 'named'?)");
+	SNAP_DIAG("snapshots: {schedule: {keep: 2}}\n",
+		  "t.yaml:3:23: 'snapshots.schedule' needs 'every' (a duration) or 'cron' (an expression)");
+	SNAP_DIAG("snapshots: {schedule: {every: 6h}}\n",
+		  "t.yaml:3:23: 'snapshots.schedule' needs 'keep' (how many scheduled snapshots to keep, at least 1)");
+	SNAP_DIAG("snapshots: {schedule: {every: 500ms, keep: 1}}\n",
+		  "t.yaml:3:31: 'snapshots.schedule.every' must be a whole number of seconds, at least 1s, got '500ms'");
+	SNAP_DIAG("snapshots: {schedule: {every: soon, keep: 1}}\n",
+		  "t.yaml:3:31: 'snapshots.schedule.every' must be a duration such as 6h, 30m or 90s, got 'soon'");
+	SNAP_DIAG("snapshots: {schedule: {cron: '0 0 31 2 *', keep: 1}}\n",
+		  "t.yaml:3:30: cron expression '0 0 31 2 *' never matches a date");
+	SNAP_DIAG("snapshots: {schedule: {cron: '0 0 * * 8', keep: 1}}\n",
+		  "t.yaml:3:30: cannot parse cron expression '0 0 * * 8': day of week out of range 0-7 (use 5 fields such as \"0 */6 * * *\")");
+	SNAP_DIAG("snapshots: {schedule: {every: 1h, keep: 1, live: maybe}}\n",
+		  "t.yaml:3:50: 'snapshots.schedule.live' must be true or false, got 'maybe'");
+	SNAP_DIAG("snapshots: {before_change: {enabled: 2}}\n",
+		  "t.yaml:3:38: 'snapshots.before_change.enabled' must be true or false, got '2'");
+	SNAP_DIAG("snapshots: {named: {a: b}}\n", "t.yaml:3:20: 'snapshots.named' must be a list of snapshot names, got a mapping");
+#undef SNAP_DIAG
+	/* no qcow2 disk: no storage at all; a disabled before_change needs none */
+	expect_diag("name: a\nsnapshots: {named: [g]}\n",
+		    "t.yaml:2:13: named snapshots need a qcow2 disk, but vm 'a' has no storage (raw images and virtfs "
+		    "shares have no internal snapshots; add a qcow2 storage entry or remove 'snapshots.named')");
+	struct parsed p = ok1("name: a\nsnapshots: {before_change: {enabled: false}}\n");
+	parsed_release(&p);
+}
+END_TEST
+
+START_TEST(test_snapshot_names)
+{
+	ck_assert(mq_snapshot_name_ok("golden"));
+	ck_assert(mq_snapshot_name_ok("A.b_c-9"));
+	ck_assert(!mq_snapshot_name_ok(""));
+	ck_assert(!mq_snapshot_name_ok(NULL));
+	ck_assert(!mq_snapshot_name_ok("a b"));
+	ck_assert(!mq_snapshot_name_ok("a/b"));
+	char long_name[66];
+	memset(long_name, 'x', 65);
+	long_name[65] = 0;
+	ck_assert(!mq_snapshot_name_ok(long_name));
+	long_name[64] = 0;
+	ck_assert(mq_snapshot_name_ok(long_name));
+	ck_assert_str_eq(mq_snapshot_reserved_prefix("auto-1"), "auto-");
+	ck_assert_str_eq(mq_snapshot_reserved_prefix("pre-change-x"), "pre-change-");
+	ck_assert_str_eq(mq_snapshot_reserved_prefix("pre-restore-x"), "pre-restore-");
+	ck_assert_ptr_null(mq_snapshot_reserved_prefix("automatic"));
+	ck_assert_ptr_null(mq_snapshot_reserved_prefix("pre-changes"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("specs");
@@ -1219,6 +1362,14 @@ int main(void)
 	tcase_add_test(input, test_hostile_input);
 	tcase_add_test(input, test_big_file);
 	suite_add_tcase(s, input);
+
+	TCase *snaps = tcase_create("snapshots");
+	tcase_add_test(snaps, test_snapshots_parse_and_canonical);
+	tcase_add_test(snaps, test_snapshots_absent_keeps_hash);
+	tcase_add_test(snaps, test_snapshots_record_class);
+	tcase_add_test(snaps, test_snapshots_errors);
+	tcase_add_test(snaps, test_snapshot_names);
+	suite_add_tcase(s, snaps);
 
 	TCase *files = tcase_create("files");
 	tcase_add_test(files, test_directory_walk);

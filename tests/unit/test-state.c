@@ -197,7 +197,7 @@ START_TEST(test_open_creates_private_dir_and_db)
 	ck_assert(S_ISREG(st.st_mode));
 	ck_assert_int_eq(st.st_mode & 07777, 0600);
 	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(MQ_STORE_SCHEMA_VERSION, 4);
+	ck_assert_int_eq(MQ_STORE_SCHEMA_VERSION, 5);
 
 	/* WAL mode: the -wal and -shm files exist while open and are private too. */
 	struct mq_vm_record *r = sample("web");
@@ -623,11 +623,13 @@ START_TEST(test_migration_from_v1)
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events_vm_id'"), 0);
 
 	struct mq_store *s = open_ok(tmpdir);
-	ck_assert_int_eq(mq_store_schema_version(s), 4);
+	ck_assert_int_eq(mq_store_schema_version(s), 5);
 	struct mq_vm_record *g = get_ok(s, "old");
 	ck_assert_int_eq(g->pid, 42);
 	ck_assert_uint_eq(g->start_time, UINT64_C(8589934592));
 	ck_assert(g->hold);
+	ck_assert_ptr_null(g->rolled_back_hash); /* schema 5: no rollback recorded */
+	ck_assert_ptr_null(g->rolled_back_reason);
 	ck_assert_int_eq(g->created_at, 1000);
 	ck_assert_int_eq(g->updated_at, 2000);
 	ck_assert_ptr_null(g->qmp_path);
@@ -644,7 +646,7 @@ START_TEST(test_migration_from_v1)
 	mq_event_list_free(ev, n);
 	mq_store_free(s);
 
-	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 4);
+	ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 5);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('snapshots') WHERE name IN"
 				     " ('vm', 'name', 'origin', 'created_at')"),
 			 4);
@@ -657,7 +659,7 @@ START_TEST(test_migration_from_v1)
 
 	/* Opening an up-to-date database again changes nothing. */
 	s = open_ok(tmpdir);
-	ck_assert_int_eq(mq_store_schema_version(s), 4);
+	ck_assert_int_eq(mq_store_schema_version(s), 5);
 	mq_store_free(s);
 	free(db);
 }
@@ -674,7 +676,7 @@ START_TEST(test_fresh_db_schema)
 			 2);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events_vm_id'"), 1);
 	/* every declared column is present */
-	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('vms')"), 18);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('vms')"), 20);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_table_info('events')"), 9);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_list('events')"), 0);
 	free(db);
