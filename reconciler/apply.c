@@ -44,6 +44,7 @@ struct job {
 	enum mq_outcome outcome;
 	char *message;
 	bool started, stopped;
+	bool adopted;                /* started = took over the QEMU of an interrupted start */
 	struct mq_pidref new_ref;
 	char accel[8];
 	char *stop_how;
@@ -326,6 +327,10 @@ static int launch(struct run *r, size_t i)
 	if (j->needs_stop && mq_phase_is_up(mq_phase_get(rec))) {
 		phase(rec, MQ_PHASE_EV_STOP_BEGIN, NULL);
 		what = "stop.begin";
+	} else if (!j->needs_start) {
+		/* nothing recorded up: only looking for a QEMU an interrupted
+		 * start left unrecorded */
+		what = "stop.begin";
 	} else {
 		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
 		what = "start.begin";
@@ -380,7 +385,23 @@ static void on_stopped(struct run *r, size_t i)
 	mq_vm_record_free(rec);
 }
 
-static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_fd)
+/* QEMU exists but is not ready: record its identity at once (phase stays
+ * starting), so an interrupted start leaves a recorded pid. */
+static void on_spawned(struct run *r, size_t i, const struct mq_wmsg *m)
+{
+	const struct mq_plan_item *it = &r->plan->items[i];
+	struct mq_vm_record *rec = record_for(r, i);
+	if (mq_phase_get(rec) != MQ_PHASE_STARTING)
+		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
+	struct mq_phase_ctx ctx = { .pid = m->pid, .start_time = m->start_time };
+	phase(rec, MQ_PHASE_EV_SPAWNED, &ctx);
+	char *d = xasprintf("pid %d", (int)m->pid);
+	free(put(r, rec, item_source(it), "start.spawned", "ok", d)); /* a failure shows at start-ok */
+	free(d);
+	mq_vm_record_free(rec);
+}
+
+static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_fd, bool adopted)
 {
 	struct job *j = &r->jobs[i];
 	const struct mq_plan_item *it = &r->plan->items[i];
@@ -400,10 +421,11 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 		.reset_failures = r->o->reset_failures ||
 				  (it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_CRASH_LOOP) == 0),
 	};
-	phase(rec, MQ_PHASE_EV_START_OK, &ctx);
+	phase(rec, adopted ? MQ_PHASE_EV_ADOPT : MQ_PHASE_EV_START_OK, &ctx);
 	const char *hold = apply_hold(r, rec);
-	char *d = xasprintf("pid %d, accel %s%s", (int)m->pid, m->accel, hold ? hold : "");
-	char *werr = put(r, rec, item_source(it), "start", "ok", d);
+	char *d = xasprintf("%spid %d, accel %s%s", adopted ? "adopted the qemu of an interrupted start, " : "",
+			    (int)m->pid, m->accel, hold ? hold : "");
+	char *werr = put(r, rec, item_source(it), adopted ? "adopt" : "start", "ok", d);
 	free(d);
 	mq_vm_record_free(rec);
 	if (werr) {
@@ -418,6 +440,7 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 		return;
 	}
 	j->started = true;
+	j->adopted = adopted;
 	if (r->o->started)
 		r->o->started(r->o->ud, it->name, &j->new_ref, ev_fd); /* takes ev_fd */
 	else if (ev_fd >= 0)
@@ -446,8 +469,12 @@ static void handle_msg(struct run *r, size_t i, const struct mq_wmsg *m, int fd)
 	case MQ_WMSG_STOPPED:
 		on_stopped(r, i);
 		break;
+	case MQ_WMSG_SPAWNED:
+		on_spawned(r, i, m);
+		break;
 	case MQ_WMSG_STARTED:
-		on_started(r, i, m, fd);
+	case MQ_WMSG_ADOPTED:
+		on_started(r, i, m, fd, m->kind == MQ_WMSG_ADOPTED);
 		fd = -1;
 		break;
 	case MQ_WMSG_ERROR:
@@ -489,6 +516,8 @@ static void reap_worker(struct run *r, size_t i)
 	if (it->action == MQ_ACT_RESTART)
 		msg = xasprintf("restarted (pid %lld -> %d, %s)", it->rec ? (long long)it->rec->pid : 0LL,
 				(int)j->new_ref.pid, j->accel);
+	else if (j->started && j->adopted)
+		msg = xasprintf("adopted (pid %d, %s, left by an interrupted start)", (int)j->new_ref.pid, j->accel);
 	else if (j->started)
 		msg = xasprintf("started (pid %d, %s)", (int)j->new_ref.pid, j->accel);
 	else
@@ -717,6 +746,10 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 		}
 		j->vj.stop_timeout_ms = stop_timeout_for(it, o, r->recspecs[i]);
 		bool up = mq_status_is_up(it->observed);
+		/* An interrupted start (a maqet killed mid-start): its QEMU may
+		 * run with or without a recorded pid.  A start adopts it (the
+		 * worker finds it), a stop or delete looks for it. */
+		bool interrupted = it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_STARTING) == 0;
 		switch (it->action) {
 		case MQ_ACT_NOOP:
 			break;
@@ -749,11 +782,11 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 		}
 		case MQ_ACT_START:
 			j->needs_start = true;
-			j->needs_stop = up; /* e.g. `maqet restart` of a stopped vm is a start */
+			j->needs_stop = up && !interrupted; /* e.g. `maqet restart` of a stopped vm is a start */
 			break;
 		case MQ_ACT_STOP:
 		case MQ_ACT_DELETE:
-			j->needs_stop = up;
+			j->needs_stop = up || interrupted;
 			break;
 		case MQ_ACT_RESTART:
 			j->needs_stop = up;

@@ -199,6 +199,15 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 	in.up = rec && mq_status_is_up(it->observed);
 	if (spec)
 		in.want_running = spec->state == MQ_DESIRED_RUNNING;
+	/* A record left in starting or stopping belongs to a maqet that was
+	 * killed mid-way (a pass never plans a VM while its own job runs).  Its
+	 * QEMU may be up, with or without a recorded pid: to run it, a start
+	 * adopts that QEMU (or starts one) and an interrupted stop is finished
+	 * and started again; neither waits for a restart policy. */
+	bool interrupted_start = rec && rec->status && strcmp(rec->status, MQ_STATUS_STARTING) == 0;
+	bool interrupted_stop = rec && rec->status && strcmp(rec->status, MQ_STATUS_STOPPING) == 0;
+	if (in.want_running && interrupted_start)
+		in.up = false;
 	if (spec && rec) {
 		if (!rec->spec_hash || strcmp(rec->spec_hash, spec->hash) != 0)
 			mq_spec_diff(rec->spec_json ? rec->spec_json : "", spec->canonical, &it->changed);
@@ -215,11 +224,20 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 		in.other_changed = other_keys.n > 0;
 	}
 	in.prune = !spec && rec && prune && in_sources(set, rec->source);
-	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed)
+	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed && !interrupted_start)
 		in.blocked = policy_blocks(it, spec, rec, popts);
 	it->blocked = in.blocked;
 	it->action = mq_plan_decide(&in);
 	it->reason = make_reason(it, &in, &restart_keys, &other_keys);
+	if (interrupted_stop && in.want_running && !in.held && in.up &&
+	    (it->action == MQ_ACT_NOOP || it->action == MQ_ACT_UPDATE)) {
+		it->action = MQ_ACT_RESTART;
+		free(it->reason);
+		it->reason = xstrdup("an interrupted stop: stop it, then start it again");
+	} else if (interrupted_start && in.want_running && it->action == MQ_ACT_START) {
+		free(it->reason);
+		it->reason = xstrdup("an interrupted start: adopt its qemu if it runs, else start it");
+	}
 	mq_strv_clear(&restart_keys);
 	mq_strv_clear(&other_keys);
 }
