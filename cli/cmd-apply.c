@@ -172,8 +172,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	};
 	struct mq_apply_result res = { 0 };
 	int ar = mq_apply(cli->store, plan, &ao, &res, &err);
-	if (ar < 0) {
-		/* the pass ran to its end, but something could not be recorded */
+	if (ar < 0 && !(ar == -EIO && res.store_error_reported)) {
+		/* the pass ran to its end, but something could not be recorded
+		 * (once: not when an item's failure line already said it) */
 		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result of the apply");
 	}
 	mq_error_free(err);

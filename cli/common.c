@@ -295,7 +295,7 @@ int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_
 	opts->report = mq_cli_report;
 	opts->ud = cli;
 	int r = mq_apply(cli->store, plan, opts, &res, &err);
-	if (r < 0)
+	if (r < 0 && !(r == -EIO && res.store_error_reported)) /* once: not again after the item's line */
 		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result");
 	mq_error_free(err);
 	return (r < 0 || res.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;

@@ -45,6 +45,7 @@ struct job {
 	char *message;
 	bool started, stopped;
 	bool adopted;                /* started = took over the QEMU of an interrupted start */
+	char *store_msg;             /* what was done but could not be recorded (the item fails) */
 	struct mq_pidref new_ref;
 	char accel[8];
 	char *stop_how;
@@ -82,6 +83,8 @@ static void finish(struct run *r, size_t i, enum mq_outcome out, const char *msg
 	j->outcome = out;
 	free(j->message);
 	j->message = xstrdup(msg ? msg : "");
+	if (out == MQ_OUT_FAILED && r->res.store_error && strstr(j->message, r->res.store_error))
+		r->res.store_error_reported = true;
 	if (out == MQ_OUT_OK)
 		r->res.ok++;
 	else if (out == MQ_OUT_FAILED)
@@ -152,6 +155,7 @@ static char *put(struct run *r, const struct mq_vm_record *rec, const char *sour
 		msg = xstrdup(err ? err->msg : "cannot write the state");
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(msg);
+		r->res.store_error_reported = false;
 	} else {
 		long k = find_item(r->plan, rec->name);
 		if (k >= 0) {
@@ -171,6 +175,7 @@ static void event(struct run *r, const char *vm, const char *source, const char 
 		r->res.store_errors++;
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(err ? err->msg : "cannot write an event");
+		r->res.store_error_reported = false;
 	}
 	mq_error_free(err);
 }
@@ -380,9 +385,18 @@ static void on_stopped(struct run *r, size_t i)
 	if (j->needs_start)
 		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
 	char *d = xasprintf("%s%s", j->stop_how ? j->stop_how : "was not running", hold ? hold : "");
-	free(put(r, rec, item_source(it), "stop", "ok", d));
+	char *werr = put(r, rec, item_source(it), "stop", "ok", d);
 	free(d);
 	mq_vm_record_free(rec);
+	if (werr && !j->needs_start) {
+		/* the QEMU is gone but the record (and its hold) is not saved:
+		 * never reported as a success */
+		free(j->store_msg);
+		j->store_msg = xasprintf("cannot stop vm '%s': its qemu was stopped, but %s%s", it->name,
+					 r->o->hold && strcmp(r->o->hold, "set") == 0 ? "the hold was not saved: " : "",
+					 werr);
+	}
+	free(werr);
 }
 
 /* QEMU exists but is not ready: record its identity at once (phase stays
@@ -512,6 +526,10 @@ static void reap_worker(struct run *r, size_t i)
 		complete_delete(r, i, r->recspecs[i]);
 		return;
 	}
+	if (j->store_msg) {
+		finish(r, i, MQ_OUT_FAILED, j->store_msg);
+		return;
+	}
 	char *msg;
 	if (it->action == MQ_ACT_RESTART)
 		msg = xasprintf("restarted (pid %lld -> %d, %s)", it->rec ? (long long)it->rec->pid : 0LL,
@@ -584,6 +602,7 @@ static void complete_delete(struct run *r, size_t i, struct mq_spec *recspec)
 		r->res.store_errors++;
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(err ? err->msg : "cannot delete the record");
+		r->res.store_error_reported = false;
 		char *m = xasprintf("cannot delete vm '%s': %s", it->name, err ? err->msg : "cannot delete its record");
 		finish(r, i, MQ_OUT_FAILED, m);
 		free(m);
@@ -854,6 +873,7 @@ struct mq_applier *mq_applier_free(struct mq_applier *a)
 		free(j->message);
 		free(j->qmp_path);
 		free(j->stop_how);
+		free(j->store_msg);
 		mq_vm_record_free(j->cur);
 		mq_spec_free(r->recspecs[i]);
 	}
