@@ -644,6 +644,19 @@ int mq_qemu_stop(const struct mq_pidref *ref, const char *qmp_path, const struct
 	if (ps == MQ_PROC_OTHER)
 		return mq_error_set(err, ESTALE, "refusing to signal pid %d: it is no longer the recorded process",
 				    (int)ref->pid);
+	/* pid + start time say it is the same process; its command line must
+	 * also say it is this VM's QEMU (it names the VM's QMP socket) */
+	if (qmp_path && !mq_qemu_is_vm(ref, qmp_path)) {
+		if (mq_proc_check(ref) == MQ_PROC_GONE) {
+			reap_child(ref, 2000);
+			step(o, "powerdown", "skipped", "already exited");
+			return 0;
+		}
+		return mq_error_set(err, ESTALE,
+				    "refusing to signal pid %d: its command line does not name the qmp socket '%s', "
+				    "so it is not this vm's qemu",
+				    (int)ref->pid, qmp_path);
+	}
 
 	/* 1. ACPI powerdown */
 	if (o->force) {
