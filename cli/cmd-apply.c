@@ -182,6 +182,8 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	printf("%sApply:%s %zu ok, %zu failed, %zu skipped, %zu unchanged.\n", mq_c(cli, MQ_C_BOLD),
 	       mq_c(cli, MQ_C_RESET), res.ok, res.failed, res.skipped, plan->counts[MQ_ACT_NOOP]);
 	rc = (ar < 0 || res.failed || res.skipped) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+	if (ar == 0)
+		mq_cli_prune_events(cli); /* event retention (README: "Events") */
 out:
 	mq_plan_free(plan);
 	mq_vm_record_list_free(recs, nrec);

@@ -233,6 +233,59 @@ int mq_cli_parse_seconds(const char *arg, int64_t *ms)
 	return 0;
 }
 
+int mq_cli_parse_age(const char *s, int64_t *ms)
+{
+	size_t n = strlen(s);
+	if (n >= 2 && s[n - 1] == 'd') {
+		char *num = xstrndup(s, n - 1);
+		unsigned days;
+		int r = mq_parse_uint(num, 1, 100000, &days);
+		free(num);
+		if (r < 0)
+			return -1;
+		*ms = (int64_t)days * 86400000LL;
+		return 0;
+	}
+	uint64_t v;
+	if (mq_parse_duration(s, &v) < 0 || v == 0 || v > (uint64_t)INT64_MAX)
+		return -1;
+	*ms = (int64_t)v;
+	return 0;
+}
+
+int mq_cli_retention(const struct mq_cli *cli, struct mq_retention *out)
+{
+	out->keep_per_vm = 10000;
+	out->max_age_ms = 365LL * 86400000LL;
+	const char *e = getenv("MAQET_EVENTS_KEEP");
+	if (e && *e) {
+		unsigned k;
+		if (mq_parse_uint(e, 1, 100000000, &k) < 0) {
+			mq_cli_err(cli, "invalid MAQET_EVENTS_KEEP '%s' (a number of events per vm)", e);
+			return -1;
+		}
+		out->keep_per_vm = k;
+	}
+	e = getenv("MAQET_EVENTS_MAX_AGE");
+	if (e && *e) {
+		if (mq_cli_parse_age(e, &out->max_age_ms) < 0) {
+			mq_cli_err(cli, "invalid MAQET_EVENTS_MAX_AGE '%s' (a duration such as 30d)", e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void mq_cli_prune_events(struct mq_cli *cli)
+{
+	struct mq_retention ret;
+	if (!cli->store || mq_cli_retention(cli, &ret) < 0)
+		return;
+	struct mq_error *err = NULL;
+	(void)mq_store_event_prune(cli->store, ret.keep_per_vm, ret.max_age_ms, mq_now_ms(), NULL, &err);
+	mq_error_free(err);
+}
+
 void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg)
 {
 	struct mq_cli *cli = ud;
