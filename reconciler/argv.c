@@ -160,8 +160,10 @@ int mq_qemu_build_argv(const struct mq_spec *spec, const struct mq_vm_paths *pat
 		push2(&v, "-nic", "none");
 
 	if (spec->serial == MQ_SERIAL_LOG) {
-		mq_strbuf_adds(&sb, "file,id=serial0,path=");
-		add_esc(&sb, paths->serial_log);
+		/* The serial log is opened by maqet (no-follow, 0600, owned by us:
+		 * qemu.c open_serial_log) and handed to QEMU as fd 3 (spawn.h
+		 * pass_fd); QEMU reopens it through /dev/fd, never by its path. */
+		mq_strbuf_adds(&sb, "file,id=serial0,path=" MQ_SERIAL_LOG_FD_PATH);
 		push_opt_take(&v, "-chardev", &sb);
 		push2(&v, "-serial", "chardev:serial0");
 	} else {

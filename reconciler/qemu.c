@@ -55,6 +55,43 @@ static int prepare_runtime_dir(const char *dir, struct mq_error **err)
 	return 0;
 }
 
+/* The serial log, opened for QEMU (handed over as fd 3): never through a
+ * symlink, never a file someone else owns or can write.  Anything else at
+ * that name (a symlink, another owner, group/world-writable, not a regular
+ * file) is removed (the runtime dir is ours, 0700) and a fresh 0600 file
+ * created in its place; the symlink's target is never touched.  Returns the
+ * fd (CLOEXEC) or -errno with err set. */
+static int open_serial_log(const struct mq_spec *spec, const char *path, struct mq_error **err)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+		if (fd >= 0) {
+			struct stat st;
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+			    !(st.st_mode & 022) && st.st_nlink == 1) {
+				int fl = fcntl(fd, F_GETFL);
+				if (fl >= 0)
+					(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+				if ((st.st_mode & 07777) != 0600)
+					(void)fchmod(fd, 0600);
+				return fd;
+			}
+			close(fd);
+		} else if (errno != ELOOP && errno != ENXIO && errno != EACCES && errno != EPERM) {
+			return mq_error_set(err, errno, "cannot start vm '%s': cannot open serial log '%s': %s",
+					    spec->name, path, strerror(errno));
+		}
+		/* not ours to write into: replace it */
+		if (unlink(path) < 0 && errno != ENOENT)
+			return mq_error_set(err, errno,
+					    "cannot start vm '%s': serial log '%s' is not a private file of ours "
+					    "and cannot be removed: %s",
+					    spec->name, path, strerror(errno));
+	}
+	return mq_error_set(err, EEXIST, "cannot start vm '%s': cannot create a private serial log '%s'",
+			    spec->name, path);
+}
+
 /* Last line QEMU wrote to its log since `offset`, skipping our own lines. */
 static char *log_tail_since(const char *log, off_t offset)
 {
@@ -391,7 +428,7 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	struct mq_vm_paths paths;
 	struct mq_strv argv = MQ_STRV_INIT;
 	char *bin = NULL, *joined = NULL;
-	int logfd = -1, nullfd = -1, pidfd = -1;
+	int logfd = -1, nullfd = -1, pidfd = -1, serialfd = -1;
 	int r;
 
 	if (!opts || !opts->runtime_dir)
@@ -452,6 +489,13 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 				 strerror(errno));
 		goto out;
 	}
+	if (spec->serial == MQ_SERIAL_LOG) {
+		serialfd = open_serial_log(spec, paths.serial_log, err);
+		if (serialfd < 0) {
+			r = serialfd;
+			goto out;
+		}
+	}
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (nullfd < 0) {
 		r = mq_error_set(err, errno, "cannot start vm '%s': cannot open /dev/null: %s", spec->name,
@@ -468,13 +512,16 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (log_off < 0)
 		log_off = 0;
 	struct mq_spawn_opts spo = { .stdin_fd = nullfd, .stdout_fd = logfd, .stderr_fd = logfd, .setsid = true,
-				     .umask077 = true };
+				     .umask077 = true, .pass_fd = serialfd > 2 ? serialfd : 0 };
 	pid_t pid;
 	r = mq_spawn(bin, argv.v, &spo, &pid, err);
 	close(logfd);
 	logfd = -1;
 	close(nullfd);
 	nullfd = -1;
+	if (serialfd >= 0)
+		close(serialfd);
+	serialfd = -1;
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 		goto out;
@@ -508,6 +555,8 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 out:
 	if (pidfd >= 0)
 		close(pidfd);
+	if (serialfd >= 0)
+		close(serialfd);
 	if (logfd >= 0)
 		close(logfd);
 	if (nullfd >= 0)

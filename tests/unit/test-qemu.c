@@ -333,7 +333,7 @@ START_TEST(test_argv_full)
 		"-device", "virtio-net-pci,netdev=net0",
 		"-netdev", "user,id=net1",
 		"-device", "virtio-net-pci,netdev=net1",
-		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log",
+		"-chardev", "file,id=serial0,path=/dev/fd/3",
 		"-serial", "chardev:serial0",
 		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
@@ -436,7 +436,7 @@ START_TEST(test_yaml_minimal_defaults)
 	static const char *const want[] = {
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
 		"-nic", "none",
-		"-chardev", "file,id=serial0,path=/run/mq/web.serial.log", "-serial", "chardev:serial0",
+		"-chardev", "file,id=serial0,path=/dev/fd/3", "-serial", "chardev:serial0",
 		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
@@ -525,7 +525,7 @@ START_TEST(test_yaml_every_key)
 	ck_assert_int_ge(find_pair(&argv, "-device", "virtio-net-pci,netdev=net1"), 0);
 	ck_assert_int_lt(find_pair(&argv, "-nic", "none"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-serial", "none"), 0);
-	ck_assert_int_lt(find_pair(&argv, "-chardev", "file,id=serial0,path=/run/mq/web.serial.log"), 0);
+	ck_assert_int_lt(find_pair(&argv, "-chardev", "file,id=serial0,path=/dev/fd/3"), 0);
 	/* `arguments` then `args`, verbatim, at the very end */
 	ck_assert_uint_ge(argv.n, 3);
 	ck_assert_str_eq(argv.v[argv.n - 3], "-no-reboot");
