@@ -181,6 +181,8 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			json_object_object_add(o, "observed", json_object_new_string(it->observed));
 			json_object_object_add(o, "held", json_object_new_boolean(it->held));
 			json_object_object_add(o, "declared", json_object_new_boolean(it->spec != NULL));
+			json_object_object_add(o, "conflict", json_object_new_boolean(it->conflict));
+			json_object_object_add(o, "owner", it->owner ? json_object_new_string(it->owner) : NULL);
 			json_object_array_add(items, o);
 		}
 		json_object_object_add(root, "items", items);
@@ -201,8 +203,13 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			w = strlen(plan->items[i].name);
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct mq_plan_item *it = &plan->items[i];
-		printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, action_color(it->action)), mq_action_symbol(it->action),
-		       (int)w, it->name, mq_action_str(it->action), mq_c(cli, MQ_C_RESET), it->reason);
+		if (it->conflict)
+			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, MQ_C_RED), "!", (int)w, it->name, "conflict",
+			       mq_c(cli, MQ_C_RESET), it->reason);
+		else
+			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, action_color(it->action)),
+			       mq_action_symbol(it->action), (int)w, it->name, mq_action_str(it->action),
+			       mq_c(cli, MQ_C_RESET), it->reason);
 	}
 	if (plan->n)
 		printf("\n");

@@ -764,6 +764,12 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			j->qmp_path = xstrdup_null(it->rec->qmp_path);
 		}
 		j->vj.stop_timeout_ms = stop_timeout_for(it, o, r->recspecs[i]);
+		if (it->owner && !it->conflict && it->spec) {
+			/* --adopt: the VM moves to this source */
+			char *d = xasprintf("moved from source '%s' to '%s' (--adopt)", it->owner, it->spec->source);
+			event(r, it->name, it->spec->source, "owner", "ok", d);
+			free(d);
+		}
 		bool up = mq_status_is_up(it->observed);
 		/* An interrupted start (a maqet killed mid-start): its QEMU may
 		 * run with or without a recorded pid.  A start adopts it (the
