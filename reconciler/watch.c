@@ -52,6 +52,7 @@ struct pending_exit {
 
 struct watch {
 	struct mq_store *st;
+	int64_t pruned_at;            /* monotonic ms of the last event retention pass (0 = never) */
 	const struct mq_watch_opts *o;
 	struct mq_loop *loop;
 	struct mq_mwatch *mw;
@@ -443,6 +444,20 @@ static void end_pass(struct watch *w, size_t changes, const struct mq_apply_resu
 	else
 		wlog(w, NULL, "pass", "done", "trigger %s; no changes", w->pass_trigger);
 	w->plan = mq_plan_free(w->plan);
+	/* event retention: after the first pass, then at most once an hour */
+	if ((w->o->events_keep || w->o->events_max_age_ms) &&
+	    (w->pruned_at == 0 || mq_mono_ms() - w->pruned_at >= 3600000)) {
+		int64_t deleted = 0;
+		struct mq_error *perr = NULL;
+		w->pruned_at = mq_mono_ms();
+		if (mq_store_event_prune(w->st, w->o->events_keep, w->o->events_max_age_ms, mq_now_ms(), &deleted,
+					 &perr) < 0)
+			wlog(w, NULL, "events.prune", "failed", "%s", perr ? perr->msg : "cannot prune events");
+		else
+			wlog(w, NULL, "events.prune", "ok", "%lld old event%s deleted", (long long)deleted,
+			     deleted == 1 ? "" : "s");
+		mq_error_free(perr);
+	}
 	release_lock(w);
 	sync_tracking(w);
 	if (!w->ready) {

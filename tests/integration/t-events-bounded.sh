@@ -3,8 +3,8 @@
 #  - `maqet events -o json` streams rows: its peak RSS over 300k events stays
 #    small (constant memory), and its output is the same JSON as before;
 #  - retention: `maqet events --prune --keep N --max-age D` deletes old events
-#    and all but the newest N per vm, and apply applies the retention
-#    ($MAQET_EVENTS_KEEP / $MAQET_EVENTS_MAX_AGE) by itself;
+#    and all but the newest N per vm, and apply and watch apply the retention
+#    ($MAQET_EVENTS_KEEP / $MAQET_EVENTS_MAX_AGE) by themselves;
 #  - a fake QEMU flooding its event monitor costs `maqet watch` a bounded
 #    share of CPU, and another VM's crash is still seen at once.
 # Prints the figures (peak RSS, watch CPU share) for the report.
@@ -61,7 +61,12 @@ pass "events --prune and apply keep the documented retention"
 
 # --- an event flood costs watch a bounded share of CPU
 fake_yaml f flood > "$M/f.yaml"
+# watch applies the retention too (after its first pass)
+export MAQET_EVENTS_KEEP=5
 start_watch -f "$M" --settle 100
+unset MAQET_EVENTS_KEEP
+wait_log events.prune ok "" 10 || fail "watch did not prune events"
+[ "$(sqlite3 "$STATE/maqet.db" "select count(*) from events where vm = 'c'")" -le 5 ] || fail "watch kept more than 5 events of c"
 pf=$(live_pid f) || fail "f not running"
 pa=$(live_pid a) || fail "a not running"
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
