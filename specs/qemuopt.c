@@ -189,6 +189,26 @@ static int check_path(const struct mq_qemuopt_ctx *c, const char *opt, const cha
 	const char *text = *path;
 	if (!*text)
 		return qerr(c, at, "empty %s in option '-%s' in '%s'", what, opt, c->where);
+	/* "proto:..." before any '/' is a block protocol (nbd:, iscsi:, http:,
+	 * ...), not a host path; "file:" is one, "json:" hides one */
+	const char *colon = strchr(text, ':'), *slash = strchr(text, '/');
+	if (colon && (!slash || colon < slash)) {
+		if (strncmp(text, "json:", 5) == 0)
+			return qerr(c, at, "%s 'json:...' of option '-%s' in '%s' hides the paths QEMU opens; write "
+				    "the options out (or use -blockdev)", what, opt, c->where);
+		if (strncmp(text, "file:", 5) != 0)
+			return 0;
+		char *rest = xstrdup(text + 5);
+		bool ch = false;
+		int e = check_path(c, opt, what, &rest, at, &ch);
+		if (ch) {
+			free(*path);
+			*path = xasprintf("file:%s", rest);
+			*changed = true;
+		}
+		free(rest);
+		return e;
+	}
 	char *joined = text[0] == '/' ? xstrdup(text) : mq_path_join(c->base_dir, text);
 	char *resolved = mq_path_resolve(joined);
 	int errors = 0;

@@ -631,6 +631,15 @@ START_TEST(test_host_paths)
 	free(a);
 	free(b);
 	parsed_release(&p);
+	/* block protocols are no host paths; file: is one; json: is refused */
+	check_render("  - {drive: {file: 'nbd://host:10809/x', if: virtio}}\n", "-drive|file=nbd://host:10809/x,if=virtio");
+	check_render("  - {drive: {file: 'file:rel.img'}}\n", "-drive|file=file:/tmp/mq-base/rel.img");
+	expect_diag("name: a\narguments: [{drive: {file: 'file:/etc/shadow'}}]\n",
+		    "t.yaml:2:14: file '/etc/shadow' of option '-drive' in 'arguments' resolves to '/etc/shadow', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-drive, 'file=json:{\"file.filename\":\"/etc/shadow\"}']\n",
+		    "t.yaml:2:16: file 'json:...' of option '-drive' in 'args' hides the paths QEMU opens; write the "
+		    "options out (or use -blockdev)");
 	/* a blockdev 'file' naming another node is no path */
 	check_render("  - {blockdev: 'driver=qcow2,node-name=q,file=f'}\n", "-blockdev|driver=qcow2,node-name=q,file=f");
 }
