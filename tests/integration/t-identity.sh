@@ -33,3 +33,23 @@ assert_contains "$OUT" "refusing to signal pid $pb: its command line does not na
 proc_alive "$pb" || fail "b's qemu was signalled through a's record"
 proc_alive "$pa" || fail "a's real qemu died"
 pass "a recorded pid whose command line is another vm's qemu is never signalled"
+
+# --- a socket something listens on is never unlinked (issue 7 item 1)
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(8)
+open(sys.argv[2], "w").close()
+time.sleep(60)
+' "$RT/x.qmp" "$T/listening" &
+lp=$!
+wait_until 10 test -e "$T/listening" || fail "listener did not start"
+fake_yaml x normal > "$M/x.yaml"
+run_rc rc mq apply -f "$M/x.yaml"
+kill "$lp" 2>/dev/null || true
+wait "$lp" 2>/dev/null || true
+assert_eq "$rc" 1 "start over a listening socket: $OUT"
+assert_contains "$OUT" "socket '$RT/x.qmp' is in use by a process maqet does not track (stop it first)"
+[ -S "$RT/x.qmp" ] || fail "the listening socket was unlinked"
+[ "$(pgrep -fc -- "$RT/x.qmp")" = 0 ] || fail "a qemu of x was started beside the listener"
+pass "a socket something listens on is never unlinked"
