@@ -90,6 +90,20 @@ int mq_cli_parse_output(const char *arg, bool *json);
 /* Parse a seconds value (duration syntax accepted: "30", "30s", "500ms"). */
 int mq_cli_parse_seconds(const char *arg, int64_t *ms);
 
+/* Event retention: keep_per_vm events per vm and none older than max_age_ms.
+ * Defaults 10000 and 365 days, or $MAQET_EVENTS_KEEP / $MAQET_EVENTS_MAX_AGE
+ * (a duration such as 30d).  -1 after printing when a variable is invalid. */
+struct mq_retention {
+	size_t keep_per_vm;
+	int64_t max_age_ms;
+};
+int mq_cli_retention(const struct mq_cli *cli, struct mq_retention *out);
+/* "30d" (days) or any duration mq_parse_duration() takes ("12h", "90m"); > 0. */
+int mq_cli_parse_age(const char *s, int64_t *ms);
+/* Apply the retention after a command that wrote events (errors ignored:
+ * the command's own work is done; `maqet events --prune` reports them). */
+void mq_cli_prune_events(struct mq_cli *cli);
+
 /* Run a one-item plan for an imperative command under the state lock. */
 int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_opts *opts);
 /* Fill a one-item plan for record `name`; action chosen by the caller.

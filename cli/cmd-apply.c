@@ -15,7 +15,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv);
 const struct mq_cmd mq_cmd_apply = {
 	.name = "apply",
 	.summary = "converge VMs to the manifests (start, stop, restart, prune)",
-	.usage = "usage: maqet apply -f PATH... [--prune [--allow-empty] [--delete-disks]] [--dry-run]\n"
+	.usage = "usage: maqet apply -f PATH... [--prune [--allow-empty] [--delete-disks]] [--adopt] [--dry-run]\n"
 		 "                   [--jobs N] [--lock-timeout S] [--state-dir DIR]\n"
 		 "\n"
 		 "Validate every manifest under PATH (files or directories), compare them with\n"
@@ -26,6 +26,8 @@ const struct mq_cmd mq_cmd_apply = {
 		 "      --prune          stop and forget VMs this source applied earlier and no\n"
 		 "                       longer declares (VMs of other sources are never touched)\n"
 		 "      --allow-empty    let --prune remove every VM of a source\n"
+		 "      --adopt          move VMs recorded from another source to this one\n"
+		 "                       (without it such a VM is a conflict: refused)\n"
 		 "      --delete-disks   with --prune, also delete the pruned VMs' disk images\n"
 		 "      --dry-run        print the plan, change nothing\n"
 		 "  -j, --jobs N         VMs acted on in parallel (default 4)\n"
@@ -38,7 +40,7 @@ const struct mq_cmd mq_cmd_apply = {
 
 static int run_apply(struct mq_cli *cli, int argc, char **argv)
 {
-	enum { O_PRUNE = 1000, O_DRY, O_LOCK, O_DELDISKS, O_EMPTY, O_STATE };
+	enum { O_PRUNE = 1000, O_DRY, O_LOCK, O_DELDISKS, O_EMPTY, O_STATE, O_ADOPT };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "prune", no_argument, NULL, O_PRUNE },
@@ -47,12 +49,13 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		{ "lock-timeout", required_argument, NULL, O_LOCK },
 		{ "delete-disks", no_argument, NULL, O_DELDISKS },
 		{ "allow-empty", no_argument, NULL, O_EMPTY },
+		{ "adopt", no_argument, NULL, O_ADOPT },
 		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct mq_strv paths = MQ_STRV_INIT;
-	bool prune = false, dry = false, deldisks = false, allow_empty = false;
+	bool prune = false, dry = false, deldisks = false, allow_empty = false, adopt = false;
 	unsigned jobs = 4;
 	int64_t lock_ms = 60000;
 	int c;
@@ -85,6 +88,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 			break;
 		case O_EMPTY:
 			allow_empty = true;
+			break;
+		case O_ADOPT:
+			adopt = true;
 			break;
 		case O_STATE:
 			if (mq_cli_state_dir_option(cli, &mq_cmd_apply, optarg) >= 0) {
@@ -138,7 +144,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		rc = mq_cli_fail(cli, err);
 		goto out;
 	}
-	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty };
+	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt };
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 		goto out;
@@ -146,7 +152,17 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	mq_cli_snap_plan(cli, plan);
 	if (dry) {
 		mq_cli_print_plan(cli, plan, false);
-		rc = MQ_EXIT_OK;
+		rc = plan->conflicts ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+		goto out;
+	}
+	if (plan->conflicts) {
+		/* one owner per VM name: refused as a whole, like invalid manifests */
+		for (size_t i = 0; i < plan->n; i++)
+			if (plan->items[i].conflict)
+				mq_cli_err(cli, "%s", plan->items[i].reason);
+		mq_cli_err(cli, "%zu vm%s owned by another source; nothing was changed", plan->conflicts,
+			   plan->conflicts == 1 ? "" : "s");
+		rc = MQ_EXIT_FAILURE;
 		goto out;
 	}
 	if (mq_plan_changes(plan) == 0) {
@@ -177,8 +193,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	};
 	struct mq_apply_result res = { 0 };
 	int ar = mq_apply(cli->store, plan, &ao, &res, &err);
-	if (ar < 0) {
-		/* the pass ran to its end, but something could not be recorded */
+	if (ar < 0 && !(ar == -EIO && res.store_error_reported)) {
+		/* the pass ran to its end, but something could not be recorded
+		 * (once: not when an item's failure line already said it) */
 		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result of the apply");
 	}
 	mq_error_free(err);
@@ -198,6 +215,8 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		printf("%sSnapshots:%s %zu taken, %zu deleted by retention, %zu failed.\n", mq_c(cli, MQ_C_BOLD),
 		       mq_c(cli, MQ_C_RESET), sres.ok, sres.deleted, sres.failed);
 	rc = (ar < 0 || res.failed || res.skipped || sres.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
+	if (ar == 0)
+		mq_cli_prune_events(cli); /* event retention (README: "Events") */
 out:
 	mq_plan_free(plan);
 	mq_vm_record_list_free(recs, nrec);

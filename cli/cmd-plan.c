@@ -11,7 +11,7 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv);
 const struct mq_cmd mq_cmd_plan = {
 	.name = "plan",
 	.summary = "show what apply would change, and why",
-	.usage = "usage: maqet plan -f PATH... [--prune [--allow-empty]] [-o table|json] [--state-dir DIR]\n"
+	.usage = "usage: maqet plan -f PATH... [--prune [--allow-empty]] [--adopt] [-o table|json] [--state-dir DIR]\n"
 		 "\n"
 		 "Compare the manifests with the recorded and live state and print, per VM,\n"
 		 "the action apply would take and why.  Changes nothing.\n"
@@ -19,11 +19,16 @@ const struct mq_cmd mq_cmd_plan = {
 		 "Symbols:  +  create    >  start    <  stop    -/+  restart    ~  update\n"
 		 "          -  delete (--prune)    @  snapshot (declared in 'snapshots:')\n"
 		 "\n"
-		 "Exit status: 0 no changes, 2 changes pending, 1 error.\n"
+		 "A VM declared here but recorded from another source is shown as a\n"
+		 "conflict (`!`).\n"
+		 "\n"
+		 "Exit status: 0 no changes, 2 changes pending, 1 error or a conflict.\n"
 		 "\n"
 		 "  -f, --file PATH      manifest file or directory (repeatable)\n"
 		 "      --prune          include VMs this source no longer declares\n"
 		 "      --allow-empty    let --prune remove every VM of a source\n"
+		 "      --adopt          move VMs recorded from another source to this one\n"
+		 "                       (without it such a VM is a conflict: refused)\n"
 		 "  -o, --output FORMAT  table (default) or json\n"
 		 "      --state-dir DIR  state directory\n"
 		 "  -h, --help           show this help\n",
@@ -32,18 +37,19 @@ const struct mq_cmd mq_cmd_plan = {
 
 static int run_plan(struct mq_cli *cli, int argc, char **argv)
 {
-	enum { O_PRUNE = 1000, O_EMPTY, O_STATE };
+	enum { O_PRUNE = 1000, O_EMPTY, O_STATE, O_ADOPT };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "prune", no_argument, NULL, O_PRUNE },
 		{ "allow-empty", no_argument, NULL, O_EMPTY },
+		{ "adopt", no_argument, NULL, O_ADOPT },
 		{ "output", required_argument, NULL, 'o' },
 		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct mq_strv paths = MQ_STRV_INIT;
-	bool prune = false, allow_empty = false, json = false;
+	bool prune = false, allow_empty = false, json = false, adopt = false;
 	int c;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
@@ -56,6 +62,9 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 			break;
 		case O_EMPTY:
 			allow_empty = true;
+			break;
+		case O_ADOPT:
+			adopt = true;
 			break;
 		case 'o':
 			if (mq_cli_parse_output(optarg, &json) < 0) {
@@ -104,13 +113,13 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 		}
 	}
 	struct mq_plan *plan = NULL;
-	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty };
+	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt };
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 	} else {
 		mq_cli_snap_plan(cli, plan);
 		mq_cli_print_plan(cli, plan, json);
-		rc = mq_plan_changes(plan) ? MQ_EXIT_CHANGES : MQ_EXIT_OK;
+		rc = plan->conflicts ? MQ_EXIT_FAILURE : mq_plan_changes(plan) ? MQ_EXIT_CHANGES : MQ_EXIT_OK;
 	}
 	mq_plan_free(plan);
 	mq_vm_record_list_free(recs, nrec);

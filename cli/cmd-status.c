@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
+#include "reconciler/proc.h"
 #include "util/xalloc.h"
 
 static int run_status(struct mq_cli *cli, int argc, char **argv);
@@ -18,7 +19,8 @@ const struct mq_cmd mq_cmd_status = {
 		 "       maqet ls ...\n"
 		 "\n"
 		 "Show every recorded VM (or one) with its desired state, the status observed\n"
-		 "now (a recorded-running VM whose process is gone shows as crashed), pid,\n"
+		 "now (a recorded-running VM whose process is gone shows as crashed, one whose\n"
+		 "QEMU is stopped by a signal or traced as unresponsive), pid,\n"
 		 "uptime, accelerator, hold flag and last error.\n"
 		 "\n"
 		 "  -o, --output FORMAT  table (default) or json\n"
@@ -112,6 +114,13 @@ static int run_status(struct mq_cli *cli, int argc, char **argv)
 		shown++;
 		const char *obs = mq_observe(r);
 		bool up = mq_status_is_up(obs);
+		/* a QEMU that is stopped (SIGSTOP) or traced answers nothing */
+		if (up && r->pid > 0) {
+			uint64_t t = 0;
+			char pst = 0;
+			if (mq_proc_stat((pid_t)r->pid, &t, &pst) == 0 && t == r->start_time && (pst == 'T' || pst == 't'))
+				obs = "unresponsive";
+		}
 		int64_t uptime = up && r->started_at ? now - r->started_at : 0;
 		const char *desired = r->hold ? "stopped" : (r->desired ? r->desired : "?");
 		if (json) {

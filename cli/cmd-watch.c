@@ -231,6 +231,13 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	wo.disk_dir = cli->disk_dir;
 	wo.log = log_line;
 	wo.ud = &lc;
+	struct mq_retention ret;
+	if (mq_cli_retention(cli, &ret) < 0) {
+		mq_strv_clear(&paths);
+		return MQ_EXIT_USAGE;
+	}
+	wo.events_keep = ret.keep_per_vm;
+	wo.events_max_age_ms = ret.max_age_ms;
 	struct mq_error *err = NULL;
 	int r = mq_watch_run(cli->store, &wo, &err);
 	mq_strv_clear(&paths);

@@ -198,6 +198,8 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 				}
 				json_object_object_add(o, "snapshots", sn);
 			}
+			json_object_object_add(o, "conflict", json_object_new_boolean(it->conflict));
+			json_object_object_add(o, "owner", it->owner ? json_object_new_string(it->owner) : NULL);
 			json_object_array_add(items, o);
 		}
 		json_object_object_add(root, "items", items);
@@ -218,8 +220,13 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			w = strlen(plan->items[i].name);
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct mq_plan_item *it = &plan->items[i];
-		printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, action_color(it->action)), mq_action_symbol(it->action),
-		       (int)w, it->name, mq_action_str(it->action), mq_c(cli, MQ_C_RESET), it->reason);
+		if (it->conflict)
+			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, MQ_C_RED), "!", (int)w, it->name, "conflict",
+			       mq_c(cli, MQ_C_RESET), it->reason);
+		else
+			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, action_color(it->action)),
+			       mq_action_symbol(it->action), (int)w, it->name, mq_action_str(it->action),
+			       mq_c(cli, MQ_C_RESET), it->reason);
 		for (size_t k = 0; k < it->n_snaps; k++)
 			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, MQ_C_CYAN), MQ_SNAP_ACTION_SYMBOL, (int)w, it->name,
 			       "snapshot", mq_c(cli, MQ_C_RESET), it->snaps[k].reason);
@@ -256,6 +263,59 @@ int mq_cli_parse_seconds(const char *arg, int64_t *ms)
 		return -1;
 	*ms = (int64_t)v;
 	return 0;
+}
+
+int mq_cli_parse_age(const char *s, int64_t *ms)
+{
+	size_t n = strlen(s);
+	if (n >= 2 && s[n - 1] == 'd') {
+		char *num = xstrndup(s, n - 1);
+		unsigned days;
+		int r = mq_parse_uint(num, 1, 100000, &days);
+		free(num);
+		if (r < 0)
+			return -1;
+		*ms = (int64_t)days * 86400000LL;
+		return 0;
+	}
+	uint64_t v;
+	if (mq_parse_duration(s, &v) < 0 || v == 0 || v > (uint64_t)INT64_MAX)
+		return -1;
+	*ms = (int64_t)v;
+	return 0;
+}
+
+int mq_cli_retention(const struct mq_cli *cli, struct mq_retention *out)
+{
+	out->keep_per_vm = 10000;
+	out->max_age_ms = 365LL * 86400000LL;
+	const char *e = getenv("MAQET_EVENTS_KEEP");
+	if (e && *e) {
+		unsigned k;
+		if (mq_parse_uint(e, 1, 100000000, &k) < 0) {
+			mq_cli_err(cli, "invalid MAQET_EVENTS_KEEP '%s' (a number of events per vm)", e);
+			return -1;
+		}
+		out->keep_per_vm = k;
+	}
+	e = getenv("MAQET_EVENTS_MAX_AGE");
+	if (e && *e) {
+		if (mq_cli_parse_age(e, &out->max_age_ms) < 0) {
+			mq_cli_err(cli, "invalid MAQET_EVENTS_MAX_AGE '%s' (a duration such as 30d)", e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void mq_cli_prune_events(struct mq_cli *cli)
+{
+	struct mq_retention ret;
+	if (!cli->store || mq_cli_retention(cli, &ret) < 0)
+		return;
+	struct mq_error *err = NULL;
+	(void)mq_store_event_prune(cli->store, ret.keep_per_vm, ret.max_age_ms, mq_now_ms(), NULL, &err);
+	mq_error_free(err);
 }
 
 void mq_cli_report(void *ud, const struct mq_plan_item *it, enum mq_outcome outcome, const char *msg)
@@ -320,7 +380,7 @@ int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_
 	opts->report = mq_cli_report;
 	opts->ud = cli;
 	int r = mq_apply(cli->store, plan, opts, &res, &err);
-	if (r < 0)
+	if (r < 0 && !(r == -EIO && res.store_error_reported)) /* once: not again after the item's line */
 		mq_cli_err(cli, "%s", err ? err->msg : "cannot record the result");
 	mq_error_free(err);
 	return (r < 0 || res.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;

@@ -45,6 +45,8 @@ struct job {
 	enum mq_outcome outcome;
 	char *message;
 	bool started, stopped;
+	bool adopted;                /* started = took over the QEMU of an interrupted start */
+	char *store_msg;             /* what was done but could not be recorded (the item fails) */
 	struct mq_pidref new_ref;
 	char accel[8];
 	char *stop_how;
@@ -85,6 +87,8 @@ static void finish(struct run *r, size_t i, enum mq_outcome out, const char *msg
 	j->outcome = out;
 	free(j->message);
 	j->message = xstrdup(msg ? msg : "");
+	if (out == MQ_OUT_FAILED && r->res.store_error && strstr(j->message, r->res.store_error))
+		r->res.store_error_reported = true;
 	if (out == MQ_OUT_OK)
 		r->res.ok++;
 	else if (out == MQ_OUT_FAILED)
@@ -155,6 +159,7 @@ static char *put(struct run *r, const struct mq_vm_record *rec, const char *sour
 		msg = xstrdup(err ? err->msg : "cannot write the state");
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(msg);
+		r->res.store_error_reported = false;
 	} else {
 		long k = find_item(r->plan, rec->name);
 		if (k >= 0) {
@@ -174,6 +179,7 @@ static void event(struct run *r, const char *vm, const char *source, const char 
 		r->res.store_errors++;
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(err ? err->msg : "cannot write an event");
+		r->res.store_error_reported = false;
 	}
 	mq_error_free(err);
 }
@@ -330,6 +336,10 @@ static int launch(struct run *r, size_t i)
 	if (j->needs_stop && mq_phase_is_up(mq_phase_get(rec))) {
 		phase(rec, MQ_PHASE_EV_STOP_BEGIN, NULL);
 		what = "stop.begin";
+	} else if (!j->needs_start) {
+		/* nothing recorded up: only looking for a QEMU an interrupted
+		 * start left unrecorded */
+		what = "stop.begin";
 	} else {
 		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
 		what = "start.begin";
@@ -379,12 +389,37 @@ static void on_stopped(struct run *r, size_t i)
 	if (j->needs_start)
 		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
 	char *d = xasprintf("%s%s", j->stop_how ? j->stop_how : "was not running", hold ? hold : "");
-	free(put(r, rec, item_source(it), "stop", "ok", d));
+	char *werr = put(r, rec, item_source(it), "stop", "ok", d);
+	free(d);
+	mq_vm_record_free(rec);
+	if (werr && !j->needs_start) {
+		/* the QEMU is gone but the record (and its hold) is not saved:
+		 * never reported as a success */
+		free(j->store_msg);
+		j->store_msg = xasprintf("cannot stop vm '%s': its qemu was stopped, but %s%s", it->name,
+					 r->o->hold && strcmp(r->o->hold, "set") == 0 ? "the hold was not saved: " : "",
+					 werr);
+	}
+	free(werr);
+}
+
+/* QEMU exists but is not ready: record its identity at once (phase stays
+ * starting), so an interrupted start leaves a recorded pid. */
+static void on_spawned(struct run *r, size_t i, const struct mq_wmsg *m)
+{
+	const struct mq_plan_item *it = &r->plan->items[i];
+	struct mq_vm_record *rec = record_for(r, i);
+	if (mq_phase_get(rec) != MQ_PHASE_STARTING)
+		phase(rec, MQ_PHASE_EV_START_BEGIN, NULL);
+	struct mq_phase_ctx ctx = { .pid = m->pid, .start_time = m->start_time };
+	phase(rec, MQ_PHASE_EV_SPAWNED, &ctx);
+	char *d = xasprintf("pid %d", (int)m->pid);
+	free(put(r, rec, item_source(it), "start.spawned", "ok", d)); /* a failure shows at start-ok */
 	free(d);
 	mq_vm_record_free(rec);
 }
 
-static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_fd)
+static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_fd, bool adopted)
 {
 	struct job *j = &r->jobs[i];
 	const struct mq_plan_item *it = &r->plan->items[i];
@@ -404,7 +439,7 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 		.reset_failures = r->o->reset_failures ||
 				  (it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_CRASH_LOOP) == 0),
 	};
-	phase(rec, MQ_PHASE_EV_START_OK, &ctx);
+	phase(rec, adopted ? MQ_PHASE_EV_ADOPT : MQ_PHASE_EV_START_OK, &ctx);
 	if (j->rolled_back && it->rec && it->spec) {
 		/* the last good spec runs: keep it recorded, and remember the
 		 * refused one so it is not tried again until the manifest changes */
@@ -421,8 +456,9 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 		mq_vm_record_set(&rec->rolled_back_reason, NULL);
 	}
 	const char *hold = apply_hold(r, rec);
-	char *d = xasprintf("pid %d, accel %s%s", (int)m->pid, m->accel, hold ? hold : "");
-	char *werr = put(r, rec, item_source(it), "start", "ok", d);
+	char *d = xasprintf("%spid %d, accel %s%s", adopted ? "adopted the qemu of an interrupted start, " : "",
+			    (int)m->pid, m->accel, hold ? hold : "");
+	char *werr = put(r, rec, item_source(it), adopted ? "adopt" : "start", "ok", d);
 	free(d);
 	mq_vm_record_free(rec);
 	if (werr) {
@@ -437,6 +473,7 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 		return;
 	}
 	j->started = true;
+	j->adopted = adopted;
 	if (r->o->started)
 		r->o->started(r->o->ud, it->name, &j->new_ref, ev_fd); /* takes ev_fd */
 	else if (ev_fd >= 0)
@@ -509,8 +546,12 @@ static void handle_msg(struct run *r, size_t i, const struct mq_wmsg *m, int fd)
 	case MQ_WMSG_STOPPED:
 		on_stopped(r, i);
 		break;
+	case MQ_WMSG_SPAWNED:
+		on_spawned(r, i, m);
+		break;
 	case MQ_WMSG_STARTED:
-		on_started(r, i, m, fd);
+	case MQ_WMSG_ADOPTED:
+		on_started(r, i, m, fd, m->kind == MQ_WMSG_ADOPTED);
 		fd = -1;
 		break;
 	case MQ_WMSG_ERROR:
@@ -548,6 +589,10 @@ static void reap_worker(struct run *r, size_t i)
 		complete_delete(r, i, r->recspecs[i]);
 		return;
 	}
+	if (j->store_msg) {
+		finish(r, i, MQ_OUT_FAILED, j->store_msg);
+		return;
+	}
 	char *msg;
 	if (j->rolled_back) {
 		msg = xasprintf("cannot restart vm '%s' with its new spec: %s; rolled back to pre-change snapshot '%s' "
@@ -561,6 +606,8 @@ static void reap_worker(struct run *r, size_t i)
 	if (it->action == MQ_ACT_RESTART)
 		msg = xasprintf("restarted (pid %lld -> %d, %s)", it->rec ? (long long)it->rec->pid : 0LL,
 				(int)j->new_ref.pid, j->accel);
+	else if (j->started && j->adopted)
+		msg = xasprintf("adopted (pid %d, %s, left by an interrupted start)", (int)j->new_ref.pid, j->accel);
 	else if (j->started)
 		msg = xasprintf("started (pid %d, %s)", (int)j->new_ref.pid, j->accel);
 	else
@@ -627,6 +674,7 @@ static void complete_delete(struct run *r, size_t i, struct mq_spec *recspec)
 		r->res.store_errors++;
 		free(r->res.store_error);
 		r->res.store_error = xstrdup(err ? err->msg : "cannot delete the record");
+		r->res.store_error_reported = false;
 		char *m = xasprintf("cannot delete vm '%s': %s", it->name, err ? err->msg : "cannot delete its record");
 		finish(r, i, MQ_OUT_FAILED, m);
 		free(m);
@@ -788,7 +836,17 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 			j->qmp_path = xstrdup_null(it->rec->qmp_path);
 		}
 		j->vj.stop_timeout_ms = stop_timeout_for(it, o, r->recspecs[i]);
+		if (it->owner && !it->conflict && it->spec) {
+			/* --adopt: the VM moves to this source */
+			char *d = xasprintf("moved from source '%s' to '%s' (--adopt)", it->owner, it->spec->source);
+			event(r, it->name, it->spec->source, "owner", "ok", d);
+			free(d);
+		}
 		bool up = mq_status_is_up(it->observed);
+		/* An interrupted start (a maqet killed mid-start): its QEMU may
+		 * run with or without a recorded pid.  A start adopts it (the
+		 * worker finds it), a stop or delete looks for it. */
+		bool interrupted = it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_STARTING) == 0;
 		switch (it->action) {
 		case MQ_ACT_NOOP:
 			break;
@@ -821,11 +879,11 @@ int mq_applier_start(struct mq_store *st, const struct mq_plan *plan, const stru
 		}
 		case MQ_ACT_START:
 			j->needs_start = true;
-			j->needs_stop = up; /* e.g. `maqet restart` of a stopped vm is a start */
+			j->needs_stop = up && !interrupted; /* e.g. `maqet restart` of a stopped vm is a start */
 			break;
 		case MQ_ACT_STOP:
 		case MQ_ACT_DELETE:
-			j->needs_stop = up;
+			j->needs_stop = up || interrupted;
 			break;
 		case MQ_ACT_RESTART: {
 			j->needs_stop = up;
@@ -903,6 +961,7 @@ struct mq_applier *mq_applier_free(struct mq_applier *a)
 		free(j->stop_how);
 		free(j->pre_change);
 		free(j->rollback_reason);
+		free(j->store_msg);
 		mq_vm_record_free(j->cur);
 		mq_spec_free(r->recspecs[i]);
 	}

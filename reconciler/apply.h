@@ -57,6 +57,8 @@ struct mq_apply_result {
 	size_t ok, failed, skipped;
 	size_t store_errors;      /* record/event writes that failed */
 	char *store_error;        /* the last of them (see mq_applier_result) */
+	bool store_error_reported; /* that last one is part of an item's reported failure
+	                              message: a caller that prints items need not print it again */
 };
 
 /* Record what liveness observed (a recorded-running VM whose process is gone

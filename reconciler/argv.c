@@ -166,12 +166,13 @@ int mq_qemu_build_argv(const struct mq_spec *spec, const struct mq_vm_paths *pat
 		push2(&v, "-nic", "none");
 
 	if (spec->serial == MQ_SERIAL_LOG) {
-		/* served on a socket for `maqet console`, and logged all the time */
+		/* Served on a socket for `maqet console`, and logged all the time.
+		 * The log is opened by maqet (no-follow, 0600, owned by us:
+		 * qemu.c open_serial_log) and handed to QEMU as fd 3 (spawn.h
+		 * pass_fd); QEMU reopens it through /dev/fd, never by its path. */
 		mq_strbuf_adds(&sb, "socket,id=serial0,path=");
 		add_esc(&sb, paths->console);
-		mq_strbuf_adds(&sb, ",server=on,wait=off,logfile=");
-		add_esc(&sb, paths->serial_log);
-		mq_strbuf_adds(&sb, ",logappend=on");
+		mq_strbuf_adds(&sb, ",server=on,wait=off,logfile=" MQ_SERIAL_LOG_FD_PATH ",logappend=on");
 		push_opt_take(&v, "-chardev", &sb);
 		push2(&v, "-serial", "chardev:serial0");
 	} else {

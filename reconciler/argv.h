@@ -21,6 +21,10 @@
  *
  * `accel` is "kvm" or "tcg"; NULL means the spec's own accel when it is
  * explicit, and is an error (-EINVAL) for accel: auto. */
+/* Where QEMU finds the serial log (serial: log): fd 3, opened by maqet. */
+#define MQ_SERIAL_LOG_FD 3
+#define MQ_SERIAL_LOG_FD_PATH "/dev/fd/3"
+
 int mq_qemu_build_argv(const struct mq_spec *spec, const struct mq_vm_paths *paths, const char *accel,
 		       const char *disk_dir, struct mq_strv *argv, struct mq_error **err);
 

@@ -46,6 +46,7 @@ static const char *const event_names[MQ_PHASE_EV__COUNT] = {
 	[MQ_PHASE_EV_RESTORE_BEGIN] = "restore-begin",
 	[MQ_PHASE_EV_RESTORE_END] = "restore-end",
 	[MQ_PHASE_EV_FORGET] = "forget",
+	[MQ_PHASE_EV_SPAWNED] = "spawned",
 };
 
 _Static_assert(MQ_PHASE__COUNT <= 32, "phase masks are 32-bit");
@@ -155,6 +156,7 @@ static const struct rule table[MQ_PHASE__COUNT][MQ_PHASE_EV__COUNT] = {
 	},
 	[MQ_PHASE_STARTING] = {
 		[EV(START_BEGIN)] = TO(STARTING, 0), /* an interrupted start, retried */
+		[EV(SPAWNED)] = TO(STARTING, SET_PROCESS),
 		[EV(START_OK)] = { .allowed = true, .next = MQ_PHASE_RUNNING,
 				   .fx = SET_PROCESS | CLEAR_ERROR | CLEAR_BACKOFF, .on_reset = RESET_FAILURES },
 		[EV(START_FAIL)] = TO(FAILED, CLEAR_PROCESS | SET_ERROR),

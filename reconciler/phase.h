@@ -24,6 +24,8 @@
  *   absent               record           -> created           -
  *   down (any)           start-begin      -> starting          -
  *   starting             start-begin      -> starting          -   (an interrupted start, retried)
+ *   starting             spawned          -> starting          set-process   (QEMU exists, not ready yet:
+ *                                                              its identity is recorded at once)
  *   starting             start-ok         -> running           set-process clear-error clear-backoff
  *                                                              [+ reset-failures when ctx asks]
  *   starting             start-fail       -> failed            clear-process set-error
@@ -128,6 +130,8 @@ enum mq_phase_event {
 	MQ_PHASE_EV_RESTORE_BEGIN,  /* "restore-begin" */
 	MQ_PHASE_EV_RESTORE_END,    /* "restore-end" (done or failed: back to ctx->resume_phase) */
 	MQ_PHASE_EV_FORGET,         /* "forget": the record is deleted */
+	MQ_PHASE_EV_SPAWNED,        /* "spawned": the starting VM's QEMU exists (pid + start time
+	                               known), before it is ready */
 	MQ_PHASE_EV__COUNT
 };
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "reconciler/phase.h"
 #include "reconciler/proc.h"
@@ -237,6 +238,15 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 	in.paused = rec && strcmp(it->observed, "paused") == 0;
 	if (spec)
 		in.want_running = spec->state == MQ_DESIRED_RUNNING;
+	/* A record left in starting or stopping belongs to a maqet that was
+	 * killed mid-way (a pass never plans a VM while its own job runs).  Its
+	 * QEMU may be up, with or without a recorded pid: to run it, a start
+	 * adopts that QEMU (or starts one) and an interrupted stop is finished
+	 * and started again; neither waits for a restart policy. */
+	bool interrupted_start = rec && rec->status && strcmp(rec->status, MQ_STATUS_STARTING) == 0;
+	bool interrupted_stop = rec && rec->status && strcmp(rec->status, MQ_STATUS_STOPPING) == 0;
+	if (in.want_running && interrupted_start)
+		in.up = false;
 	if (spec && rec) {
 		if (!rec->spec_hash || strcmp(rec->spec_hash, spec->hash) != 0)
 			mq_spec_diff(rec->spec_json ? rec->spec_json : "", spec->canonical, &it->changed);
@@ -261,11 +271,47 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 		}
 	}
 	in.prune = !spec && rec && prune && in_sources(set, rec->source);
-	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed && !in.blocked)
+	if (spec && rec && in.want_running && !in.up && !in.restart_changed && !in.other_changed && !in.blocked &&
+	    !interrupted_start)
 		in.blocked = policy_blocks(it, spec, rec, popts);
 	it->blocked = in.blocked;
 	it->action = mq_plan_decide(&in);
 	it->reason = make_reason(it, &in, &restart_keys, &other_keys);
+	/* One owner per VM name: a VM recorded from another source is not this
+	 * source's to change, unless moved explicitly (--adopt). */
+	if (spec && rec && rec->source && strcmp(rec->source, spec->source) != 0) {
+		it->owner = xstrdup(rec->source);
+		if (!(popts && popts->adopt)) {
+			char when[32] = "never";
+			time_t t = (time_t)(rec->updated_at / 1000);
+			struct tm tm;
+			if (rec->updated_at > 0 && localtime_r(&t, &tm))
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+			free(it->reason);
+			it->reason = xasprintf("vm '%s' belongs to source '%s' (last applied %s); use --adopt to move it",
+					       it->name, rec->source, when);
+			free(it->block_reason);
+			it->block_reason = xstrdup(it->reason);
+			it->conflict = true;
+			it->blocked = true;
+			it->action = MQ_ACT_NOOP;
+			mq_strv_clear(&restart_keys);
+			mq_strv_clear(&other_keys);
+			return;
+		}
+		char *r2 = xasprintf("moved from source '%s' (--adopt); %s", rec->source, it->reason);
+		free(it->reason);
+		it->reason = r2;
+	}
+	if (interrupted_stop && in.want_running && !in.held && in.up &&
+	    (it->action == MQ_ACT_NOOP || it->action == MQ_ACT_UPDATE)) {
+		it->action = MQ_ACT_RESTART;
+		free(it->reason);
+		it->reason = xstrdup("an interrupted stop: stop it, then start it again");
+	} else if (interrupted_start && in.want_running && it->action == MQ_ACT_START) {
+		free(it->reason);
+		it->reason = xstrdup("an interrupted start: adopt its qemu if it runs, else start it");
+	}
 	mq_strv_clear(&restart_keys);
 	mq_strv_clear(&other_keys);
 }
@@ -306,8 +352,11 @@ int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs
 			continue; /* another source's vm: never touched */
 		fill_item(&p->items[p->n++], NULL, recs[i], set, prune, opts);
 	}
-	for (size_t i = 0; i < p->n; i++)
+	for (size_t i = 0; i < p->n; i++) {
 		p->counts[p->items[i].action]++;
+		if (p->items[i].conflict)
+			p->conflicts++;
+	}
 	*out = p;
 	return 0;
 }
@@ -320,6 +369,7 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 		free(p->items[i].name);
 		free(p->items[i].reason);
 		free(p->items[i].block_reason);
+		free(p->items[i].owner);
 		mq_strv_clear(&p->items[i].changed);
 		mq_vm_record_free(p->items[i].rec);
 		struct mq_snap_acts sa = { p->items[i].snaps, p->items[i].n_snaps };

@@ -66,12 +66,17 @@ struct mq_plan_item {
 	int64_t wake_at;            /* wall ms when a backoff ends (0 = none): re-plan then */
 	struct mq_snap_act *snaps;  /* declared snapshot actions (reconciler/snapplan.h), owned */
 	size_t n_snaps;
+	char *owner;                /* the recorded source when it differs from the declaring one
+	                               (an ownership conflict without adopt, a move with it) */
+	bool conflict;              /* declared here, owned by `owner`, no adopt: left alone
+	                               (action no-op, blocked, reason says so) */
 };
 
 struct mq_plan {
 	struct mq_plan_item *items; /* sorted by name: declared VMs, then prunable records */
 	size_t n;
 	size_t counts[MQ_ACT__COUNT];
+	size_t conflicts;           /* items with conflict set */
 };
 
 struct mq_plan_opts {
@@ -79,6 +84,7 @@ struct mq_plan_opts {
 	bool allow_empty;   /* allow a prune that removes every VM of a source */
 	bool supervise;     /* watch mode: also honour `restart: never` and backoff */
 	int64_t now_ms;     /* wall clock for backoff decisions (0 = mq_now_ms()) */
+	bool adopt;         /* --adopt: a VM recorded from another source moves to this one */
 };
 
 /* Build the plan.  Records not declared and not prunable are left out

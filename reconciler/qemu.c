@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reconciler/qemuid.h"
 #include "reconciler/qmp.h"
 #include "util/fileio.h"
 #include "util/paths.h"
@@ -53,6 +55,43 @@ static int prepare_runtime_dir(const char *dir, struct mq_error **err)
 	return 0;
 }
 
+/* The serial log, opened for QEMU (handed over as fd 3): never through a
+ * symlink, never a file someone else owns or can write.  Anything else at
+ * that name (a symlink, another owner, group/world-writable, not a regular
+ * file) is removed (the runtime dir is ours, 0700) and a fresh 0600 file
+ * created in its place; the symlink's target is never touched.  Returns the
+ * fd (CLOEXEC) or -errno with err set. */
+static int open_serial_log(const struct mq_spec *spec, const char *path, struct mq_error **err)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+		if (fd >= 0) {
+			struct stat st;
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+			    !(st.st_mode & 022) && st.st_nlink == 1) {
+				int fl = fcntl(fd, F_GETFL);
+				if (fl >= 0)
+					(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+				if ((st.st_mode & 07777) != 0600)
+					(void)fchmod(fd, 0600);
+				return fd;
+			}
+			close(fd);
+		} else if (errno != ELOOP && errno != ENXIO && errno != EACCES && errno != EPERM) {
+			return mq_error_set(err, errno, "cannot start vm '%s': cannot open serial log '%s': %s",
+					    spec->name, path, strerror(errno));
+		}
+		/* not ours to write into: replace it */
+		if (unlink(path) < 0 && errno != ENOENT)
+			return mq_error_set(err, errno,
+					    "cannot start vm '%s': serial log '%s' is not a private file of ours "
+					    "and cannot be removed: %s",
+					    spec->name, path, strerror(errno));
+	}
+	return mq_error_set(err, EEXIST, "cannot start vm '%s': cannot create a private serial log '%s'",
+			    spec->name, path);
+}
+
 /* Last line QEMU wrote to its log since `offset`, skipping our own lines. */
 static char *log_tail_since(const char *log, off_t offset)
 {
@@ -63,15 +102,49 @@ static char *log_tail_since(const char *log, off_t offset)
 	return l;
 }
 
-/* Kill and reap our own child after a failed start. */
-static void kill_child(const struct mq_pidref *ref)
+/* Kill and reap our own child after a failed start; an adopted QEMU (not
+ * our child) only through its proven identity. */
+static void kill_child(const struct mq_pidref *ref, bool child)
 {
 	int r = mq_proc_kill(ref, SIGKILL);
+	if (!child) {
+		(void)mq_proc_wait_exit(ref, STOP_KILL_WAIT_MS);
+		return;
+	}
 	if (r < 0 && r != -ESRCH)
 		kill(ref->pid, SIGKILL); /* unreaped child of ours: the pid is still ours */
 	int st;
 	while (waitpid(ref->pid, &st, 0) < 0 && errno == EINTR)
 		;
+}
+
+/* Remove a socket file left by a dead instance.  One that accepts a
+ * connection belongs to a live process: refused. */
+static int remove_stale_socket(const struct mq_spec *spec, const char *path, struct mq_error **err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : mq_error_set(err, errno, "cannot start vm '%s': cannot access '%s': %s",
+							    spec->name, path, strerror(errno));
+	if (S_ISSOCK(st.st_mode)) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd >= 0) {
+			struct sockaddr_un sa = { .sun_family = AF_UNIX };
+			snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+			int c = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+			int e = errno;
+			close(fd);
+			if (c == 0 || e == EAGAIN || e == EINPROGRESS)
+				return mq_error_set(err, EBUSY,
+						    "cannot start vm '%s': socket '%s' is in use by a process maqet "
+						    "does not track (stop it first)",
+						    spec->name, path);
+		}
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return mq_error_set(err, errno, "cannot start vm '%s': cannot remove stale socket '%s': %s", spec->name,
+				    path, strerror(errno));
+	return 0;
 }
 
 /* ---- readiness ------------------------------------------------------------ */
@@ -175,7 +248,7 @@ static bool child_exited(int pidfd, pid_t pid, bool pidfd_readable, int *wst, bo
  * socket that is not listening yet is retried after SOCKET_RETRY_MS, the only
  * timed wake-up (a socket file gives no event when QEMU starts listening).
  * The event monitor is not read after its qmp_capabilities reply. */
-static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, int pidfd,
+static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, int pidfd, bool child,
 		      const struct mq_vm_paths *paths, off_t log_off, int timeout_ms, bool keep_ev, int *ev_fd,
 		      struct mq_error **err)
 {
@@ -268,7 +341,12 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 			break;
 		int wst = 0;
 		bool reaped = false;
-		if (child_exited(pidfd, ref->pid, n > 0 && p[0].revents, &wst, &reaped)) {
+		if (!child && pidfd < 0 && mq_proc_check(ref) != MQ_PROC_ALIVE) {
+			r = mq_error_set(err, ECHILD, "cannot adopt vm '%s': its qemu (pid %d) exited", spec->name,
+					 (int)ref->pid);
+			goto out;
+		}
+		if (child && child_exited(pidfd, ref->pid, n > 0 && p[0].revents, &wst, &reaped)) {
 			if (reaped) {
 				char *how = mq_wait_status_str(wst);
 				char *line = log_tail_since(paths->qemu_log, log_off);
@@ -281,13 +359,18 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 			}
 			goto out;
 		}
+		if (!child && pidfd >= 0 && n > 0 && p[0].revents) {
+			r = mq_error_set(err, ECHILD, "cannot adopt vm '%s': its qemu (pid %d) exited", spec->name,
+					 (int)ref->pid);
+			goto out;
+		}
 		if (n <= 0)
 			continue;
 		if (mon[0] && mq_qmp_state(mon[0]) == MQ_QMP_CLOSED && !start_settled(&w)) {
 			/* closed after cont without RESUME: wait for the exit */
 			struct pollfd pp = { .fd = pidfd, .events = POLLIN };
 			int64_t l2 = deadline - mq_mono_ms();
-			if (pidfd >= 0 && l2 > 0 && poll(&pp, 1, (int)(l2 > INT32_MAX ? INT32_MAX : l2)) == 1) {
+			if (child && pidfd >= 0 && l2 > 0 && poll(&pp, 1, (int)(l2 > INT32_MAX ? INT32_MAX : l2)) == 1) {
 				r = report_exit(spec, ref->pid, paths->qemu_log, log_off, err);
 				goto out;
 			}
@@ -329,7 +412,7 @@ timeout:
 		r = mq_error_set(err, ETIMEDOUT, "cannot start vm '%s': qmp not ready after %d ms", spec->name,
 				 timeout_ms);
 out_kill:
-	kill_child(ref);
+	kill_child(ref, child);
 out:
 	mq_qmp_free(mon[0]);
 	mq_qmp_free(mon[1]);
@@ -345,7 +428,7 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	struct mq_vm_paths paths;
 	struct mq_strv argv = MQ_STRV_INIT;
 	char *bin = NULL, *joined = NULL;
-	int logfd = -1, nullfd = -1, pidfd = -1;
+	int logfd = -1, nullfd = -1, pidfd = -1, serialfd = -1;
 	int r;
 
 	if (!opts || !opts->runtime_dir)
@@ -393,17 +476,13 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 		goto out;
 	}
 
-	/* Stale sockets of a previous instance. */
-	if (unlink(paths.qmp) < 0 && errno != ENOENT) {
-		r = mq_error_set(err, errno, "cannot start vm '%s': cannot remove stale socket '%s': %s", spec->name,
-				 paths.qmp, strerror(errno));
+	/* Stale sockets of a previous instance; never one something listens
+	 * on (a QEMU maqet does not know would lose its monitor). */
+	r = remove_stale_socket(spec, paths.qmp, err);
+	if (r == 0)
+		r = remove_stale_socket(spec, paths.qmp_ev, err);
+	if (r < 0)
 		goto out;
-	}
-	if (unlink(paths.qmp_ev) < 0 && errno != ENOENT) {
-		r = mq_error_set(err, errno, "cannot start vm '%s': cannot remove stale socket '%s': %s", spec->name,
-				 paths.qmp_ev, strerror(errno));
-		goto out;
-	}
 
 	if (unlink(paths.console) < 0 && errno != ENOENT) {
 		r = mq_error_set(err, errno, "cannot start vm '%s': cannot remove stale socket '%s': %s", spec->name,
@@ -427,6 +506,13 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 				 strerror(errno));
 		goto out;
 	}
+	if (spec->serial == MQ_SERIAL_LOG) {
+		serialfd = open_serial_log(spec, paths.serial_log, err);
+		if (serialfd < 0) {
+			r = serialfd;
+			goto out;
+		}
+	}
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (nullfd < 0) {
 		r = mq_error_set(err, errno, "cannot start vm '%s': cannot open /dev/null: %s", spec->name,
@@ -443,13 +529,16 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (log_off < 0)
 		log_off = 0;
 	struct mq_spawn_opts spo = { .stdin_fd = nullfd, .stdout_fd = logfd, .stderr_fd = logfd, .setsid = true,
-				     .umask077 = true };
+				     .umask077 = true, .pass_fd = serialfd > 2 ? serialfd : 0 };
 	pid_t pid;
 	r = mq_spawn(bin, argv.v, &spo, &pid, err);
 	close(logfd);
 	logfd = -1;
 	close(nullfd);
 	nullfd = -1;
+	if (serialfd >= 0)
+		close(serialfd);
+	serialfd = -1;
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 		goto out;
@@ -469,7 +558,9 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	pidfd = mq_pidfd_open(pid);
 
 	int ev_fd = -1;
-	r = wait_ready(spec, &ref, pidfd, &paths, log_off, timeout_ms, opts->keep_ev, &ev_fd, err);
+	if (opts->spawned)
+		opts->spawned(opts->spawned_ud, &ref);
+	r = wait_ready(spec, &ref, pidfd, true, &paths, log_off, timeout_ms, opts->keep_ev, &ev_fd, err);
 	if (r < 0)
 		goto out;
 
@@ -481,6 +572,8 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 out:
 	if (pidfd >= 0)
 		close(pidfd);
+	if (serialfd >= 0)
+		close(serialfd);
 	if (logfd >= 0)
 		close(logfd);
 	if (nullfd >= 0)
@@ -488,6 +581,42 @@ out:
 	free(joined);
 	free(bin);
 	mq_strv_clear(&argv);
+	mq_vm_paths_release(&paths);
+	return r;
+}
+
+int mq_qemu_adopt(const struct mq_spec *spec, const struct mq_start_opts *opts, const struct mq_pidref *ref,
+		  const struct mq_strv *cmdline, struct mq_start_result *res, struct mq_error **err)
+{
+	int timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+	if (!opts || !opts->runtime_dir)
+		return mq_error_set(err, EINVAL, "cannot adopt vm '%s': no runtime dir", spec->name);
+	struct mq_vm_paths paths;
+	mq_vm_paths_init(&paths, opts->runtime_dir, spec->name);
+	int pidfd = mq_pidref_open(ref);
+	if (pidfd == -ESRCH || pidfd == -ESTALE) {
+		mq_vm_paths_release(&paths);
+		return mq_error_set(err, ESRCH, "cannot adopt vm '%s': its qemu (pid %d) is gone", spec->name,
+				    (int)ref->pid);
+	}
+	if (pidfd < 0)
+		pidfd = -1; /* no pidfds here: pid + start time checks */
+	struct stat st;
+	off_t log_off = stat(paths.qemu_log, &st) == 0 ? st.st_size : 0;
+	int ev_fd = -1;
+	int r = wait_ready(spec, ref, pidfd, false, &paths, log_off, timeout_ms, opts->keep_ev, &ev_fd, err);
+	if (pidfd >= 0)
+		close(pidfd);
+	if (r == 0) {
+		const char *accel = "tcg";
+		for (size_t i = 0; cmdline && i + 1 < cmdline->n; i++)
+			if (strcmp(cmdline->v[i], "-accel") == 0)
+				accel = cmdline->v[i + 1];
+		res->ref = *ref;
+		snprintf(res->accel, sizeof(res->accel), "%s", accel);
+		res->qmp_path = xstrdup(paths.qmp);
+		res->ev_fd = ev_fd;
+	}
 	mq_vm_paths_release(&paths);
 	return r;
 }
@@ -581,6 +710,19 @@ int mq_qemu_stop(const struct mq_pidref *ref, const char *qmp_path, const struct
 	if (ps == MQ_PROC_OTHER)
 		return mq_error_set(err, ESTALE, "refusing to signal pid %d: it is no longer the recorded process",
 				    (int)ref->pid);
+	/* pid + start time say it is the same process; its command line must
+	 * also say it is this VM's QEMU (it names the VM's QMP socket) */
+	if (qmp_path && !mq_qemu_is_vm(ref, qmp_path)) {
+		if (mq_proc_check(ref) == MQ_PROC_GONE) {
+			reap_child(ref, 2000);
+			step(o, "powerdown", "skipped", "already exited");
+			return 0;
+		}
+		return mq_error_set(err, ESTALE,
+				    "refusing to signal pid %d: its command line does not name the qmp socket '%s', "
+				    "so it is not this vm's qemu",
+				    (int)ref->pid, qmp_path);
+	}
 
 	/* 1. ACPI powerdown */
 	if (o->force) {

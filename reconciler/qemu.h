@@ -33,6 +33,12 @@ struct mq_start_opts {
 	const char *disk_dir;     /* default image location, created 0700 if missing */
 	int timeout_ms;           /* for QMP readiness; 0 = 30000 */
 	bool keep_ev;             /* return the negotiated event-monitor fd in ev_fd */
+	/* Called once QEMU exists (spawned, start time read, not ready yet),
+	 * so the caller can record its identity before waiting: an interrupted
+	 * start then leaves a recorded pid, never an untracked QEMU.  May be
+	 * NULL. */
+	void (*spawned)(void *ud, const struct mq_pidref *ref);
+	void *spawned_ud;
 };
 
 struct mq_start_result {
@@ -60,6 +66,15 @@ struct mq_start_result {
  * *res is only written on success. */
 int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts,
 		  struct mq_start_result *res, struct mq_error **err);
+/* Take over ref, a live QEMU proven to be spec's (reconciler/qemuid.h)
+ * left by an interrupted start: connect and negotiate both monitors, send
+ * `cont` (a QEMU still paused by -S runs; one running already stays so) and
+ * wait until it runs, exactly as mq_qemu_start() does after spawning.
+ * res->accel is read from the command line.  On failure the process is
+ * killed (it is proven to be this VM's and would otherwise stay untracked). */
+int mq_qemu_adopt(const struct mq_spec *spec, const struct mq_start_opts *opts, const struct mq_pidref *ref,
+		  const struct mq_strv *cmdline, struct mq_start_result *res, struct mq_error **err);
+
 /* Frees qmp_path and closes ev_fd (when >= 0); only for a result that a
  * successful mq_qemu_start() filled. */
 void mq_start_result_release(struct mq_start_result *res);

@@ -437,9 +437,17 @@ static int process_lines(struct mq_qmp *q)
 /* Read what the socket has.  Until READY, read exactly up to the end of each
  * line (MSG_PEEK first), so that nothing after the qmp_capabilities reply is
  * taken out of the socket: a negotiated fd can be handed over intact. */
+/* Reads per mq_qmp_dispatch(): a QEMU flooding its monitor gets at most
+ * QMP_READS_PER_DISPATCH * QMP_READ_CHUNK bytes handled per loop turn; the
+ * rest stays in the socket (poll is level-triggered), so the loop gets to
+ * other VMs' sources, exits and signals in between. */
+#define QMP_READS_PER_DISPATCH 1
+
 static int read_input(struct mq_qmp *q)
 {
-	while (q->state != MQ_QMP_CLOSED) {
+	for (int reads = 0; q->state != MQ_QMP_CLOSED; reads++) {
+		if (reads == QMP_READS_PER_DISPATCH)
+			return 0;
 		bool exact = q->state != MQ_QMP_READY;
 		mq_strbuf_grow(&q->in, QMP_READ_CHUNK);
 		size_t want = QMP_READ_CHUNK;

@@ -28,11 +28,11 @@ struct linux_dirent64_hdr {
 	char d_name[];
 };
 
-/* Close every fd >= 3 except `keep`. */
-static void child_close_fds(int keep)
+/* Close every fd >= from (3 or 4) except `keep`. */
+static void child_close_fds(int from, int keep)
 {
 #ifdef SYS_close_range
-	if ((keep <= 3 || syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) == 0) &&
+	if ((keep <= from || syscall(SYS_close_range, (unsigned)from, (unsigned)keep - 1, 0U) == 0) &&
 	    syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) == 0)
 		return;
 #endif
@@ -50,7 +50,7 @@ static void child_close_fds(int keep)
 					continue;
 				for (; *c >= '0' && *c <= '9' && fd < 1000000000 / 10; c++)
 					fd = fd * 10 + (*c - '0');
-				if (*c == '\0' && fd >= 3 && fd != dfd && fd != keep)
+				if (*c == '\0' && fd >= from && fd != dfd && fd != keep)
 					close(fd);
 			}
 		}
@@ -60,7 +60,7 @@ static void child_close_fds(int keep)
 	long max = sysconf(_SC_OPEN_MAX);
 	if (max < 0 || max > 65536)
 		max = 65536;
-	for (int fd = 3; fd < max; fd++)
+	for (int fd = from; fd < max; fd++)
 		if (fd != keep)
 			close(fd);
 }
@@ -94,8 +94,17 @@ __attribute__((noreturn)) static void child_exec(const char *path, char *const a
 	int e = 0;
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
 		e = errno;
+	int from = 3;
+	if (!e && o->pass_fd > 2) {
+		/* fd 3 for the passed fd: move the error pipe out of the way */
+		if (errfd == 3 && (errfd = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
+			_exit(127);
+		if (o->pass_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(o->pass_fd, 3) < 0)
+			e = errno;
+		from = 4;
+	}
 	if (!e) {
-		child_close_fds(errfd);
+		child_close_fds(from, errfd);
 		execv(path, argv);
 		e = errno;
 	}

@@ -19,6 +19,8 @@ struct mq_spawn_opts {
 	int stderr_fd;     /* dup'ed to 2; -1 = /dev/null */
 	bool setsid;       /* own session (survives the caller's terminal) */
 	bool umask077;     /* umask 077 in the child */
+	int pass_fd;       /* > 2: dup'ed to fd 3 in the child and kept open across exec
+	                      (QEMU's serial log, opened by maqet); 0 = none */
 };
 
 /* fork + exec `path` (no PATH search) with argv.  The child resets signal

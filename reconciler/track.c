@@ -29,6 +29,8 @@ struct tvm {
 	int ev_tries;
 	int64_t ev_deadline;
 	struct mq_timer *hup_timer; /* monitor hung up, process not yet provably gone */
+	int turn_events;            /* events read in the current on_ev() */
+	struct mq_timer *throttle_timer; /* event monitor paused after a burst */
 	int hup_checks;
 	struct mq_exit_info info;
 };
@@ -62,6 +64,8 @@ static void ev_close(struct tvm *v)
 	v->evtimer = NULL;
 	mq_timer_cancel(v->hup_timer);
 	v->hup_timer = NULL;
+	mq_timer_cancel(v->throttle_timer);
+	v->throttle_timer = NULL;
 	v->ev = mq_qmp_free(v->ev);
 }
 
@@ -99,6 +103,7 @@ static void note_event(struct mq_qmp *q, json_object *ev, void *ud)
 {
 	struct tvm *v = ud;
 	json_object *name, *data, *x;
+	v->turn_events++;
 	if (!json_object_object_get_ex(ev, "event", &name))
 		return;
 	const char *e = json_object_get_string(name);
@@ -181,10 +186,21 @@ static void on_hup_timer(struct mq_loop *l, struct mq_timer *tm, void *ud)
 
 static void ev_connect(struct tvm *v);
 
+static void on_throttle_timer(struct mq_loop *l, struct mq_timer *tm, void *ud)
+{
+	(void)l;
+	(void)tm;
+	struct tvm *v = ud;
+	v->throttle_timer = NULL;
+	if (v->ev && v->evsrc)
+		mq_source_set_events(v->evsrc, mq_qmp_poll_events(v->ev));
+}
+
 static void on_ev(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
 {
 	struct tvm *v = ud;
 	bool was_ready = mq_qmp_state(v->ev) == MQ_QMP_READY;
+	v->turn_events = 0;
 	if (mq_qmp_dispatch(v->ev, revents, NULL) < 0) {
 		ev_close(v);
 		/* The event monitor hangs up as QEMU dies, well before the kernel
@@ -202,7 +218,16 @@ static void on_ev(struct mq_loop *l, struct mq_source *s, int fd, short revents,
 		mq_timer_cancel(v->evtimer);
 		v->evtimer = NULL;
 	}
-	mq_source_set_events(v->evsrc, mq_qmp_poll_events(v->ev));
+	/* A QEMU flooding its event monitor: after a burst, this VM's monitor
+	 * is not read for MQ_TRACK_THROTTLE_MS, so it costs watch a bounded
+	 * share of CPU.  Its exit still shows at once on its pidfd. */
+	if (v->turn_events >= MQ_TRACK_EVENTS_PER_TURN && !v->throttle_timer) {
+		mq_source_set_events(v->evsrc, 0);
+		v->throttle_timer = mq_loop_add_timer_in(v->t->o.loop, MQ_TRACK_THROTTLE_MS, on_throttle_timer, v);
+		return;
+	}
+	if (!v->throttle_timer)
+		mq_source_set_events(v->evsrc, mq_qmp_poll_events(v->ev));
 }
 
 static void on_ev_timer(struct mq_loop *l, struct mq_timer *tm, void *ud)

@@ -33,6 +33,8 @@
 
 #define MQ_TRACK_FALLBACK_MS 250     /* liveness check period without pidfds */
 #define MQ_TRACK_GREETING_MS 5000    /* give up on a QMP event monitor that does not greet */
+#define MQ_TRACK_EVENTS_PER_TURN 64  /* QMP events read per VM per loop turn, at most (about) */
+#define MQ_TRACK_THROTTLE_MS 20      /* then its event monitor rests this long */
 
 struct mq_tracker;
 

@@ -9,6 +9,7 @@
 
 #include "reconciler/img.h"
 #include "reconciler/qemu.h"
+#include "reconciler/qemuid.h"
 #include "reconciler/vmpaths.h"
 #include "reconciler/worker.h"
 #include "util/strv.h"
@@ -37,6 +38,51 @@ static void step_cb(void *ud, const char *step, const char *outcome, const char 
 	MQ_WMSG_SET(m.outcome, outcome);
 	MQ_WMSG_SET(m.text, detail);
 	(void)mq_wmsg_send(fd, &m, -1);
+}
+
+static void spawned_cb(void *ud, const struct mq_pidref *ref)
+{
+	int fd = *(int *)ud;
+	struct mq_wmsg m;
+	memset(&m, 0, sizeof(m));
+	m.kind = MQ_WMSG_SPAWNED;
+	m.pid = (int32_t)ref->pid;
+	m.start_time = ref->start_time;
+	(void)mq_wmsg_send(fd, &m, -1);
+}
+
+static int stop_one(const struct mq_vmjob *j, int *fd, const struct mq_pidref *ref, const char *qmp_path, bool force)
+{
+	struct mq_error *err = NULL;
+	struct mq_stop_opts so = {
+		.timeout_ms = j->stop_timeout_ms,
+		.grace_ms = j->stop_grace_ms,
+		.force = force,
+		.step = step_cb,
+		.ud = fd,
+	};
+	if (mq_qemu_stop(ref, qmp_path, &so, &err) < 0) {
+		send_error(*fd, "cannot stop vm '%s': %s", j->name, err ? err->msg : "stop failed");
+		mq_error_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Does QEMU's command line (cmd) match the argv this spec starts with now?
+ * (argv[0] aside: it is the binary as the spec names it.) */
+static bool same_argv(const struct mq_vmjob *j, const struct mq_vm_paths *paths, const struct mq_strv *cmd)
+{
+	struct mq_strv want = MQ_STRV_INIT;
+	const char *accel = mq_accel_resolve(j->spec->accel);
+	bool same = false;
+	if (accel && mq_qemu_build_argv(j->spec, paths, accel, j->disk_dir, &want, NULL) == 0 && want.n == cmd->n) {
+		same = true;
+		for (size_t i = 1; i < want.n && same; i++)
+			same = strcmp(want.v[i], cmd->v[i]) == 0;
+	}
+	mq_strv_clear(&want);
+	return same;
 }
 
 static void send_step(int fd, const char *step, const char *outcome, const char *text)
@@ -90,6 +136,8 @@ static int start_spec(int fd, const struct mq_vmjob *j, const struct mq_spec *sp
 		.disk_dir = j->disk_dir,
 		.timeout_ms = j->start_timeout_ms,
 		.keep_ev = j->keep_ev,
+		.spawned = spawned_cb,
+		.spawned_ud = &fd,
 	};
 	struct mq_start_result res = { .ev_fd = -1 };
 	r = mq_qemu_start(spec, &so, &res, err);
@@ -158,28 +206,69 @@ int mq_vmjob_run(int fd, void *ud)
 	const struct mq_vmjob *j = ud;
 	struct mq_error *err = NULL;
 	struct mq_wmsg m;
-	if (j->stop && j->ref.pid > 0) {
-		struct mq_stop_opts so = {
-			.timeout_ms = j->stop_timeout_ms,
-			.grace_ms = j->stop_grace_ms,
-			.force = j->force_stop,
-			.step = step_cb,
-			.ud = &fd,
-		};
-		if (mq_qemu_stop(&j->ref, j->qmp_path, &so, &err) < 0) {
-			send_error(fd, "cannot stop vm '%s': %s", j->name, err ? err->msg : "stop failed");
-			mq_error_free(err);
-			return 1;
-		}
+	struct mq_vm_paths paths = { 0 };
+	int rc = 1;
+	if (j->runtime_dir)
+		mq_vm_paths_init(&paths, j->runtime_dir, j->name);
+	if (j->stop) {
+		if (j->ref.pid > 0 && stop_one(j, &fd, &j->ref, j->qmp_path, j->force_stop) < 0)
+			goto out;
+		/* An interrupted start may have left a QEMU of this VM that no
+		 * record names: it goes too (proven by its command line). */
+		struct mq_pidref orphan;
+		for (int k = 0; paths.qmp && k < 4 && mq_qemu_find(paths.qmp, NULL, &orphan, NULL) == 1; k++)
+			if (stop_one(j, &fd, &orphan, paths.qmp, j->force_stop) < 0)
+				goto out;
 		memset(&m, 0, sizeof(m));
 		m.kind = MQ_WMSG_STOPPED;
 		(void)mq_wmsg_send(fd, &m, -1);
 	}
-	if (!j->start)
-		return 0;
-	if (j->pre_change && j->old_spec && j->stop)
-		return run_pre_change(fd, j);
-	if (!j->stop && j->ref.pid > 0) {
+	if (!j->start) {
+		rc = 0;
+		goto out;
+	}
+	if (j->pre_change && j->old_spec && j->stop) {
+		rc = run_pre_change(fd, j);
+		goto out;
+	}
+	struct mq_start_opts so = {
+		.runtime_dir = j->runtime_dir,
+		.disk_dir = j->disk_dir,
+		.timeout_ms = j->start_timeout_ms,
+		.keep_ev = j->keep_ev,
+		.spawned = spawned_cb,
+		.spawned_ud = &fd,
+	};
+	struct mq_start_result res = { .ev_fd = -1 };
+	/* A QEMU of this VM that an interrupted start left behind (recorded
+	 * pid, or found by its command line): adopted when it is what this spec
+	 * starts, else stopped, so there is never a second one. */
+	struct mq_pidref found = { 0 };
+	struct mq_strv cmd = MQ_STRV_INIT;
+	bool have = paths.qmp && mq_qemu_find(paths.qmp, &j->ref, &found, &cmd) == 1;
+	if (have && !j->stop && same_argv(j, &paths, &cmd)) {
+		int r = mq_qemu_adopt(j->spec, &so, &found, &cmd, &res, &err);
+		mq_strv_clear(&cmd);
+		if (r < 0) {
+			send_error(fd, "%s", err ? err->msg : "adopt failed");
+			mq_error_free(err);
+			goto out;
+		}
+		memset(&m, 0, sizeof(m));
+		m.kind = MQ_WMSG_ADOPTED;
+		m.pid = (int32_t)res.ref.pid;
+		m.start_time = res.ref.start_time;
+		MQ_WMSG_SET(m.accel, res.accel);
+		MQ_WMSG_SET(m.path, res.qmp_path);
+		(void)mq_wmsg_send(fd, &m, res.ev_fd);
+		mq_start_result_release(&res);
+		rc = 0;
+		goto out;
+	}
+	mq_strv_clear(&cmd);
+	if (have && stop_one(j, &fd, &found, paths.qmp, true) < 0)
+		goto out;
+	if (!j->stop && j->ref.pid > 0 && !(have && found.pid == j->ref.pid)) {
 		/* A crashed instance may still be tearing down (watch begins the
 		 * restart when its leader is a zombie): wait until it is fully
 		 * gone, so its disk locks and sockets are released. */
@@ -197,20 +286,13 @@ int mq_vmjob_run(int fd, void *ud)
 	if (r < 0) {
 		send_error(fd, "cannot start vm '%s': %s", j->name, err ? err->msg : "disk preparation failed");
 		mq_error_free(err);
-		return 1;
+		goto out;
 	}
-	struct mq_start_opts so = {
-		.runtime_dir = j->runtime_dir,
-		.disk_dir = j->disk_dir,
-		.timeout_ms = j->start_timeout_ms,
-		.keep_ev = j->keep_ev,
-	};
-	struct mq_start_result res = { .ev_fd = -1 };
 	r = mq_qemu_start(j->spec, &so, &res, &err);
 	if (r < 0) {
 		send_error(fd, "%s", err ? err->msg : "start failed");
 		mq_error_free(err);
-		return 1;
+		goto out;
 	}
 	memset(&m, 0, sizeof(m));
 	m.kind = MQ_WMSG_STARTED;
@@ -220,5 +302,9 @@ int mq_vmjob_run(int fd, void *ud)
 	MQ_WMSG_SET(m.path, res.qmp_path);
 	(void)mq_wmsg_send(fd, &m, res.ev_fd);
 	mq_start_result_release(&res);
-	return 0;
+	rc = 0;
+out:
+	if (paths.qmp)
+		mq_vm_paths_release(&paths);
+	return rc;
 }

@@ -5,9 +5,17 @@
  *   MQ_WMSG_STEP     per stop-ladder step (step, outcome, detail)
  *   MQ_WMSG_STOPPED  the old process is gone
  *   MQ_WMSG_DISK     per disk image created
+ *   MQ_WMSG_SPAWNED  QEMU exists (pid, start time), before it is ready
+ *   MQ_WMSG_ADOPTED  a QEMU of this VM left by an interrupted start (the
+ *                    recorded pid, or found by its command line naming this
+ *                    VM's QMP socket, reconciler/qemuid.h) whose command line
+ *                    is what the spec starts was taken over instead of
+ *                    starting another; one that differs is stopped first
  *   MQ_WMSG_STARTED  QEMU runs (pid, start time, accel, QMP path), with the
  *                    negotiated QMP event connection attached when asked
  *   MQ_WMSG_ERROR    the failure, as the whole user-facing message
+ * A stop also stops any QEMU of this VM found by its command line (left by an
+ * interrupted start that never recorded it).
  * The worker exits 0 on success, 1 after an MQ_WMSG_ERROR.
  */
 #ifndef MQ_VMJOB_H

@@ -62,6 +62,7 @@ struct pending_exit {
 
 struct watch {
 	struct mq_store *st;
+	int64_t pruned_at;            /* monotonic ms of the last event retention pass (0 = never) */
 	const struct mq_watch_opts *o;
 	struct mq_loop *loop;
 	struct mq_mwatch *mw;
@@ -485,6 +486,20 @@ static void end_pass(struct watch *w, struct pass *p, const struct mq_apply_resu
 	else
 		wlog(w, NULL, "pass", "done", "trigger %s; no changes", p->trigger);
 	remove_pass(w, p);
+	/* event retention: after the first pass, then at most once an hour */
+	if ((w->o->events_keep || w->o->events_max_age_ms) &&
+	    (w->pruned_at == 0 || mq_mono_ms() - w->pruned_at >= 3600000)) {
+		int64_t deleted = 0;
+		struct mq_error *perr = NULL;
+		w->pruned_at = mq_mono_ms();
+		if (mq_store_event_prune(w->st, w->o->events_keep, w->o->events_max_age_ms, mq_now_ms(), &deleted,
+					 &perr) < 0)
+			wlog(w, NULL, "events.prune", "failed", "%s", perr ? perr->msg : "cannot prune events");
+		else
+			wlog(w, NULL, "events.prune", "ok", "%lld old event%s deleted", (long long)deleted,
+			     deleted == 1 ? "" : "s");
+		mq_error_free(perr);
+	}
 	if (w->npasses == 0) {
 		release_lock(w);
 		mq_desired_gc(w->desired);

@@ -41,6 +41,10 @@ struct mq_watch_opts {
 	const char *runtime_dir;
 	const char *disk_dir;
 	struct mq_backoff_cfg backoff;
+	/* Event retention (state/events.h mq_store_event_prune), applied after
+	 * the first pass and then at most once an hour; both 0 = never. */
+	size_t events_keep;
+	int64_t events_max_age_ms;
 	mq_watch_log_fn log;
 	void *ud;
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 void mq_wmsg_set(char *dst, size_t cap, const char *src)
@@ -55,6 +56,7 @@ int mq_worker_start(mq_worker_fn fn, void *ud, struct mq_worker *w, struct mq_er
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return mq_error_set(err, errno, "cannot create a worker socket: %s", strerror(errno));
 	fflush(NULL);
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
@@ -66,6 +68,10 @@ int mq_worker_start(mq_worker_fn fn, void *ud, struct mq_worker *w, struct mq_er
 		close(sv[0]);
 		int fd = child_hygiene(sv[1]);
 		if (fd < 0)
+			_exit(127);
+		/* A worker never outlives maqet: one left running by a killed
+		 * apply could start a QEMU after the next apply looked for it. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 			_exit(127);
 		int rc = fn(fd, ud);
 		close(fd);

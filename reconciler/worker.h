@@ -11,7 +11,8 @@
  * 0, 1, 2 and its own socket is closed (so no SQLite, lock, inotify, QMP or
  * other worker fd leaks into it or into the QEMU it spawns, and an orphaned
  * worker never holds watch.lock), the signal mask is emptied and every
- * signal disposition reset to its default.
+ * signal disposition reset to its default.  A worker dies with maqet
+ * (PR_SET_PDEATHSIG): it never starts a QEMU for a maqet that is gone.
  */
 #ifndef MQ_WORKER_H
 #define MQ_WORKER_H
@@ -30,6 +31,8 @@ enum mq_wmsg_kind {
 	MQ_WMSG_STARTED,  /* QEMU is running: pid, start_time, accel, path = qmp socket;
 	                     may carry the negotiated QMP event connection's fd */
 	MQ_WMSG_ERROR,    /* text = the whole error message */
+	MQ_WMSG_ADOPTED,  /* a QEMU of this VM left by an interrupted start was taken over: as
+	                     MQ_WMSG_STARTED */
 };
 
 struct mq_wmsg {

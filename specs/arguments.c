@@ -26,12 +26,14 @@
 #include <string.h>
 
 #include "specs/arguments.h"
+#include "specs/qemuopt.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
 struct actx {
 	const char *file;
 	struct mq_diags *d;
+	struct mq_qemuopt_ctx q; /* maqet-owned options, reserved ids, host paths */
 	int errors;
 	struct mq_strv *out;
 	struct mq_argopts *opts;
@@ -44,11 +46,6 @@ static const char *const once_opts[14] = {
 	"m", "smp", "machine", "display", "vga", "cpu", "name", "boot", "bios", "kernel", "initrd", "append",
 	"pidfile", "daemonize",
 };
-/* Options maqet sets itself. */
-static const char *const owned_opts[] = {
-	"name", "qmp", "qmp-pretty", "monitor", "daemonize", "pidfile",
-};
-
 static void aerr(struct actx *c, const struct mq_ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void aerr(struct actx *c, const struct mq_ynode *n, const char *fmt, ...)
 {
@@ -68,14 +65,6 @@ void mq_argopts_release(struct mq_argopts *o)
 	free(o->v);
 	o->v = NULL;
 	o->n = o->alloc = 0;
-}
-
-static bool in_list(const char *s, const char *const *list, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(s, list[i]) == 0)
-			return true;
-	return false;
 }
 
 /* null, "~", or an empty string: "no value". */
@@ -166,8 +155,10 @@ static void render_option(struct actx *c, const struct mq_ynode *key, const stru
 		return;
 	}
 	const char *canon = strcmp(name, "M") == 0 ? "machine" : name;
-	if (in_list(canon, owned_opts, MQ_ARRAY_SIZE(owned_opts))) {
-		aerr(c, key, "option '-%s' is managed by maqet and cannot be set in 'arguments'", name);
+	struct mq_qemuopt_pos kpos = { key->line, key->col };
+	char *rewritten = NULL;
+	if (mq_qemuopt_check(&c->q, name, kpos, NULL, kpos, &rewritten)) { /* options maqet owns */
+		c->errors++;
 		return;
 	}
 	for (size_t i = 0; i < MQ_ARRAY_SIZE(once_opts); i++) {
@@ -217,18 +208,12 @@ static void render_option(struct actx *c, const struct mq_ynode *key, const stru
 	char *joined = mq_strv_join(&parts, ",");
 	mq_strv_clear(&parts);
 
-	/* the QMP channel is maqet's too */
-	if ((strcmp(canon, "chardev") == 0 || strcmp(canon, "mon") == 0) && joined[0]) {
-		const char *needle = strcmp(canon, "chardev") == 0 ? "id=qmp" : "chardev=qmp";
-		for (const char *p = joined; p; p = strchr(p, ',')) {
-			if (*p == ',')
-				p++;
-			if (strncmp(p, needle, strlen(needle)) == 0) {
-				aerr(c, key, "option '-%s' with %s... is managed by maqet (its qmp channel) and cannot be set in 'arguments'",
-				     name, needle);
-				break;
-			}
-		}
+	/* reserved chardev ids and host paths (relative ones made absolute) */
+	int qerrs = mq_qemuopt_check(&c->q, name, kpos, joined[0] ? joined : NULL, kpos, &rewritten);
+	c->errors += qerrs;
+	if (rewritten) {
+		free(joined);
+		joined = rewritten;
 	}
 	if (c->errors == errors_before) {
 		if (text[0] == '-')
@@ -248,10 +233,11 @@ static void render_option(struct actx *c, const struct mq_ynode *key, const stru
 	o->v[o->n++] = (struct mq_argopt){ xstrdup(canon), key->line, key->col, key->file };
 }
 
-int mq_arguments_render(const struct mq_ynode *node, const char *file, struct mq_diags *d, struct mq_strv *out,
-			struct mq_argopts *opts)
+int mq_arguments_render(const struct mq_ynode *node, const char *file, const char *base_dir, struct mq_diags *d,
+			struct mq_strv *out, struct mq_argopts *opts)
 {
-	struct actx c = { .file = file, .d = d, .out = out, .opts = opts };
+	struct actx c = { .file = file, .d = d, .out = out, .opts = opts,
+			  .q = { .file = file, .base_dir = base_dir, .d = d, .where = "arguments" } };
 	if (node->type == MQ_YN_MAP) {
 		for (size_t i = 0; i + 1 < node->n; i += 2)
 			render_option(&c, node->kids[i], node->kids[i + 1], NULL, 0);

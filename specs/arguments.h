@@ -28,9 +28,11 @@ struct mq_argopts {
 void mq_argopts_release(struct mq_argopts *o);
 
 /* Render the `arguments` node (a list, or a single mapping) into argv tokens
- * appended to out, recording each option in opts.  Errors go to d; returns
+ * appended to out, recording each option in opts.  Options maqet owns,
+ * reserved chardev ids and host paths are checked (specs/qemuopt.h); relative
+ * host paths are made absolute against base_dir.  Errors go to d; returns
  * the number of errors added. */
-int mq_arguments_render(const struct mq_ynode *node, const char *file, struct mq_diags *d,
+int mq_arguments_render(const struct mq_ynode *node, const char *file, const char *base_dir, struct mq_diags *d,
 			struct mq_strv *out, struct mq_argopts *opts);
 
 #endif

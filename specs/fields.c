@@ -31,6 +31,7 @@
 #include "specs/names.h"
 #include "specs/network.h"
 #include "specs/snapshots.h"
+#include "specs/qemuopt.h"
 #include "specs/storage.h"
 #include "specs/validate.h"
 #include "util/parse.h"
@@ -230,26 +231,49 @@ static void depends_on_parse(struct mq_pctx *c, const struct mq_ynode *n, struct
 	free(texts);
 }
 
+/* Raw args are checked like `arguments` (specs/qemuopt.h): a token starting
+ * with '-' is an option and, unless it is a flag or the next token is an
+ * option too, the next token is its value.  Relative host paths in values
+ * are made absolute, so only such manifests change their canonical form. */
 static void args_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spec *spec, struct mq_spec_extra *x)
 {
 	(void)x;
 	if (!mq_given(n))
 		return;
-	if (mq_is_scalar(n)) {
-		mq_strv_push(&spec->args, n->text);
-		return;
+	const struct mq_ynode *const *items = (const struct mq_ynode *const *)&n;
+	size_t count = 1;
+	if (!mq_is_scalar(n)) {
+		if (n->type != MQ_YN_SEQ) {
+			mq_err_expect(c, n, "'args'", "a list of strings");
+			return;
+		}
+		items = (const struct mq_ynode *const *)n->kids;
+		count = n->n;
 	}
-	if (n->type != MQ_YN_SEQ) {
-		mq_err_expect(c, n, "'args'", "a list of strings");
-		return;
-	}
-	for (size_t i = 0; i < n->n; i++) {
-		const struct mq_ynode *it = n->kids[i];
+	struct mq_qemuopt_ctx q = { .file = c->file, .base_dir = c->base_dir, .d = c->d, .where = "args" };
+	for (size_t i = 0; i < count; i++) {
+		const struct mq_ynode *it = items[i];
 		if (it->type != MQ_YN_SCALAR || mq_ynode_is_null(it)) {
 			mq_err_expect(c, it, "'args' entries", "strings");
 			continue;
 		}
 		mq_strv_push(&spec->args, it->text);
+		if (it->text[0] != '-' || it->text[1] == '\0')
+			continue;
+		const char *name = it->text + (it->text[1] == '-' ? 2 : 1);
+		const struct mq_ynode *val = NULL;
+		if (!mq_qemuopt_is_flag(name) && i + 1 < count && items[i + 1]->type == MQ_YN_SCALAR &&
+		    !mq_ynode_is_null(items[i + 1]) && items[i + 1]->text[0] != '-')
+			val = items[i + 1];
+		char *rewritten = NULL;
+		struct mq_qemuopt_pos opos = { it->line, it->col };
+		struct mq_qemuopt_pos vpos = val ? (struct mq_qemuopt_pos){ val->line, val->col } : opos;
+		c->errors += mq_qemuopt_check(&q, name, opos, val ? val->text : NULL, vpos, &rewritten);
+		if (val) {
+			mq_strv_push(&spec->args, rewritten ? rewritten : val->text);
+			i++;
+		}
+		free(rewritten);
 	}
 }
 
@@ -260,7 +284,7 @@ static void arguments_parse(struct mq_pctx *c, const struct mq_ynode *v, struct 
 {
 	(void)x;
 	if (mq_given(v))
-		c->errors += mq_arguments_render(v, c->file, c->d, &spec->arguments, c->argopts);
+		c->errors += mq_arguments_render(v, c->file, c->base_dir, c->d, &spec->arguments, c->argopts);
 }
 
 /* ---- to_json: typed field -> canonical value --------------------------- */

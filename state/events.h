@@ -33,6 +33,18 @@ int mq_store_event_add(struct mq_store *s, const char *vm, const char *action, c
 /* Newest last; vm NULL = all; limit 0 = no limit (the newest `limit`). */
 int mq_store_event_list(struct mq_store *s, const char *vm, size_t limit, struct mq_event ***out,
 			size_t *n, struct mq_error **err);
+/* The same rows, one at a time (constant memory): fn gets each event with
+ * borrowed strings valid only during the call; a negative return stops the
+ * walk and is returned. */
+typedef int (*mq_event_fn)(const struct mq_event *e, void *ud);
+int mq_store_event_each(struct mq_store *s, const char *vm, size_t limit, mq_event_fn fn, void *ud,
+			struct mq_error **err);
+/* Retention, in one transaction: delete events older than max_age_ms
+ * (before now_ms; 0 = no age limit), then all but the newest keep_per_vm
+ * events of each vm (set-wide events count as one vm; 0 = no count limit).
+ * *deleted (may be NULL) gets the number of rows removed. */
+int mq_store_event_prune(struct mq_store *s, size_t keep_per_vm, int64_t max_age_ms, int64_t now_ms,
+			 int64_t *deleted, struct mq_error **err);
 struct mq_event *mq_event_free(struct mq_event *e);
 void mq_event_list_free(struct mq_event **list, size_t n);
 

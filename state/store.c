@@ -4,6 +4,7 @@
 #include "state/store-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +389,60 @@ static int setup_pragmas(struct mq_store *s, struct mq_error **err)
 	return exec_const(s, "PRAGMA synchronous=NORMAL", err, "cannot set synchronous mode");
 }
 
+static int open_error(struct mq_store *s, const char *path, int rc, struct mq_error **err)
+{
+	if (!s->db)
+		return mq_error_set(err, ENOMEM, "cannot open state database '%s': out of memory", path);
+	int sys = sqlite3_system_errno(s->db), code;
+	const char *cause = mq_store_disk_cause(rc, sys, &code);
+	if (cause)
+		return mq_error_set(err, code, "cannot open state database '%s': %s in state dir '%s'", path, cause,
+				    s->dir);
+	return mq_error_set(err, sqlite_errno(rc, sys), "cannot open state database '%s': %s", path,
+			    sqlite3_errmsg(s->db));
+}
+
+/* Create the database with its schema as <db>.new-<pid> (rollback journal,
+ * so nothing of it lives in a WAL), then link it to <db>: link() never
+ * replaces a database another first open put there meanwhile. */
+static int create_new(struct mq_store *s, struct mq_error **err)
+{
+	char *tmp = xasprintf("%s.new-%ld", s->path, (long)getpid());
+	char *final = s->path;
+	(void)unlink(tmp);
+	s->path = tmp;
+	int r = 0;
+	int rc = sqlite3_open_v2(tmp, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = open_error(s, tmp, rc, err);
+	} else {
+		sqlite3_extended_result_codes(s->db, 1);
+		sqlite3_busy_timeout(s->db, MQ_STORE_BUSY_TIMEOUT_MS);
+		r = restrict_mode(s, err);
+		if (r == 0)
+			r = migrate(s, err);
+	}
+	if (s->db) {
+		if (sqlite3_close(s->db) != SQLITE_OK && r == 0)
+			r = mq_error_set(err, EIO, "cannot close new state database '%s'", tmp);
+		s->db = NULL;
+	}
+	s->path = final;
+	if (r == 0) {
+		int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (fsync(fd) < 0 && r == 0)
+				r = mq_error_set(err, errno, "cannot write state database '%s': %s", tmp, strerror(errno));
+			close(fd);
+		}
+	}
+	if (r == 0 && link(tmp, final) < 0 && errno != EEXIST)
+		r = mq_error_set(err, errno, "cannot create state database '%s': %s", final, strerror(errno));
+	(void)unlink(tmp);
+	free(tmp);
+	return r;
+}
+
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 {
 	int r = mq_mkdir_p(dir, 0700, err);
@@ -398,21 +453,27 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 	s->dir = xstrdup(dir);
 	s->path = mq_path_join(dir, MQ_STORE_DB_NAME);
 
-	int rc = sqlite3_open_v2(s->path, &s->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		if (!s->db) {
-			r = mq_error_set(err, ENOMEM, "cannot open state database '%s': out of memory", s->path);
-		} else {
-			int sys = sqlite3_system_errno(s->db), code;
-			const char *cause = mq_store_disk_cause(rc, sys, &code);
-			if (cause)
-				r = mq_error_set(err, code, "cannot open state database '%s': %s in state dir '%s'",
-						 s->path, cause, s->dir);
-			else
-				r = mq_error_set(err, sqlite_errno(rc, sys), "cannot open state database '%s': %s",
-						 s->path, sqlite3_errmsg(s->db));
+	/* A new database is created under a temporary name and linked into
+	 * place only once its schema exists, so an empty maqet.db can only
+	 * mean damage, never "no state yet" (which would start every VM again
+	 * beside the running ones). */
+	struct stat dbst;
+	if (lstat(s->path, &dbst) == 0 && S_ISREG(dbst.st_mode) && dbst.st_size == 0) {
+		r = corrupt_error(s, "the file is empty", err);
+		mq_store_free(s);
+		return r;
+	}
+	if (lstat(s->path, &dbst) < 0 && errno == ENOENT) {
+		r = create_new(s, err);
+		if (r < 0) {
+			mq_store_free(s);
+			return r;
 		}
+	}
+
+	int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = open_error(s, s->path, rc, err);
 		mq_store_free(s);
 		return r;
 	}

@@ -29,7 +29,9 @@
  * Mode poweroff-on-cont: the guest powers off right after `cont` (RESUME,
  * then SHUTDOWN guest-shutdown, then exit 0).
  *
- * Modes: normal, ignore-powerdown, ignore-quit, ignore-sigterm, crash-on-start,
+ * Mode flood: once running, every negotiated monitor gets RTC_CHANGE events
+ * as fast as its reader takes them (a batch whenever less than 64 KiB waits).
+ * Modes: normal, flood, ignore-powerdown, ignore-quit, ignore-sigterm, crash-on-start,
  * garbage (every command, qmp_capabilities included, is answered with
  * "this is not json"), die-after=MS, slow-start=MS, paused, plus for client tests:
  * silent (greeting + qmp_capabilities, then never answers), no-greeting
@@ -84,7 +86,7 @@ static int ncds;
 
 static struct {
 	bool ignore_powerdown, ignore_quit, ignore_sigterm, crash_on_start, garbage, paused;
-	bool silent, no_greeting, oversized, job_fail, poweroff_on_cont;
+	bool silent, no_greeting, oversized, job_fail, poweroff_on_cont, flood;
 	long die_after_ms;  /* <0: off */
 	long slow_start_ms; /* <0: off */
 	long job_step_ms;   /* time between job steps */
@@ -129,7 +131,9 @@ static void parse_modes(const char *s)
 	if (!copy)
 		abort();
 	for (char *save = NULL, *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(m, "normal"))
+		if (!strcmp(m, "flood"))
+			mode.flood = true;
+		else if (!strcmp(m, "normal"))
 			;
 		else if (!strcmp(m, "ignore-powerdown"))
 			mode.ignore_powerdown = true;
@@ -913,6 +917,23 @@ int main(int argc, char **argv)
 		if (exit_at >= 0 && t >= exit_at)
 			do_exit();
 		jobs_tick();
+		bool flooding = false;
+		for (int i = 0; mode.flood && running && !prelaunch && i < ncds; i++) {
+			struct chardev *c = &cds[i];
+			if (!c->qmp || c->cfd < 0 || !c->negotiated || c->out_len >= 65536)
+				continue;
+			for (int k = 0; k < 64; k++) {
+				json_object *ev = json_object_new_object();
+				json_object *d = json_object_new_object();
+				json_object_object_add(d, "offset", json_object_new_int64(k));
+				json_object_object_add(ev, "event", json_object_new_string("RTC_CHANGE"));
+				json_object_object_add(ev, "data", d);
+				json_object_object_add(ev, "timestamp", timestamp());
+				cd_send_json(c, ev);
+				json_object_put(ev);
+			}
+			flooding = true;
+		}
 		for (int i = 0; i < ncds; i++)
 			cd_flush(&cds[i]);
 
@@ -955,6 +976,8 @@ int main(int argc, char **argv)
 			int64_t left = next - now_ms();
 			timeout = left > 0 ? (int)left : 0;
 		}
+		if (flooding)
+			timeout = 0;
 		int r = poll(p, n, timeout);
 		if (r < 0 && errno != EINTR) {
 			perror("fake-qemu: poll");

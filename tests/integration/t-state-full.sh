@@ -54,6 +54,8 @@ assert_eq "$rc" 1 "apply on a full state dir exits 1"
 assert_contains "$OUT" "cannot record vm 'web': no space left on device in state dir '$FULL'"
 assert_not_contains "$OUT" "disk I/O error"
 assert_not_contains "$OUT" "i/o error"
+# one line says it, not the item's line and then the store error again
+assert_eq "$(printf '%s\n' "$OUT" | grep -c "no space left on device")" 1 "the full disk is reported once: $OUT"
 # No QEMU of this test runs: none was started without a record, or it was
 # stopped again.
 if pgrep -f -- "$RT/" >/dev/null 2>&1; then
@@ -69,6 +71,29 @@ st=$("$MAQET" --state-dir "$FULL" status -o json | jq -r '.[] | select(.name == 
 assert_eq "$st" running "web runs once there is room"
 pid=$("$MAQET" --state-dir "$FULL" status -o json | jq -r '.[] | select(.name == "web") | .pid')
 proc_alive "$pid" || fail "web's qemu (pid $pid) is not alive"
+# A stop whose hold cannot be saved says so in one line, exits 1, and leaves
+# the machine as the record says (web still running).
+dd if=/dev/zero of="$FULL/fill" bs=4k status=none 2>/dev/null || true
+size=$(stat -c %s "$FULL/fill")
+truncate -s $((size / 4096 * 4096 - 4096 - 32768)) "$FULL/fill"
+run_rc rc "$MAQET" --state-dir "$FULL" stop web --timeout 2s
+echo "$OUT"
+assert_eq "$rc" 1 "stop on a full state dir exits 1"
+assert_contains "$OUT" "cannot stop vm 'web'"
+assert_contains "$OUT" "no space left on device in state dir '$FULL'"
+assert_eq "$(printf '%s\n' "$OUT" | grep -c "no space left on device")" 1 "the full disk is reported once: $OUT"
+assert_not_contains "$OUT" "ok      web"
+st=$("$MAQET" --state-dir "$FULL" status -o json | jq -r '.[] | select(.name == "web") | .status')
+if proc_alive "$pid"; then
+	assert_eq "$st" running "web's qemu runs, so the record says running"
+else
+	# stopped but not recorded as held: said so, and the record is not 'running'
+	assert_contains "$OUT" "its qemu was stopped, but the hold was not saved"
+	assert_ne "$st" running "web's qemu is gone"
+fi
+rm -f "$FULL/fill"
+pass "a stop whose hold cannot be saved exits 1 with one line ($st)"
+
 run_rc rc "$MAQET" --state-dir "$FULL" stop web --timeout 2s
 assert_eq "$rc" 0 "stop web: $OUT"
 wait_until 10 proc_dead "$pid" || fail "web's qemu still alive after stop"

@@ -15,6 +15,7 @@ WATCH_PIDS=()
 
 watch_cleanup() {
 	local rc=$?
+	set +e # under errexit, `(exit $rc)` below would end the trap before cleanup kills the QEMUs
 	local p deadline f
 	for p in "${WATCH_PIDS[@]}"; do
 		proc_alive "$p" || continue

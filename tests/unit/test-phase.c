@@ -62,6 +62,7 @@ static const char *const event_names[] = {
 	[MQ_PHASE_EV_RESTORE_BEGIN] = "restore-begin",
 	[MQ_PHASE_EV_RESTORE_END] = "restore-end",
 	[MQ_PHASE_EV_FORGET] = "forget",
+	[MQ_PHASE_EV_SPAWNED] = "spawned",
 };
 
 static const char *want_phase_name(enum mq_phase p)
@@ -186,6 +187,7 @@ static const struct row allowed[] = {
 	R(CREATED, FORGET, ABSENT, CP),
 
 	R(STARTING, START_BEGIN, STARTING, 0),
+	R(STARTING, SPAWNED, STARTING, SP),
 	R(STARTING, START_OK, RUNNING, SP | CE | CB),
 	R(STARTING, START_FAIL, FAILED, CP | SE),
 	R(STARTING, STOP_BEGIN, STOPPING, 0),
@@ -494,6 +496,12 @@ START_TEST(test_sequences)
 	/* a QEMU that came up although its start was interrupted is adopted */
 	enum mq_phase_event adopt[] = { E(START_BEGIN), E(OBSERVED_GONE), E(ADOPT) };
 	ck_assert_int_eq(walk(PH(CRASHED), adopt, 3, &c), PH(RUNNING));
+	/* issue 7 item 1: the pid is recorded as soon as QEMU exists, the phase
+	 * stays starting; the next maqet adopts it (or it comes up) */
+	enum mq_phase_event spawned[] = { E(START_BEGIN), E(SPAWNED), E(START_OK) };
+	ck_assert_int_eq(walk(PH(STOPPED), spawned, 3, &c), PH(RUNNING));
+	enum mq_phase_event spawned_adopt[] = { E(START_BEGIN), E(SPAWNED), E(START_BEGIN), E(ADOPT) };
+	ck_assert_int_eq(walk(PH(CREATED), spawned_adopt, 4, &c), PH(RUNNING));
 }
 END_TEST
 

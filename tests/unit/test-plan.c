@@ -594,6 +594,55 @@ START_TEST(test_build_rolled_back)
 }
 END_TEST
 
+/* Issue 7: one owner per VM name, and interrupted starts/stops. */
+START_TEST(test_build_owner_and_interrupted)
+{
+	struct mq_specset *a = parse("name: db\nmemory: 64M\n---\nname: s\n---\nname: t\n", "/lab-a");
+	struct mq_specset *b = parse("name: db\nmemory: 96M\n", "/lab-b");
+	struct mq_vm_record *recs[3];
+	recs[0] = rec_from_spec(mq_specset_find(a, "db"), MQ_STATUS_STOPPED);
+	recs[0]->updated_at = 1;
+	/* a record left in starting without a pid (killed before it was recorded) */
+	recs[1] = rec_from_spec(mq_specset_find(a, "s"), MQ_STATUS_STARTING);
+	/* one left in stopping whose process is this test (alive) */
+	recs[2] = rec_from_spec(mq_specset_find(a, "t"), MQ_STATUS_STOPPING);
+	recs[2]->pid = getpid();
+	ck_assert_int_eq(mq_proc_stat(getpid(), &recs[2]->start_time, NULL), 0);
+	struct mq_plan *p = NULL;
+	struct mq_plan_opts po = { 0 };
+	ck_assert_int_eq(mq_plan_build(b, recs, 3, &po, &p, NULL), 0);
+	const struct mq_plan_item *db = item(p, "db");
+	ck_assert(db->conflict);
+	ck_assert_int_eq(db->action, MQ_ACT_NOOP);
+	ck_assert_str_eq(db->owner, "/lab-a");
+	ck_assert_msg(strstr(db->reason, "vm 'db' belongs to source '/lab-a' (last applied ") &&
+			      strstr(db->reason, "); use --adopt to move it"),
+		      "%s", db->reason);
+	ck_assert_uint_eq(p->conflicts, 1);
+	mq_plan_free(p);
+	po.adopt = true;
+	ck_assert_int_eq(mq_plan_build(b, recs, 3, &po, &p, NULL), 0);
+	db = item(p, "db");
+	ck_assert(!db->conflict);
+	ck_assert_int_eq(db->action, MQ_ACT_START); /* down, changed: started with lab-b's spec */
+	ck_assert_ptr_nonnull(strstr(db->reason, "moved from source '/lab-a' (--adopt)"));
+	ck_assert_uint_eq(p->conflicts, 0);
+	mq_plan_free(p);
+
+	po.adopt = false;
+	ck_assert_int_eq(mq_plan_build(a, recs, 3, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "s")->action, MQ_ACT_START);
+	ck_assert_ptr_nonnull(strstr(item(p, "s")->reason, "an interrupted start"));
+	ck_assert_int_eq(item(p, "t")->action, MQ_ACT_RESTART);
+	ck_assert_ptr_nonnull(strstr(item(p, "t")->reason, "an interrupted stop"));
+	mq_plan_free(p);
+	for (int i = 0; i < 3; i++)
+		mq_vm_record_free(recs[i]);
+	mq_specset_free(a);
+	mq_specset_free(b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("plan");
@@ -613,6 +662,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_build_running_restart_vs_update);
 	tcase_add_test(tc, test_build_reason_names_base);
 	tcase_add_test(tc, test_build_rolled_back);
+	tcase_add_test(tc, test_build_owner_and_interrupted);
 	tcase_add_test(tc, test_build_prune_scope_and_guard);
 	tcase_add_test(tc, test_build_idempotent);
 	tcase_add_test(tc, test_build_restart_policy);

@@ -364,7 +364,7 @@ START_TEST(test_argv_full)
 		"-device", "virtio-net-pci,netdev=net0",
 		"-netdev", "user,id=net1",
 		"-device", "virtio-net-pci,netdev=net1",
-		"-chardev", "socket,id=serial0,path=/run/mq/web.console,server=on,wait=off,logfile=/run/mq/web.serial.log,logappend=on",
+		"-chardev", "socket,id=serial0,path=/run/mq/web.console,server=on,wait=off,logfile=/dev/fd/3,logappend=on",
 		"-serial", "chardev:serial0",
 		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
@@ -467,7 +467,7 @@ START_TEST(test_yaml_minimal_defaults)
 	static const char *const want[] = {
 		"qemu-system-x86_64", "-name", "web", "-accel", "tcg", "-display", "none",
 		"-nic", "none",
-		"-chardev", "socket,id=serial0,path=/run/mq/web.console,server=on,wait=off,logfile=/run/mq/web.serial.log,logappend=on", "-serial", "chardev:serial0",
+		"-chardev", "socket,id=serial0,path=/run/mq/web.console,server=on,wait=off,logfile=/dev/fd/3,logappend=on", "-serial", "chardev:serial0",
 		"-monitor", "none", "-parallel", "none", "-S",
 		"-chardev", "socket,id=mqmp,path=/run/mq/web.qmp,server=on,wait=off",
 		"-mon", "chardev=mqmp,mode=control",
@@ -556,7 +556,7 @@ START_TEST(test_yaml_every_key)
 	ck_assert_int_ge(find_pair(&argv, "-device", "virtio-net-pci,netdev=net1"), 0);
 	ck_assert_int_lt(find_pair(&argv, "-nic", "none"), 0);
 	ck_assert_int_ge(find_pair(&argv, "-serial", "none"), 0);
-	ck_assert_int_lt(find_pair(&argv, "-chardev", "file,id=serial0,path=/run/mq/web.serial.log"), 0);
+	ck_assert_int_lt(find_pair(&argv, "-chardev", "file,id=serial0,path=/dev/fd/3"), 0);
 	/* `arguments` then `args`, verbatim, at the very end */
 	ck_assert_uint_ge(argv.n, 3);
 	ck_assert_str_eq(argv.v[argv.n - 3], "-no-reboot");

@@ -465,7 +465,7 @@ START_TEST(test_arguments_forms)
 	/* 2. scalar value verbatim */
 	check_render("  - {smp: 2}\n  - {zoom: on}\n  - {rtc: 'base=utc'}\n", "-smp|2|-zoom|on|-rtc|base=utc");
 	/* 3. null / ~ / empty value: the bare option */
-	check_render("  - {nographic: null}\n  - {usb: ~}\n  - {s: }\n  - {S: ''}\n", "-nographic|-usb|-s|-S");
+	check_render("  - {nographic: null}\n  - {usb: ~}\n  - {s: }\n  - {snapshot: ''}\n", "-nographic|-usb|-s|-snapshot");
 	/* 4. mapping value: key=value, nested maps dotted, null = bare key */
 	check_render("  - {k: {a: 1, b: 2}}\n", "-k|a=1,b=2");
 	check_render("  - {k: {a: {b: {c: 1}}}}\n", "-k|a.b.c=1");
@@ -473,7 +473,7 @@ START_TEST(test_arguments_forms)
 	/* 5. lists: comma-joined at the top, dotted indexes under a key */
 	check_render("  - {boot: [c, d]}\n", "-boot|c,d");
 	check_render("  - {k: {x: [1, 2]}}\n", "-k|x.0=1,x.1=2");
-	check_render("  - {drive: [{file: a.img}, {if: virtio}]}\n", "-drive|file=a.img,if=virtio");
+	check_render("  - {drive: [{file: a.img}, {if: virtio}]}\n", "-drive|file=/tmp/mq-base/a.img,if=virtio");
 	/* 6. multi-key map: first key is the option, the rest suboptions */
 	check_render("  - {display: gtk, zoom-to-fit: on}\n", "-display|gtk,zoom-to-fit=on");
 	check_render("  - {netdev: user, id: n0, hostfwd: 'tcp::2222-:22', ipv6: null, x: {y: 1}}\n",
@@ -505,23 +505,143 @@ START_TEST(test_arguments_errors)
 	expect_diag("name: a\ndisplay: gtk\narguments: [{display: sdl}]\n",
 		    "t.yaml:3:14: option '-display' in 'arguments' conflicts with 'display' (line 2); set only one of them");
 	expect_diag("name: a\narguments: [{qmp: 'unix:/x'}]\n",
-		    "t.yaml:2:14: option '-qmp' is managed by maqet and cannot be set in 'arguments'");
+		    "t.yaml:2:14: option '-qmp' is managed by maqet and cannot be set in 'arguments' (maqet runs QEMU's "
+		    "monitors itself; use maqet's commands (status, stop, restart))");
 	expect_diag("name: a\narguments: [-daemonize]\n",
-		    "t.yaml:2:13: option '-daemonize' is managed by maqet and cannot be set in 'arguments'");
+		    "t.yaml:2:13: option '-daemonize' is managed by maqet and cannot be set in 'arguments' (maqet "
+		    "supervises QEMU itself; remove it)");
 	expect_diag("name: a\narguments: [{name: b}]\n",
-		    "t.yaml:2:14: option '-name' is managed by maqet and cannot be set in 'arguments'");
+		    "t.yaml:2:14: option '-name' is managed by maqet and cannot be set in 'arguments' (the QEMU name is "
+		    "the vm's 'name' key)");
 	expect_diag("name: a\narguments: [{monitor: stdio}]\n",
-		    "t.yaml:2:14: option '-monitor' is managed by maqet and cannot be set in 'arguments'");
+		    "t.yaml:2:14: option '-monitor' is managed by maqet and cannot be set in 'arguments' (maqet runs "
+		    "QEMU's monitors itself; use maqet's commands (status, stop, restart))");
 	expect_diag("name: a\narguments: [{pidfile: /tmp/p}]\n",
-		    "t.yaml:2:14: option '-pidfile' is managed by maqet and cannot be set in 'arguments'");
-	expect_diag("name: a\narguments: [{chardev: socket, id: qmp0, path: /x}]\n",
-		    "t.yaml:2:14: option '-chardev' with id=qmp... is managed by maqet (its qmp channel) and cannot be set "
-		    "in 'arguments'");
+		    "t.yaml:2:14: option '-pidfile' is managed by maqet and cannot be set in 'arguments' (maqet records "
+		    "QEMU's pid itself; see 'maqet status')");
+	expect_diag("name: a\narguments: [{chardev: socket, id: mqmp, path: /tmp/x}]\n",
+		    "t.yaml:2:14: chardev id 'mqmp' in option '-chardev' in 'arguments' is maqet's (ids 'serial0' and "
+		    "'mq...' are reserved); choose another id");
 	expect_diag("name: a\narguments: ['m 2G']\n",
 		    "t.yaml:2:13: invalid option name 'm 2G' in 'arguments'; write an option and its value as {m: 2G}");
 	expect_diag("name: a\narguments: [[x]]\n", "t.yaml:2:13: 'arguments' items must be strings or mappings, got a list");
 	/* a harmless chardev is fine */
 	check_render("  - {chardev: socket, id: ser0, path: /tmp/s}\n", "-chardev|socket,id=ser0,path=/tmp/s");
+}
+END_TEST
+
+/* Item 3 of issue 7: `args` gets the same checks as `arguments`. */
+START_TEST(test_args_owned_options)
+{
+	static const char *const owned[] = { "-daemonize", "-pidfile", "-qmp", "-qmp-pretty", "-monitor", "-mon",
+					     "-name", "-S", "-incoming", "-runas", "-chroot" };
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+		char *yaml = xasprintf("name: a\nargs: [-usb, '%s', x]\n", owned[i]);
+		char *want = xasprintf("t.yaml:2:14: option '%s' is managed by maqet and cannot be set in 'args' (",
+				       owned[i]);
+		struct parsed p = parse(yaml);
+		ck_assert_msg(p.r == -EINVAL, "%s accepted in args", owned[i]);
+		ck_assert_uint_eq(p.diags.n, 1);
+		ck_assert_msg(strncmp(p.diags.v[0], want, strlen(want)) == 0, "got '%s'", p.diags.v[0]);
+		parsed_release(&p);
+		free(want);
+		free(yaml);
+	}
+	expect_diag("name: a\nargs: [--daemonize]\n",
+		    "t.yaml:2:8: option '-daemonize' is managed by maqet and cannot be set in 'args' (maqet supervises "
+		    "QEMU itself; remove it)");
+	expect_diag("name: a\nargs: [-chardev, 'socket,id=mqev,path=/tmp/s']\n",
+		    "t.yaml:2:18: chardev id 'mqev' in option '-chardev' in 'args' is maqet's (ids 'serial0' and "
+		    "'mq...' are reserved); choose another id");
+	expect_diag("name: a\nargs: [-device, 'virtserialport,chardev=mqmp']\n",
+		    "t.yaml:2:17: chardev id 'mqmp' in option '-device' in 'args' is maqet's (ids 'serial0' and "
+		    "'mq...' are reserved); choose another id");
+	expect_diag("name: a\narguments: [{chardev: file, id: serial0, path: /tmp/x}]\n",
+		    "t.yaml:2:14: chardev id 'serial0' in option '-chardev' in 'arguments' is maqet's (ids 'serial0' "
+		    "and 'mq...' are reserved); choose another id");
+	/* a value that merely looks like an owned option is no option */
+	struct parsed p = ok1("name: a\nargs: [-append, 'x', -chardev, 'socket,id=ser0,path=/tmp/s']\n");
+	ck_assert_uint_eq(p.set->specs[0]->args.n, 4);
+	parsed_release(&p);
+}
+END_TEST
+
+/* Item 4 of issue 7: host paths QEMU opens, in args and arguments. */
+START_TEST(test_host_paths)
+{
+	expect_diag("name: a\narguments: [{drive: {file: /etc/shadow}}]\n",
+		    "t.yaml:2:14: file '/etc/shadow' of option '-drive' in 'arguments' resolves to '/etc/shadow', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-drive, 'if=virtio,file=/etc/shadow']\n",
+		    "t.yaml:2:16: file '/etc/shadow' of option '-drive' in 'args' resolves to '/etc/shadow', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-blockdev, 'driver=file,node-name=f,filename=../../etc/x']\n",
+		    "t.yaml:2:19: filename '../../etc/x' of option '-blockdev' in 'args' resolves to '/etc/x', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-blockdev, '{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"/usr/x\"}}']\n",
+		    "t.yaml:2:19: filename '/usr/x' of option '-blockdev' in 'args' resolves to '/usr/x', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	static const char *const whole[] = { "kernel", "initrd", "bios", "dtb", "pflash" };
+	for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++) {
+		char *yaml = xasprintf("name: a\narguments: [{%s: /boot/f}]\n", whole[i]);
+		char *want = xasprintf("t.yaml:2:14: path '/boot/f' of option '-%s' in 'arguments' resolves to '/boot/f', "
+				       "inside a system directory; put files QEMU opens elsewhere", whole[i]);
+		expect_diag(yaml, want);
+		free(want);
+		free(yaml);
+		yaml = xasprintf("name: a\nargs: ['-%s', /boot/f]\n", whole[i]);
+		struct parsed p = parse(yaml);
+		ck_assert_msg(p.r == -EINVAL, "-%s /boot/f accepted in args", whole[i]);
+		parsed_release(&p);
+		free(yaml);
+	}
+	expect_diag("name: a\narguments: [{chardev: file, id: c0, path: /etc/motd}]\n",
+		    "t.yaml:2:14: path '/etc/motd' of option '-chardev' in 'arguments' resolves to '/etc/motd', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\narguments: [{chardev: socket, id: c0, path: /tmp/s, logfile: /var/log/x}]\n",
+		    "t.yaml:2:14: logfile '/var/log/x' of option '-chardev' in 'arguments' resolves to '/var/log/x', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\narguments: [{virtfs: local, path: /, mount_tag: r, security_model: none}]\n",
+		    "t.yaml:2:14: path '/' of option '-virtfs' in 'arguments' resolves to '/', inside a system "
+		    "directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-fsdev, 'local,id=f,path=/root,security_model=none']\n",
+		    "t.yaml:2:16: path '/root' of option '-fsdev' in 'args' resolves to '/root', inside a system "
+		    "directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-device, 'loader,file=/boot/x,addr=0x1000']\n",
+		    "t.yaml:2:17: file '/boot/x' of option '-device' in 'args' resolves to '/boot/x', inside a system "
+		    "directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-object, 'memory-backend-file,id=m,size=1G,mem-path=/etc/m']\n",
+		    "t.yaml:2:17: mem-path '/etc/m' of option '-object' in 'args' resolves to '/etc/m', inside a "
+		    "system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-serial, 'file:/tmp/x']\n",
+		    "t.yaml:2:17: '-serial file:...' in 'args' names a host path maqet cannot check; use "
+		    "'-chardev file,id=ID,path=PATH' and '-serial chardev:ID'");
+
+	/* relative paths resolve against the manifest's directory (/tmp/mq-base here), commas stay escaped */
+	struct parsed p = ok1("name: a\nargs: [-kernel, vmlinuz, -drive, 'file=d,,1.img,if=virtio', -nographic]\n"
+			      "arguments:\n  - {initrd: ./boot/initrd}\n  - {device: loader, file: fw.bin}\n"
+			      "  - {object: memory-backend-file, id: m, size: 1G, mem-path: /dev/shm/m}\n"
+			      "  - {blockdev: '{\"driver\":\"file\",\"node-name\":\"f\",\"filename\":\"x.img\"}'}\n");
+	const struct mq_spec *s = p.set->specs[0];
+	char *a = mq_strv_join(&s->args, "|"), *b = mq_strv_join(&s->arguments, "|");
+	ck_assert_str_eq(a, "-kernel|/tmp/mq-base/vmlinuz|-drive|file=/tmp/mq-base/d,,1.img,if=virtio|-nographic");
+	ck_assert_str_eq(b, "-initrd|/tmp/mq-base/./boot/initrd|-device|loader,file=/tmp/mq-base/fw.bin|"
+			    "-object|memory-backend-file,id=m,size=1G,mem-path=/dev/shm/m|"
+			    "-blockdev|{\"driver\":\"file\",\"node-name\":\"f\",\"filename\":\"/tmp/mq-base/x.img\"}");
+	free(a);
+	free(b);
+	parsed_release(&p);
+	/* block protocols are no host paths; file: is one; json: is refused */
+	check_render("  - {drive: {file: 'nbd://host:10809/x', if: virtio}}\n", "-drive|file=nbd://host:10809/x,if=virtio");
+	check_render("  - {drive: {file: 'file:rel.img'}}\n", "-drive|file=file:/tmp/mq-base/rel.img");
+	expect_diag("name: a\narguments: [{drive: {file: 'file:/etc/shadow'}}]\n",
+		    "t.yaml:2:14: file '/etc/shadow' of option '-drive' in 'arguments' resolves to '/etc/shadow', "
+		    "inside a system directory; put files QEMU opens elsewhere");
+	expect_diag("name: a\nargs: [-drive, 'file=json:{\"file.filename\":\"/etc/shadow\"}']\n",
+		    "t.yaml:2:16: file 'json:...' of option '-drive' in 'args' hides the paths QEMU opens; write the "
+		    "options out (or use -blockdev)");
+	/* a blockdev 'file' naming another node is no path */
+	check_render("  - {blockdev: 'driver=qcow2,node-name=q,file=f'}\n", "-blockdev|driver=qcow2,node-name=q,file=f");
 }
 END_TEST
 
@@ -1344,6 +1464,8 @@ int main(void)
 	tcase_add_test(args, test_arguments_forms);
 	tcase_add_test(args, test_arguments_errors);
 	tcase_add_test(args, test_arguments_display_default);
+	tcase_add_test(args, test_args_owned_options);
+	tcase_add_test(args, test_host_paths);
 	suite_add_tcase(s, args);
 
 	TCase *canon = tcase_create("canonical");

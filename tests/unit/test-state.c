@@ -732,6 +732,45 @@ START_TEST(test_garbage_db_refused)
 }
 END_TEST
 
+/* Issue 7 item 7: a zero-length maqet.db is damage, not a fresh start; a
+ * new database appears only with its schema, and no temporary file stays. */
+START_TEST(test_empty_db_refused)
+{
+	char *db = tpath("maqet.db");
+	int fd = open(db, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	struct mq_store *s = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_int_lt(mq_store_open(tmpdir, &s, &err), 0);
+	ck_assert_ptr_null(s);
+	char *want = xasprintf("state database '%s' is damaged (the file is empty): restore it from a backup", db);
+	ck_assert_msg(err && strncmp(err->msg, want, strlen(want)) == 0, "got: %s", err ? err->msg : "(none)");
+	mq_error_free(err);
+	free(want);
+	struct stat st;
+	ck_assert_int_eq(stat(db, &st), 0);
+	ck_assert_int_eq(st.st_size, 0); /* left as found */
+
+	/* a fresh one: schema present in the file itself, no temporary left */
+	ck_assert_int_eq(unlink(db), 0);
+	err = NULL;
+	ck_assert_int_eq(mq_store_open(tmpdir, &s, &err), 0);
+	ck_assert_int_eq(stat(db, &st), 0);
+	ck_assert_int_gt(st.st_size, 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	ck_assert_int_eq(mq_store_schema_version(s), MQ_STORE_SCHEMA_VERSION);
+	mq_store_free(s);
+	DIR *d = opendir(tmpdir);
+	ck_assert_ptr_nonnull(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		ck_assert_msg(!strstr(e->d_name, ".new-"), "temporary '%s' left behind", e->d_name);
+	closedir(d);
+	free(db);
+}
+END_TEST
+
 START_TEST(test_damaged_pages_refused)
 {
 	struct mq_store *s = open_ok(tmpdir);
@@ -1790,6 +1829,7 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_future_db_refused);
 	tcase_add_test(tc, test_garbage_db_refused);
 	tcase_add_test(tc, test_damaged_pages_refused);
+	tcase_add_test(tc, test_empty_db_refused);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");
