@@ -14,6 +14,8 @@
  *                               same, without a -chardev
  *   -chardev file,id=ID,path=PATH + -serial chardev:ID  (or -serial file:PATH)
  *                               append "fake-qemu serial up\n" to PATH
+ *   -chardev socket,...,logfile=PATH + -serial chardev:ID
+ *                               the same to PATH (the console socket's log)
  *   -fake-mode MODE[,MODE...]   (else $FAKE_QEMU_MODE)
  *
  *   -S                          start in "prelaunch": query-status says so until
@@ -70,6 +72,7 @@ enum cd_kind { CD_SOCKET, CD_FILE, CD_OTHER };
 struct chardev {
 	char id[128];
 	char path[4096];
+	char logfile[4096]; /* socket chardevs: logfile=, written like a file chardev */
 	enum cd_kind kind;
 	bool qmp;     /* -mon ...,mode=control */
 	bool serial;  /* -serial chardev:ID */
@@ -259,6 +262,7 @@ static void opt_chardev(const char *v)
 	else if (!strcmp(kind, "file") && *path)
 		c->kind = CD_FILE;
 	snprintf(c->path, sizeof(c->path), "%s", path);
+	opt_get(v, "logfile", c->logfile, sizeof(c->logfile));
 }
 
 static void opt_mon(const char *v)
@@ -847,9 +851,10 @@ static void open_serial_files(void)
 {
 	for (int i = 0; i < ncds; i++) {
 		struct chardev *c = &cds[i];
-		if (c->kind != CD_FILE)
+		const char *path = c->kind == CD_FILE ? c->path : c->logfile;
+		if (!*path || (c->kind != CD_FILE && c->kind != CD_SOCKET))
 			continue;
-		int fd = open(c->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (fd < 0) {
 			fprintf(stderr, "fake-qemu: -chardev file,path=%s: Could not open '%s': %s\n", c->path,
 				c->path, strerror(errno));

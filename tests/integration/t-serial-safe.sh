@@ -31,6 +31,6 @@ for v in sym wide other hard plain; do
 done
 # QEMU got it as an fd, not a path it opens itself
 pid=$(vm_pid plain)
-tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "file,id=serial0,path=/dev/fd/3" || fail "serial log not passed as fd 3"
+tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "id=serial0,.*logfile=/dev/fd/3" || fail "serial log not passed as fd 3"
 [ "$(readlink "/proc/$pid/fd/3")" = "$RT/plain.serial.log" ] || fail "fd 3 of qemu: $(readlink "/proc/$pid/fd/3")"
 pass "the serial log is a private file opened by maqet; symlinks, foreign and shared files are replaced"
