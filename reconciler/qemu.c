@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -244,10 +245,12 @@ static bool child_exited(int pidfd, pid_t pid, bool pidfd_readable, int *wst, bo
 
 /* Connect and negotiate the main monitor and the event monitor, send `cont`
  * on the main one and wait until the guest runs.  Every wait is one poll()
- * on the pidfd (an exit is seen at once), the QMP fds and the deadline; a
- * socket that is not listening yet is retried after SOCKET_RETRY_MS, the only
- * timed wake-up (a socket file gives no event when QEMU starts listening).
- * The event monitor is not read after its qmp_capabilities reply. */
+ * on the pidfd (an exit is seen at once), the QMP fds, an inotify watch on
+ * the runtime dir (the sockets appearing: QEMU binds and listens at once)
+ * and the deadline.  Only a socket that exists but refuses (the microseconds
+ * between QEMU's bind() and listen()), or a host without inotify or pidfds,
+ * is retried after SOCKET_RETRY_MS.  The event monitor is not read after its
+ * qmp_capabilities reply. */
 static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, int pidfd, bool child,
 		      const struct mq_vm_paths *paths, off_t log_off, int timeout_ms, bool keep_ev, int *ev_fd,
 		      struct mq_error **err)
@@ -259,6 +262,16 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 	const char *path[2] = { paths->qmp, paths->qmp_ev };
 	bool cont_sent = false, chmodded = false;
 	int r;
+	/* the sockets' appearance, instead of a timed retry */
+	int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (ino >= 0) {
+		char *dir = mq_path_dirname(paths->qmp);
+		if (inotify_add_watch(ino, dir, IN_CREATE | IN_MOVED_TO) < 0) {
+			close(ino);
+			ino = -1;
+		}
+		free(dir);
+	}
 
 	for (;;) {
 		bool retry = false;
@@ -267,7 +280,9 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 				continue;
 			struct mq_error *qerr = NULL;
 			r = mq_qmp_open(path[i], i == 0 ? &cb : NULL, &mon[i], &qerr);
-			if (r == -ENOENT || r == -ECONNREFUSED || r == -EAGAIN) {
+			if (r == -ENOENT && ino >= 0) {
+				/* not there yet: its creation wakes the poll below */
+			} else if (r == -ENOENT || r == -ECONNREFUSED || r == -EAGAIN) {
 				retry = true;
 			} else if (r < 0) {
 				r = mq_error_set(err, -r, "cannot start vm '%s': %s", spec->name, qerr->msg);
@@ -298,8 +313,8 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 		int64_t left = deadline - mq_mono_ms();
 		if (left <= 0)
 			goto timeout;
-		struct pollfd p[3] = { { .fd = pidfd, .events = POLLIN } };
-		int np = 1;
+		struct pollfd p[4] = { { .fd = pidfd, .events = POLLIN }, { .fd = ino, .events = POLLIN } };
+		int np = 2;
 		int idx[2] = { -1, -1 };
 		for (int i = 0; i < 2; i++) {
 			/* never read the event monitor once it is negotiated */
@@ -315,6 +330,11 @@ static int wait_ready(const struct mq_spec *spec, const struct mq_pidref *ref, i
 		if (n < 0 && errno != EINTR) {
 			r = mq_error_set(err, errno, "cannot start vm '%s': poll: %s", spec->name, strerror(errno));
 			goto out_kill;
+		}
+		if (n > 0 && ino >= 0 && p[1].revents) {
+			char ibuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+			while (read(ino, ibuf, sizeof(ibuf)) > 0)
+				;
 		}
 		/* the monitors first: a RESUME already sent by a QEMU that
 		 * exits right after (a guest powering off at once) counts */
@@ -414,6 +434,8 @@ timeout:
 out_kill:
 	kill_child(ref, child);
 out:
+	if (ino >= 0)
+		close(ino);
 	mq_qmp_free(mon[0]);
 	mq_qmp_free(mon[1]);
 	free(w.cont_msg);
