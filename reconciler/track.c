@@ -405,3 +405,10 @@ void mq_tracker_pid_exited(struct mq_tracker *t, pid_t pid)
 			return;
 		}
 }
+
+void mq_tracker_collect(struct mq_tracker *t, const char *name)
+{
+	long i = find(t, name);
+	if (i >= 0)
+		report_exit(t->v[i]);
+}

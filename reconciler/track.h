@@ -71,6 +71,10 @@ const char *mq_tracker_name(const struct mq_tracker *t, size_t i);
 /* Check every followed VM now (lost connector messages, before a pass):
  * exits found are reported through on_exit before this returns. */
 void mq_tracker_check_all(struct mq_tracker *t);
+/* name's process is known to be gone: report its exit now (through
+ * on_exit, with the events read so far), so nobody classifies it without
+ * them.  Nothing when name is not followed. */
+void mq_tracker_collect(struct mq_tracker *t, const char *name);
 /* The kernel reported pid's exit (process-events connector). */
 void mq_tracker_pid_exited(struct mq_tracker *t, pid_t pid);
 

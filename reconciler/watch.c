@@ -278,6 +278,10 @@ static int record_exits(struct watch *w)
 		struct mq_vm_record *r = recs[k];
 		if (!mq_phase_is_up(mq_phase_get(r)) || busy(w, r->name) || mq_status_is_up(mq_observe(r)))
 			continue;
+		/* died since the check above: collect it now, with its QMP events */
+		struct mq_pidref rref = { .pid = (pid_t)r->pid, .start_time = r->start_time };
+		if (mq_tracker_has(w->tracker, r->name, &rref))
+			mq_tracker_collect(w->tracker, r->name);
 		struct mq_exit_info info = { 0 };
 		for (size_t i = 0; i < w->npx; i++)
 			if (strcmp(w->px[i].name, r->name) == 0 && w->px[i].ref.pid == r->pid &&
