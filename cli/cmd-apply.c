@@ -184,6 +184,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 
 	/* 4. Act. */
 	struct mq_apply_opts ao = {
+		.state_dir = cli->state_dir,
 		.runtime_dir = cli->runtime_dir,
 		.disk_dir = cli->disk_dir,
 		.jobs = (int)jobs,

@@ -376,6 +376,7 @@ int mq_cli_run_single(struct mq_cli *cli, struct mq_plan *plan, struct mq_apply_
 	for (size_t i = 0; i < plan->n; i++)
 		plan->counts[plan->items[i].action]++;
 	opts->runtime_dir = cli->runtime_dir;
+	opts->state_dir = cli->state_dir;
 	opts->disk_dir = cli->disk_dir;
 	opts->report = mq_cli_report;
 	opts->ud = cli;

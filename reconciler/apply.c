@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "reconciler/audit.h"
+#include "reconciler/handoff.h"
 #include "reconciler/loop.h"
 #include "reconciler/host.h"
 #include "reconciler/phase.h"
@@ -363,7 +364,7 @@ static int launch(struct run *r, size_t i)
 	j->vj.start_timeout_ms = r->o->start_timeout_ms;
 	j->vj.stop_grace_ms = r->o->stop_grace_ms;
 	j->vj.force_stop = r->o->force_stop;
-	j->vj.keep_ev = r->o->started != NULL;
+	j->vj.keep_ev = true; /* for the watch: ours (started) or another's (handoff) */
 	struct mq_error *err = NULL;
 	if (mq_worker_start(mq_vmjob_run, &j->vj, &j->w, &err) < 0) {
 		char *m = xasprintf("cannot %s vm '%s': %s", j->needs_start ? "start" : "stop", it->name,
@@ -474,10 +475,13 @@ static void on_started(struct run *r, size_t i, const struct mq_wmsg *m, int ev_
 	}
 	j->started = true;
 	j->adopted = adopted;
-	if (r->o->started)
+	if (r->o->started) {
 		r->o->started(r->o->ud, it->name, &j->new_ref, ev_fd); /* takes ev_fd */
-	else if (ev_fd >= 0)
+	} else if (ev_fd >= 0) {
+		if (r->o->state_dir)
+			(void)mq_handoff_send(r->o->state_dir, it->name, &j->new_ref, ev_fd); /* no watch: fine */
 		close(ev_fd);
+	}
 }
 
 /* The steps of a restart with snapshots.before_change (vmjob.h). */

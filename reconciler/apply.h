@@ -50,6 +50,8 @@ struct mq_apply_opts {
 	bool reset_failures;      /* a successful start clears the restart count (maqet start) */
 	mq_apply_report_fn report;
 	mq_apply_started_fn started; /* optional; set: workers hand over the event connection */
+	const char *state_dir;    /* without `started`: hand the event connection of a VM started
+	                             here to a running watch of this state dir (handoff.h) */
 	void *ud;
 };
 

@@ -21,11 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "reconciler/apply.h"
 #include "reconciler/audit.h"
 #include "reconciler/desired.h"
+#include "reconciler/handoff.h"
 #include "reconciler/lock.h"
 #include "reconciler/loop.h"
 #include "reconciler/mwatch.h"
@@ -70,6 +72,7 @@ struct watch {
 	struct mq_tracker *tracker;
 	int lockfd;                   /* inotify on the state lock, -1 when unavailable */
 	int pxfd;                     /* process-exit connector, -1 when unavailable */
+	int hofd;                     /* <state>/watch.sock: event connections handed over, -1 if none */
 	struct mq_timer *settle_timer, *resync_timer, *backoff_timer, *retry_timer;
 	struct mq_snapwatch *snaps;   /* declared snapshots: timers + workers (snapwatch.h) */
 
@@ -119,6 +122,7 @@ static void log_cb(void *ud, const char *vm, const char *action, const char *out
 }
 
 static void start_pass(struct mq_loop *l, void *ud);
+static void drain_handoffs(struct watch *w);
 
 /* Ask for a pass.  It starts from deferred work (after a poll), unless one
  * is in flight or a retry timer is armed: those ask again when they end. */
@@ -619,6 +623,7 @@ static void start_pass(struct mq_loop *l, void *ud)
 	bool reload = w->reload_wanted || !mq_desired_set(w->desired);
 	w->pass_wanted = w->reload_wanted = false;
 	mq_audit_new_pass();
+	drain_handoffs(w); /* VMs a CLI command started before it released the lock */
 	if (reload) {
 		mq_desired_reload(w->desired);
 		watch_bases(w);
@@ -792,6 +797,50 @@ static void desired_report(void *ud, const struct mq_strv *diags, const char *so
 	free(joined);
 }
 
+/* A VM another maqet just started: follow it at once with the event
+ * connection it hands over (handoff.h).  Read one handed-over connection; false when its message is not there yet. */
+static bool take_handoff(struct watch *w, int fd, bool hup)
+{
+	struct mq_handoff_msg m;
+	int ev_fd = -1;
+	int r = mq_handoff_recv(fd, &m, &ev_fd);
+	if (r == -EAGAIN && !hup)
+		return false;
+	if (r == 1) {
+		struct mq_pidref ref = { .pid = m.pid, .start_time = m.start_time };
+		if (mq_proc_check(&ref) != MQ_PROC_OTHER && !mq_tracker_has(w->tracker, m.name, &ref))
+			mq_tracker_add(w->tracker, m.name, &ref, ev_fd, false);
+		else
+			close(ev_fd);
+	}
+	close(fd);
+	return true;
+}
+
+static void on_handoff_conn(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
+{
+	if (take_handoff(ud, fd, revents & (POLLHUP | POLLERR)))
+		mq_source_remove(s);
+}
+
+/* Accept every pending handoff; a starter sends its message before it
+ * releases the state lock, so a pass that holds the lock sees them all. */
+static void drain_handoffs(struct watch *w)
+{
+	for (int i = 0; w->hofd >= 0 && i < 64; i++) {
+		int c = accept4(w->hofd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (c < 0)
+			return;
+		if (!take_handoff(w, c, false))
+			mq_loop_add_fd(w->loop, c, POLLIN, on_handoff_conn, w);
+	}
+}
+
+static void on_handoff(struct mq_loop *l, struct mq_source *s, int fd, short revents, void *ud)
+{
+	drain_handoffs(ud);
+}
+
 static int setup(struct watch *w, struct mq_error **err)
 {
 	int r = mq_loop_new(&w->loop, err);
@@ -844,6 +893,15 @@ static int setup(struct watch *w, struct mq_error **err)
 	}
 	if (w->o->resync_ms > 0)
 		w->resync_timer = mq_loop_add_timer_in(w->loop, w->o->resync_ms, on_resync, w);
+	/* VMs started by CLI commands while we run hand their event monitor over. */
+	struct mq_error *herr = NULL;
+	w->hofd = mq_handoff_listen(w->o->state_dir, &herr);
+	if (w->hofd >= 0)
+		mq_loop_add_fd(w->loop, w->hofd, POLLIN, on_handoff, w);
+	else
+		wlog(w, NULL, "handoff", "unavailable", "%s; vms started by other maqet commands are followed from "
+		     "the next pass", herr ? herr->msg : "cannot listen");
+	mq_error_free(herr);
 	/* Optional early exit notices (needs CAP_NET_ADMIN); pidfds stay the authority. */
 	w->pxfd = mq_procexit_open();
 	if (w->pxfd >= 0)
@@ -880,7 +938,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	struct watch *w = &wv;
 	w->st = st;
 	w->o = o;
-	w->lockfd = w->pxfd = -1;
+	w->lockfd = w->pxfd = w->hofd = -1;
 	w->lock.fd = -1;
 	int r = setup(w, err);
 	if (r >= 0) {
@@ -911,6 +969,12 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 		close(w->lockfd);
 	if (w->pxfd >= 0)
 		close(w->pxfd);
+	if (w->hofd >= 0) {
+		close(w->hofd);
+		char *hp = mq_path_join(o->state_dir, MQ_HANDOFF_SOCKET);
+		(void)unlink(hp);
+		free(hp);
+	}
 	mq_lock_release(&instance);
 	return r < 0 ? r : 0;
 }
