@@ -2,7 +2,8 @@
  *
  *   qmp-ready [-t TIMEOUT_MS] [-i RETRY_MS] SOCKET
  *       wait until the QMP socket SOCKET accepts a connection and QEMU reports
- *       "status": "running".
+ *       "status": "running" (sending `cont` once to a QEMU started paused with -S,
+ *       as maqet does).
  *   qmp-ready [-t TIMEOUT_MS] [-i RETRY_MS] -l LOG -- QEMU-ARGV...
  *       start QEMU first, the way maqet does: fork, setsid, stdin /dev/null,
  *       stdout and stderr appended to LOG, execvp(QEMU-ARGV); the socket is the
@@ -191,6 +192,13 @@ static pid_t start_qemu(const char *log, char **argv)
 		signal(SIGPIPE, SIG_DFL); /* ignored in this helper only */
 		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
 			_exit(127);
+		/* maqet opens the serial log itself and hands it to QEMU as fd 3
+		 * (its argv says /dev/fd/3): do the same with a file beside log */
+		char serial[4096];
+		snprintf(serial, sizeof(serial), "%s.serial", log);
+		int sfd = open(serial, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (sfd < 0 || (sfd != 3 && dup2(sfd, 3) < 0))
+			_exit(127);
 		execvp(argv[0], argv);
 		_exit(127);
 	}
@@ -210,13 +218,21 @@ static void wait_running(const char *path)
 		die("no QMP greeting on %s", path);
 	json_object_put(greeting);
 	json_object_put(execute(fd, "qmp_capabilities"));
-	for (;;) {
+	for (int cont_sent = 0;;) {
 		json_object *ret = execute(fd, "query-status"), *st = NULL;
-		int running = json_object_object_get_ex(ret, "status", &st) &&
-			      strcmp(json_object_get_string(st), "running") == 0;
+		const char *status = json_object_object_get_ex(ret, "status", &st) ? json_object_get_string(st) : "";
+		int running = strcmp(status, "running") == 0;
+		/* maqet starts QEMU paused (-S) and sends cont once its monitors
+		 * are negotiated: the bare loop does the same minimum */
+		int prelaunch = strcmp(status, "prelaunch") == 0;
 		json_object_put(ret);
 		if (running)
 			break;
+		if (prelaunch && !cont_sent) {
+			json_object_put(execute(fd, "cont"));
+			cont_sent = 1;
+			continue;
+		}
 		check_child();
 		left_ms();
 		poll(NULL, 0, retry_ms);
