@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/fdpass.h"
+
 static int sock_path(const char *state_dir, struct sockaddr_un *sa)
 {
 	memset(sa, 0, sizeof(*sa));
@@ -38,36 +40,14 @@ int mq_handoff_listen(const char *state_dir, struct mq_error **err)
 int mq_handoff_recv(int conn, struct mq_handoff_msg *m, int *ev_fd)
 {
 	struct mq_handoff_msg tmp;
-	struct iovec iov = { .iov_base = &tmp, .iov_len = sizeof(tmp) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	ssize_t n;
-	do
-		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	int got = -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t k = 0; k < nfd; k++) {
-				int f;
-				memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-				if (got < 0)
-					got = f;
-				else
-					close(f);
-			}
-		}
-	if (n != (ssize_t)sizeof(tmp) || got < 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		if (got >= 0)
-			close(got);
+	int r = mq_fd_recv(conn, &tmp, sizeof(tmp), &got);
+	if (r == 0)
+		return -EPROTO; /* the sender hung up without a message */
+	if (r < 0)
+		return r;
+	if (got < 0)
 		return -EPROTO;
-	}
 	tmp.name[sizeof(tmp.name) - 1] = '\0';
 	*m = tmp;
 	*ev_fd = got;
@@ -92,25 +72,7 @@ int mq_handoff_send(const char *state_dir, const char *name, const struct mq_pid
 	snprintf(m.name, sizeof(m.name), "%s", name);
 	m.pid = (int32_t)ref->pid;
 	m.start_time = ref->start_time;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	memset(&u, 0, sizeof(u));
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &ev_fd, sizeof(int));
-	int r = 0;
-	ssize_t n;
-	do
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(m))
-		r = n < 0 ? -errno : -EPROTO;
+	int r = mq_fd_send(fd, &m, sizeof(m), ev_fd);
 	close(fd);
 	return r;
 }

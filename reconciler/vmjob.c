@@ -85,6 +85,21 @@ static bool same_argv(const struct mq_vmjob *j, const struct mq_vm_paths *paths,
 	return same;
 }
 
+/* QEMU runs (started or adopted): say so, with its event connection; the
+ * result is released. */
+static void send_running(int fd, enum mq_wmsg_kind kind, struct mq_start_result *res)
+{
+	struct mq_wmsg m;
+	memset(&m, 0, sizeof(m));
+	m.kind = kind;
+	m.pid = (int32_t)res->ref.pid;
+	m.start_time = res->ref.start_time;
+	MQ_WMSG_SET(m.accel, res->accel);
+	MQ_WMSG_SET(m.path, res->qmp_path);
+	(void)mq_wmsg_send(fd, &m, res->ev_fd);
+	mq_start_result_release(res);
+}
+
 static void send_step(int fd, const char *step, const char *outcome, const char *text)
 {
 	step_cb(&fd, step, outcome, text ? text : "");
@@ -143,14 +158,7 @@ static int start_spec(int fd, const struct mq_vmjob *j, const struct mq_spec *sp
 	r = mq_qemu_start(spec, &so, &res, err);
 	if (r < 0)
 		return r;
-	memset(&m, 0, sizeof(m));
-	m.kind = MQ_WMSG_STARTED;
-	m.pid = (int32_t)res.ref.pid;
-	m.start_time = res.ref.start_time;
-	MQ_WMSG_SET(m.accel, res.accel);
-	MQ_WMSG_SET(m.path, res.qmp_path);
-	(void)mq_wmsg_send(fd, &m, res.ev_fd);
-	mq_start_result_release(&res);
+	send_running(fd, MQ_WMSG_STARTED, &res);
 	return 0;
 }
 
@@ -254,14 +262,7 @@ int mq_vmjob_run(int fd, void *ud)
 			mq_error_free(err);
 			goto out;
 		}
-		memset(&m, 0, sizeof(m));
-		m.kind = MQ_WMSG_ADOPTED;
-		m.pid = (int32_t)res.ref.pid;
-		m.start_time = res.ref.start_time;
-		MQ_WMSG_SET(m.accel, res.accel);
-		MQ_WMSG_SET(m.path, res.qmp_path);
-		(void)mq_wmsg_send(fd, &m, res.ev_fd);
-		mq_start_result_release(&res);
+		send_running(fd, MQ_WMSG_ADOPTED, &res);
 		rc = 0;
 		goto out;
 	}
@@ -294,14 +295,7 @@ int mq_vmjob_run(int fd, void *ud)
 		mq_error_free(err);
 		goto out;
 	}
-	memset(&m, 0, sizeof(m));
-	m.kind = MQ_WMSG_STARTED;
-	m.pid = (int32_t)res.ref.pid;
-	m.start_time = res.ref.start_time;
-	MQ_WMSG_SET(m.accel, res.accel);
-	MQ_WMSG_SET(m.path, res.qmp_path);
-	(void)mq_wmsg_send(fd, &m, res.ev_fd);
-	mq_start_result_release(&res);
+	send_running(fd, MQ_WMSG_STARTED, &res);
 	rc = 0;
 out:
 	if (paths.qmp)

@@ -11,6 +11,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "util/fdpass.h"
+
 void mq_wmsg_set(char *dst, size_t cap, const char *src)
 {
 	if (!cap)
@@ -88,71 +90,15 @@ int mq_worker_start(mq_worker_fn fn, void *ud, struct mq_worker *w, struct mq_er
 
 int mq_wmsg_send(int fd, const struct mq_wmsg *m, int pass_fd)
 {
-	struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof(*m) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (pass_fd >= 0) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-	}
-	for (;;) {
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-		if (n == (ssize_t)sizeof(*m))
-			return 0;
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n < 0 ? -errno : -EPROTO;
-	}
+	return mq_fd_send(fd, m, sizeof(*m), pass_fd);
 }
 
 int mq_wmsg_recv(int fd, struct mq_wmsg *m, int *fd_out)
 {
 	struct mq_wmsg tmp;
-	struct iovec iov = { .iov_base = &tmp, .iov_len = sizeof(tmp) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	*fd_out = -1;
-	ssize_t n;
-	do
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	int got = -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t k = 0; k < nfd; k++) {
-				int f;
-				memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-				if (got < 0)
-					got = f;
-				else
-					close(f);
-			}
-		}
-	if (n == 0) {
-		if (got >= 0)
-			close(got);
-		return 0;
-	}
-	if (n != (ssize_t)sizeof(tmp) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		if (got >= 0)
-			close(got);
-		return -EPROTO;
-	}
+	int r = mq_fd_recv(fd, &tmp, sizeof(tmp), fd_out);
+	if (r != 1)
+		return r;
 	/* Never trust the peer's strings to be terminated. */
 	tmp.accel[sizeof(tmp.accel) - 1] = '\0';
 	tmp.step[sizeof(tmp.step) - 1] = '\0';
@@ -160,7 +106,6 @@ int mq_wmsg_recv(int fd, struct mq_wmsg *m, int *fd_out)
 	tmp.path[sizeof(tmp.path) - 1] = '\0';
 	tmp.text[sizeof(tmp.text) - 1] = '\0';
 	*m = tmp;
-	*fd_out = got;
 	return 1;
 }
 
