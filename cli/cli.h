@@ -60,6 +60,9 @@ void mq_cli_release(struct mq_cli *cli);
 void mq_cli_err(const struct mq_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print an mq_error and free it; returns MQ_EXIT_FAILURE. */
 int mq_cli_fail(const struct mq_cli *cli, struct mq_error *err);
+/* Options of a verb that takes only --state-dir and -h/--help: -1 to go on
+ * (optind at the first operand), or the exit code to return now. */
+int mq_cli_parse_plain(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char **argv);
 int mq_cli_usage_error(const struct mq_cli *cli, const struct mq_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -30,27 +30,9 @@ const struct mq_cmd mq_cmd_resume = {
 
 static int run(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char **argv, bool pause)
 {
-	enum { O_STATE = 1000 };
-	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, O_STATE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case O_STATE:
-			if (mq_cli_state_dir_option(cli, cmd, optarg) >= 0)
-				return MQ_EXIT_USAGE;
-			break;
-		case 'h':
-			fputs(cmd->usage, stdout);
-			return MQ_EXIT_OK;
-		default:
-			return mq_cli_usage_error(cli, cmd, "invalid option");
-		}
-	}
+	int prc = mq_cli_parse_plain(cli, cmd, argc, argv);
+	if (prc >= 0)
+		return prc;
 	if (optind >= argc)
 		return mq_cli_usage_error(cli, cmd, "missing vm name");
 	if (optind + 1 < argc)

@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -415,4 +416,30 @@ void mq_cli_snap_report(void *ud, const char *vm, const struct mq_snap_act *a, c
 	else
 		mq_cli_err(cli, "%s", msg);
 	fflush(stdout);
+}
+
+int mq_cli_parse_plain(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char **argv)
+{
+	enum { O_STATE = 1000 };
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_STATE:
+			if (mq_cli_state_dir_option(cli, cmd, optarg) >= 0)
+				return MQ_EXIT_USAGE;
+			break;
+		case 'h':
+			fputs(cmd->usage, stdout);
+			return MQ_EXIT_OK;
+		default:
+			return mq_cli_usage_error(cli, cmd, "invalid option");
+		}
+	}
+	return -1;
 }
