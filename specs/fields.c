@@ -231,6 +231,52 @@ static void depends_on_parse(struct mq_pctx *c, const struct mq_ynode *n, struct
 	free(texts);
 }
 
+/* `placement: {host: NAME}`: exactly one host.  Lists and selectors are
+ * scheduling, which maqet leaves to a cluster engine (`maqet export`). */
+static void placement_parse(struct mq_pctx *c, const struct mq_ynode *n, struct mq_spec *spec, struct mq_spec_extra *x)
+{
+	if (!mq_given(n))
+		return;
+	if (n->type != MQ_YN_MAP) {
+		mq_err_expect(c, n, "'placement'", "a mapping such as {host: lab1}");
+		return;
+	}
+	static const char *const keys[] = { "host" };
+	const struct mq_ynode *v[1], *k[1];
+	/* keys a scheduler would take get a pointer to export, not a did-you-mean */
+	for (size_t i = 0; i < n->n; i += 2) {
+		const struct mq_ynode *key = n->kids[i];
+		if (mq_is_scalar(key) && (strcmp(key->text, "hosts") == 0 || strcmp(key->text, "selector") == 0 ||
+					  strcmp(key->text, "labels") == 0 || strcmp(key->text, "affinity") == 0)) {
+			mq_err_at(c, key,
+				  "'placement' pins a vm to exactly one host: '%s' is scheduling, which maqet does not do "
+				  "(use 'placement: {host: NAME}', or 'maqet export nomad|incus|kubevirt' to run the vm on a "
+				  "cluster engine that schedules)",
+				  key->text);
+			return;
+		}
+	}
+	mq_collect_keys(c, n, keys, 1, v, k, " in 'placement'");
+	const struct mq_ynode *h = v[0];
+	if (!h) {
+		mq_err_at(c, n, "'placement' needs 'host' (the one host this vm runs on)");
+		return;
+	}
+	if (h->type == MQ_YN_SEQ) {
+		mq_err_at(c, h,
+			  "'host' in 'placement' must be exactly one host name, got a list (maqet pins, it does not "
+			  "schedule: use 'maqet export nomad|incus|kubevirt' for placement over several hosts)");
+		return;
+	}
+	if (!mq_is_scalar(h) || !mq_valid_host_name(h->text)) {
+		mq_err_expect(c, h, "'host' in 'placement'",
+			      "a host name (letters, digits, '-' and '.', at most 63 characters)");
+		return;
+	}
+	spec->placement_host = xstrdup(h->text);
+	x->placement = (struct mq_pos){ h->line, h->col, h->file };
+}
+
 /* Raw args are checked like `arguments` (specs/qemuopt.h): a token starting
  * with '-' is an option and, unless it is a flag or the next token is an
  * option too, the next token is its value.  Relative host paths in values
@@ -395,6 +441,21 @@ static int depends_on_from_json(json_object *v, struct mq_spec *s)
 	mq_json_to_strv(v, &s->depends_on);
 	return 0;
 }
+static json_object *placement_to_json(const struct mq_spec *s)
+{
+	if (!s->placement_host)
+		return MQ_JSON_ABSENT; /* specs without placement keep their hash */
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "host", json_object_new_string(s->placement_host));
+	return o;
+}
+static int placement_from_json(json_object *v, struct mq_spec *s)
+{
+	if (!v || !json_object_is_type(v, json_type_object))
+		return 0;
+	s->placement_host = xstrdup_null(mq_json_to_str(mq_json_get(v, "host")));
+	return 0;
+}
 static int args_from_json(json_object *v, struct mq_spec *s)
 {
 	mq_json_to_strv(v, &s->args);
@@ -435,7 +496,8 @@ const char mq_json_absent_marker = 0;
 	ROW(depends_on,   MQ_FIELD_RECORD,  NULL,      depends_on_parse,   depends_on_to_json,   depends_on_from_json)   \
 	ROW(args,         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
 	ROW(arguments,    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)    \
-	ROW(snapshots,    MQ_FIELD_RECORD,  NULL,      mq_snapshots_parse, mq_snapshots_to_json, mq_snapshots_from_json)
+	ROW(snapshots,    MQ_FIELD_RECORD,  NULL,      mq_snapshots_parse, mq_snapshots_to_json, mq_snapshots_from_json) \
+	ROW(placement,    MQ_FIELD_RECORD,  NULL,      placement_parse,    placement_to_json,    placement_from_json)
 
 MQ_FIELD_ROWS(MQ_FIELD_CHECK_ROW)
 _Static_assert(!MQ_FIELD_CLASS_OK(0), "enum mq_field_class must have no zero value, so a forgotten class is not a class");

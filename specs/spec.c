@@ -33,6 +33,7 @@ struct mq_spec *mq_spec_free(struct mq_spec *spec)
 	free(spec->machine);
 	free(spec->display);
 	free(spec->vga);
+	free(spec->placement_host);
 	for (size_t i = 0; i < spec->n_storage; i++) {
 		struct mq_storage *s = &spec->storage[i];
 		free(s->name);

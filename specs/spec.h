@@ -120,6 +120,7 @@ struct mq_spec {
 	struct mq_strv args;        /* raw args, verbatim */
 	struct mq_strv arguments;   /* structured `arguments` rendered to argv tokens, in order */
 	struct mq_snapshots *snapshots; /* NULL = no `snapshots:` key */
+	char *placement_host;  /* `placement: {host: NAME}`; NULL = no placement (runs on any host) */
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */
@@ -185,7 +186,7 @@ enum mq_field_class {
 	MQ_FIELD_RESTART = 1, /* argv-affecting: binary machine accel memory cpu display vga storage
 	                         network serial args arguments name */
 	MQ_FIELD_STATE,       /* state: start or stop */
-	MQ_FIELD_RECORD,      /* restart stop_timeout depends_on snapshots: only the record changes */
+	MQ_FIELD_RECORD,      /* restart stop_timeout depends_on snapshots placement: only the record changes */
 };
 /* The class of a canonical key; a key that is not a manifest field (or
  * NULL) is MQ_FIELD_RESTART, the safe answer. */

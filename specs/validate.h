@@ -26,6 +26,7 @@ struct mq_spec_extra {
 	struct mq_pos name;  /* the name value */
 	struct mq_pos *deps; /* one per spec->depends_on entry */
 	struct mq_pos *fwds; /* one per forward, networks in order */
+	struct mq_pos placement; /* the placement host value (line 0 when absent) */
 };
 struct mq_spec_extra *mq_spec_extra_free(struct mq_spec_extra *x);
 

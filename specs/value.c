@@ -57,6 +57,20 @@ const char *mq_want_string(struct mq_pctx *c, const struct mq_ynode *n, const ch
 	return NULL;
 }
 
+bool mq_valid_host_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > MQ_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+		if (!alnum && !(i > 0 && (ch == '-' || ch == '.')))
+			return false;
+	}
+	return true;
+}
+
 bool mq_valid_name(const char *s, bool allow_underscore)
 {
 	size_t n = strlen(s);

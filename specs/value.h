@@ -41,6 +41,9 @@ bool mq_given(const struct mq_ynode *n);
 /* [a-z0-9][a-z0-9-]{0,62}, with '_' too when allow_underscore. */
 bool mq_valid_name(const char *s, bool allow_underscore);
 
+/* A host name for `placement` and hosts.yaml: [A-Za-z0-9][A-Za-z0-9.-]{0,62}. */
+bool mq_valid_host_name(const char *s);
+
 /* Non-empty scalar text, or an error naming `what`. */
 const char *mq_want_string(struct mq_pctx *c, const struct mq_ynode *n, const char *what);
 /* A path resolved against base_dir, symlinks followed, refused inside system

@@ -681,6 +681,7 @@ START_TEST(test_hash_stability)
 		"name: web\nmemory: 1G\ncpu: 2\nstorage: [{name: root, size: 10G}]\ndepends_on: [a, b]\nstop_timeout: 31s\n",
 		"name: wab\nmemory: 1G\ncpu: 2\nstorage: [{name: root, size: 10G}]\ndepends_on: [a, b]\n",
 		"name: web\nmemory: 1G\ncpu: 2\nstorage: [{name: root, size: 10G}]\ndepends_on: [a, b]\nargs: [-s]\n",
+		"name: web\nmemory: 1G\ncpu: 2\nstorage: [{name: root, size: 10G}]\ndepends_on: [a, b]\nplacement: {host: a}\n",
 	};
 	for (size_t i = 0; i < MQ_ARRAY_SIZE(changed); i++) {
 		char *h = hash_of(changed[i]);
@@ -706,10 +707,11 @@ START_TEST(test_diff_and_classes)
 	ck_assert_int_eq(mq_spec_diff(a.set->specs[0]->canonical, a.set->specs[0]->canonical, &changed), 0);
 	ck_assert_uint_eq(changed.n, 0);
 	ck_assert_int_eq(mq_spec_diff("not json", a.set->specs[0]->canonical, &changed), -EINVAL);
-	ck_assert_uint_eq(changed.n, 18);
+	ck_assert_uint_eq(changed.n, 19);
 	ck_assert_str_eq(changed.v[0], "name");
 	ck_assert_str_eq(changed.v[16], "arguments");
 	ck_assert_str_eq(changed.v[17], "snapshots");
+	ck_assert_str_eq(changed.v[18], "placement");
 	mq_strv_clear(&changed);
 	parsed_release(&a);
 	parsed_release(&b);
@@ -893,10 +895,11 @@ START_TEST(test_fields_table)
 		ck_assert_str_eq(key, mq_fields[n].key);
 		n++;
 	}
-	/* the pin manifest has no `snapshots:`, the one optional row (left out
-	 * of the canonical form when absent) */
-	ck_assert_uint_eq(n, mq_fields_n - 1);
+	/* the pin manifest has no `snapshots:` and no `placement:`, the two
+	 * optional rows (left out of the canonical form when absent) */
+	ck_assert_uint_eq(n, mq_fields_n - 2);
 	ck_assert_str_eq(mq_fields[n].key, "snapshots");
+	ck_assert_str_eq(mq_fields[n + 1].key, "placement");
 	json_object_put(o);
 	parsed_release(&p);
 
