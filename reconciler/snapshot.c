@@ -13,6 +13,7 @@
 
 #include "reconciler/audit.h"
 #include "reconciler/phase.h"
+#include "reconciler/qcow2snap.h"
 #include "reconciler/qemu.h"
 #include "reconciler/qmp.h"
 #include "specs/fromjson.h"
@@ -391,11 +392,25 @@ static int op_list(struct op *op, struct mq_snap_list *out, struct mq_error **er
 				continue;
 			char *img = image_of(op, i);
 			if (access(img, F_OK) == 0) {
-				char *json = NULL;
-				r = mq_img_info_json(op->qemu_img, img, true, &json, err);
-				if (r == 0)
-					r = mq_snap_list_merge_json(&l, op->spec->storage[i].name, json, err);
-				free(json);
+				/* the image's own snapshot table; qemu-img for what
+				 * the reader does not know */
+				json_object *tab = NULL;
+				struct mq_error *qe = NULL;
+				r = mq_qcow2_snapshots(img, &tab, &qe);
+				if (r == 0) {
+					r = merge_image(&l, op->spec->storage[i].name, tab, err);
+					json_object_put(tab);
+				} else if (r == -ENOTSUP) {
+					char *json = NULL;
+					r = mq_img_info_json(op->qemu_img, img, true, &json, err);
+					if (r == 0)
+						r = mq_snap_list_merge_json(&l, op->spec->storage[i].name, json, err);
+					free(json);
+				} else if (err) {
+					*err = qe;
+					qe = NULL;
+				}
+				mq_error_free(qe);
 			}
 			free(img);
 		}

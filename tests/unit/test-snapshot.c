@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reconciler/qcow2snap.h"
 #include "reconciler/snapshot.h"
 #include "specs/spec.h"
 #include "state/store.h"
@@ -277,6 +278,96 @@ static void sh(const char *what)
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "command failed: %s", cmd);
 }
 
+/* ---- the qcow2 snapshot table read from the file ---------------------------- */
+
+/* stdout of a shell command run in the temp dir (caller frees) */
+static char *sh_out(const char *what)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && %s", tmpdir, what);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	size_t n;
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0)
+		len += n;
+	buf[len] = '\0';
+	ck_assert_int_eq(pclose(f), 0);
+	return buf;
+}
+
+/* the reader's table equals qemu-img info's, field by field */
+static void same_as_qemu_img(const char *file)
+{
+	char path[512], cmd[600];
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, file);
+	snprintf(cmd, sizeof(cmd), "qemu-img info --output=json '%s'", file);
+	char *out = sh_out(cmd);
+	json_object *want = json_tokener_parse(out), *wa = NULL, *ga = NULL;
+	free(out);
+	ck_assert_ptr_nonnull(want);
+	json_object *got = NULL;
+	struct mq_error *err = NULL;
+	ck_assert_msg(mq_qcow2_snapshots(path, &got, &err) == 0, "%s", err ? err->msg : "");
+	ck_assert(json_object_object_get_ex(got, "snapshots", &ga));
+	size_t n = json_object_object_get_ex(want, "snapshots", &wa) ? json_object_array_length(wa) : 0;
+	ck_assert_uint_eq(json_object_array_length(ga), n);
+	static const char *const keys[] = { "id", "name", "vm-state-size", "date-sec", "date-nsec", "vm-clock-sec",
+					    "vm-clock-nsec" };
+	for (size_t i = 0; i < n; i++) {
+		json_object *w = json_object_array_get_idx(wa, i), *g = json_object_array_get_idx(ga, i), *wv, *gv;
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			ck_assert_msg(json_object_object_get_ex(w, keys[k], &wv), "qemu-img: no %s", keys[k]);
+			ck_assert_msg(json_object_object_get_ex(g, keys[k], &gv), "reader: no %s", keys[k]);
+			ck_assert_msg(strcmp(json_object_get_string(wv), json_object_get_string(gv)) == 0,
+				      "%s snapshot %zu %s: qemu-img %s, reader %s", file, i, keys[k],
+				      json_object_get_string(wv), json_object_get_string(gv));
+		}
+	}
+	json_object_put(want);
+	json_object_put(got);
+}
+
+START_TEST(test_qcow2_table)
+{
+	/* version 3 and version 2 (compat=0.10) images; names of odd lengths
+	 * (entry padding), duplicates, and guest data between snapshots */
+	sh("qemu-img create -q -f qcow2 v3.qcow2 64M && qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 64M");
+	same_as_qemu_img("v3.qcow2");
+	for (int i = 0; i < 12; i++) {
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd),
+			 "qemu-io -f qcow2 -c 'write -q -P %d %dM 1M' v3.qcow2 && qemu-img snapshot -c s%.*s v3.qcow2 "
+			 "&& qemu-img snapshot -c t%.*s v2.qcow2",
+			 i + 1, i, i + 1, "abcdefghijklmnop", i + 1, "abcdefghijklmnop");
+		sh(cmd);
+	}
+	sh("qemu-img snapshot -c sa v3.qcow2 && qemu-img snapshot -d sab v3.qcow2");
+	same_as_qemu_img("v3.qcow2");
+	same_as_qemu_img("v2.qcow2");
+
+	/* not qcow2: ENOTSUP (the caller asks qemu-img); truncated table: EPROTO */
+	char path[512];
+	json_object *got = NULL;
+	struct mq_error *err = NULL;
+	sh("head -c 4096 /dev/zero > zero.img && head -c 200000 v3.qcow2 > cut.qcow2");
+	snprintf(path, sizeof(path), "%s/zero.img", tmpdir);
+	ck_assert_int_eq(mq_qcow2_snapshots(path, &got, &err), -ENOTSUP);
+	ck_assert_ptr_nonnull(err);
+	err = mq_error_free(err);
+	snprintf(path, sizeof(path), "%s/cut.qcow2", tmpdir);
+	int r = mq_qcow2_snapshots(path, &got, &err);
+	ck_assert_int_lt(r, 0);
+	ck_assert_int_ne(r, -ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(err->msg, "cut.qcow2"));
+	err = mq_error_free(err);
+	snprintf(path, sizeof(path), "%s/missing.qcow2", tmpdir);
+	ck_assert_int_eq(mq_qcow2_snapshots(path, &got, &err), -ENOENT);
+	err = mq_error_free(err);
+}
+END_TEST
+
 START_TEST(test_list_stopped_vm)
 {
 	char yaml[1024];
@@ -426,6 +517,7 @@ static Suite *snapshot_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_store_rows);
 	tcase_add_test(tc, test_list_stopped_vm);
+	tcase_add_test(tc, test_qcow2_table);
 	suite_add_tcase(s, tc);
 	return s;
 }
