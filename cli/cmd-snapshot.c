@@ -48,7 +48,7 @@ const struct mq_cmd mq_cmd_snapshot = {
 		 "      --state-dir DIR  state directory\n"
 		 "  -h, --help           show this help\n"
 		 "\n"
-		 "A progress bar is drawn on stderr when it is a terminal.\n",
+		 "A progress bar is drawn on stderr when it is a terminal (not with -o json).\n",
 	.run = run_snapshot,
 };
 
@@ -405,7 +405,7 @@ static int do_change(struct mq_cli *cli, const struct args *a)
 		}
 		return mq_cli_fail(cli, err);
 	}
-	struct bar b = { .on = isatty(STDERR_FILENO), .t0 = mq_mono_ms() };
+	struct bar b = { .on = isatty(STDERR_FILENO) && !a->json, .t0 = mq_mono_ms() };
 	struct mq_snap_env env;
 	env_init(cli, &env, &b);
 	struct mq_snap_result res = { 0 };

@@ -201,8 +201,8 @@ int mq_qemu_prepare_disks(const struct mq_spec *spec, const char *disk_dir, stru
 /* ---- snapshots ------------------------------------------------------------ */
 
 /* Run `qemu-img snapshot <op> [tag] image`; output in *out (may be NULL). */
-static int img_snapshot(const char *qemu_img, const char *op, const char *tag, const char *image, char **out,
-			struct mq_error **err)
+static int img_snapshot_tick(const char *qemu_img, const char *op, const char *tag, const char *image, char **out,
+			     int tick_ms, void (*tick)(void *ud), void *ud, struct mq_error **err)
 {
 	char *qimg = qemu_img ? xstrdup(qemu_img) : mq_spawn_resolve("qemu-img");
 	if (!qimg)
@@ -218,7 +218,7 @@ static int img_snapshot(const char *qemu_img, const char *op, const char *tag, c
 	mq_strv_push(&av, image);
 	char *o = NULL;
 	int st = 0;
-	int r = mq_spawn_capture(qimg, av.v, QEMU_IMG_TIMEOUT_MS, &o, &st, err);
+	int r = mq_spawn_capture_tick(qimg, av.v, QEMU_IMG_TIMEOUT_MS, tick_ms, tick, ud, &o, &st, err);
 	if (r == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
 		char *line = qemu_img_message(o, image);
 		if (!*line) {
@@ -237,6 +237,24 @@ static int img_snapshot(const char *qemu_img, const char *op, const char *tag, c
 	mq_strv_clear(&av);
 	free(qimg);
 	return r;
+}
+
+static int img_snapshot(const char *qemu_img, const char *op, const char *tag, const char *image, char **out,
+			struct mq_error **err)
+{
+	return img_snapshot_tick(qemu_img, op, tag, image, out, 0, NULL, NULL, err);
+}
+
+int mq_img_snapshot_op(const char *qemu_img, char op, const char *image, const char *tag, int tick_ms,
+		       void (*tick)(void *ud), void *ud, struct mq_error **err)
+{
+	static const char *const what[] = { "create", "delete", "apply" };
+	int k = op == 'c' ? 0 : op == 'd' ? 1 : op == 'a' ? 2 : -1;
+	if (k < 0)
+		return mq_error_set(err, EINVAL, "unknown qemu-img snapshot operation '%c'", op);
+	char flag[3] = { '-', op, '\0' };
+	int r = img_snapshot_tick(qemu_img, flag, tag, image, NULL, tick_ms, tick, ud, err);
+	return r < 0 ? mq_error_prefix(err, "cannot %s snapshot '%s' of '%s'", what[k], tag, image) : 0;
 }
 
 int mq_img_snapshot_list(const char *qemu_img, const char *image, struct mq_strv *tags, struct mq_error **err)

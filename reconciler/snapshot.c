@@ -545,6 +545,30 @@ static void progress(const struct op *op, const char *status, int64_t cur, int64
 		op->env->progress(op->env->ud, status, cur, total);
 }
 
+/* One qemu-img snapshot call on drive image `img` (drive done+1 of total);
+ * with progress, the callback runs at its start and every TICK_MS while
+ * qemu-img works, so a bar keeps moving (elapsed time) between drives. */
+struct img_tick {
+	const struct op *op;
+	int64_t done, total;
+};
+
+static void img_tick_cb(void *ud)
+{
+	const struct img_tick *t = ud;
+	progress(t->op, "running", t->done, t->total);
+}
+
+static int img_op(const struct op *op, char c, const char *img, const char *tag, bool with_progress, size_t done,
+		  size_t total, struct mq_error **err)
+{
+	struct img_tick t = { op, (int64_t)done, (int64_t)total };
+	bool tick = with_progress && op->env->progress;
+	if (tick)
+		img_tick_cb(&t);
+	return mq_img_snapshot_op(op->qemu_img, c, img, tag, TICK_MS, tick ? img_tick_cb : NULL, &t, err);
+}
+
 /* Run a QMP job; the progress callback runs every TICK_MS while it does
  * (also while QEMU is busy and does not answer query-jobs). */
 static int run_job(struct op *op, const char *command, json_object *args, struct mq_error **err)
@@ -641,7 +665,7 @@ static int delete_on(struct op *op, const char *tag, const struct mq_strv *drive
 		long k = storage_index(op->spec, drives->v[i]);
 		char *img = image_of(op, (size_t)k);
 		struct mq_error *e = NULL;
-		int r = mq_img_snapshot_delete(op->qemu_img, img, tag, &e);
+		int r = img_op(op, 'd', img, tag, with_progress, i, drives->n, &e);
 		free(img);
 		if (r < 0 && ret == 0) {
 			ret = r;
@@ -779,7 +803,7 @@ static int do_create(struct op *op, const char *name, const struct mq_strv *driv
 		for (size_t i = 0; i < drives->n; i++) {
 			long k = storage_index(op->spec, drives->v[i]);
 			char *img = image_of(op, (size_t)k);
-			int r = mq_img_snapshot_create(op->qemu_img, img, name, err);
+			int r = img_op(op, 'c', img, name, true, i, drives->n, err);
 			free(img);
 			if (r < 0) {
 				struct mq_strv done = { .v = drives->v, .n = i };
@@ -967,7 +991,7 @@ static int apply_offline(struct op *op, const char *tag, const struct mq_strv *d
 	for (size_t i = 0; i < drives->n; i++) {
 		long k = storage_index(op->spec, drives->v[i]);
 		char *img = image_of(op, (size_t)k);
-		int r = mq_img_snapshot_apply(op->qemu_img, img, tag, err);
+		int r = img_op(op, 'a', img, tag, true, i, drives->n, err);
 		free(img);
 		if (r < 0)
 			return r;

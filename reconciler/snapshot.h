@@ -60,7 +60,8 @@
  *     resumes them itself).
  *   - Progress: env->progress (may be NULL) is called with the job's status
  *     and current/total from query-jobs at least 4 times a second while a QMP
- *     job runs; offline, once per drive ("running", drives done, drives).
+ *     job runs; offline ("running", drives done, drives) at the start of
+ *     each drive and every 200 ms while qemu-img works on it.
  */
 #ifndef MQ_SNAPSHOT_H
 #define MQ_SNAPSHOT_H

@@ -224,6 +224,14 @@ char *mq_spawn_resolve(const char *name)
 int mq_spawn_capture(const char *path, char *const argv[], int timeout_ms, char **out, int *status,
 		     struct mq_error **err)
 {
+	return mq_spawn_capture_tick(path, argv, timeout_ms, 0, NULL, NULL, out, status, err);
+}
+
+int mq_spawn_capture_tick(const char *path, char *const argv[], int timeout_ms, int tick_ms, void (*tick)(void *ud),
+			  void *ud, char **out, int *status, struct mq_error **err)
+{
+	if (tick_ms <= 0)
+		tick_ms = 250;
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return mq_error_set(err, errno, "cannot create pipe: %s", strerror(errno));
@@ -239,13 +247,21 @@ int mq_spawn_capture(const char *path, char *const argv[], int timeout_ms, char 
 	struct mq_strbuf sb = MQ_STRBUF_INIT;
 	mq_strbuf_init(&sb);
 	int64_t deadline = mq_mono_ms() + timeout_ms;
+	int64_t next_tick = mq_mono_ms() + tick_ms;
 	bool timed_out = false;
 	for (;;) {
-		int64_t left = deadline - mq_mono_ms();
+		int64_t now = mq_mono_ms();
+		int64_t left = deadline - now;
 		if (left <= 0) {
 			timed_out = true;
 			break;
 		}
+		if (tick && now >= next_tick) {
+			tick(ud);
+			next_tick = now + tick_ms;
+		}
+		if (tick && next_tick - now < left)
+			left = next_tick - now;
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
 		int r = poll(&p, 1, (int)left);
 		if (r < 0) {

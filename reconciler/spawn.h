@@ -36,6 +36,10 @@ int mq_spawn(const char *path, char *const argv[], const struct mq_spawn_opts *o
  * -ETIMEDOUT or -errno. */
 int mq_spawn_capture(const char *path, char *const argv[], int timeout_ms, char **out, int *status,
 		     struct mq_error **err);
+/* The same, calling tick(ud) every tick_ms while the child runs (tick may
+ * be NULL; tick_ms <= 0 means 250) -- e.g. to redraw a progress bar. */
+int mq_spawn_capture_tick(const char *path, char *const argv[], int timeout_ms, int tick_ms, void (*tick)(void *ud),
+			  void *ud, char **out, int *status, struct mq_error **err);
 
 /* Look `name` up like execvp does; NULL when not found.  Caller frees. */
 char *mq_spawn_resolve(const char *name);

@@ -46,8 +46,10 @@ secs=${last%.*}
 [ "$draws" -ge $((secs * 4)) ] || fail "$draws redraws in ${last}s"
 grep -q '100%' <<<"$bars" || fail "bar never reached 100%: $bars"
 grep -q ' 50%' <<<"$bars" || fail "no progress in between: $bars"
-out=$(script -qec "'$MAQET' snapshot create slow p3 -o json" /dev/null)
-assert_contains "$out" '"ok": true'
+out=$(script -qec "'$MAQET' snapshot create slow p3 -o json" /dev/null | tr -d '\r')
+assert_eq "$(jq -s 'length' <<<"$out")" 1 "-o json on a terminal: one json object and nothing else: $out"
+assert_eq "$(jq -r '.ok' <<<"$out")" true
+assert_not_contains "$out" "[#" "no bar with -o json"
 pass "progress bar on a terminal only: $draws redraws in ${last}s"
 
 # ---- snapshot versus a concurrent stop and apply of the same vm --------------
@@ -68,3 +70,54 @@ assert_eq "$(vm_status slow)" running "running again after the snapshot"
 run_rc rc mq stop slow
 assert_eq "$rc" 0 "stop after the snapshot: $OUT"
 pass "snapshot holds the state lock: concurrent stop and apply wait or give up"
+
+# ---- offline progress: a slow qemu-img ---------------------------------------
+# qemu-img is taken next to an explicit `binary:`; there a wrapper makes each
+# call take ~1.5 s, so the bar must keep moving (>= 4 redraws a second, with
+# the elapsed time) while one drive is being worked on
+mkdir -p "$T/slowbin"
+ln -s "$(command -v qemu-system-x86_64)" "$T/slowbin/qemu-system-x86_64"
+real_img=$(command -v qemu-img)
+printf '#!/bin/sh\nsleep 1.5\nexec %s "$@"\n' "$real_img" >"$T/slowbin/qemu-img"
+chmod +x "$T/slowbin/qemu-img"
+mkdir -p "$T/m2"
+qemu-img create -q -f qcow2 "$T/off1.qcow2" 4M
+qemu-img create -q -f qcow2 "$T/off2.qcow2" 4M
+cat >"$T/m2/off.yaml" <<YAML
+name: off
+binary: $T/slowbin/qemu-system-x86_64
+state: stopped
+storage:
+  - {name: one, file: $T/off1.qcow2}
+  - {name: two, file: $T/off2.qcow2}
+YAML
+run_rc rc mq apply -f "$T/m2"
+assert_eq "$rc" 0 "apply of the stopped vm: $OUT"
+bar_check() { # what output: >= 4 redraws a second of elapsed time, 50% between the drives
+	local bars draws last secs
+	bars=$(printf '%s' "$2" | tr '\r' '\n' | grep "^$1 \[" || true)
+	draws=$(grep -c . <<<"$bars")
+	last=$(tail -n 1 <<<"$bars" | grep -o '[0-9]*\.[0-9]s' | tr -d s)
+	secs=${last%.*}
+	[ "${secs:-0}" -ge 2 ] || fail "$1: two slow qemu-img calls took only ${last}s: $2"
+	[ "$draws" -ge $((secs * 4)) ] || fail "$1: $draws redraws in ${last}s"
+	grep -q ' 50% running' <<<"$bars" || fail "$1: no 50% between the drives: $bars"
+	echo "$draws redraws in ${last}s"
+}
+tty_out=$(script -qec "'$MAQET' snapshot create off o1" /dev/null)
+assert_contains "$tty_out" "snapshot 'o1' of vm 'off' created (offline, 2 drives)"
+c=$(bar_check snapshot "$tty_out")
+tty_out=$(script -qec "'$MAQET' snapshot restore off o1 --no-backup" /dev/null)
+assert_contains "$tty_out" "vm 'off' restored to snapshot 'o1' (offline)"
+r=$(bar_check restore "$tty_out")
+tty_out=$(script -qec "'$MAQET' snapshot delete off o1" /dev/null)
+assert_contains "$tty_out" "snapshot 'o1' of vm 'off' deleted"
+d=$(bar_check delete "$tty_out")
+off=$(mq snapshot create off o2 2>&1)
+assert_contains "$off" "snapshot 'o2' of vm 'off' created (offline, 2 drives)"
+assert_not_contains "$off" $'\r' "no bar off a terminal"
+out=$(script -qec "'$MAQET' snapshot delete off o2 -o json" /dev/null | tr -d '\r')
+assert_eq "$(jq -s 'length' <<<"$out")" 1 "-o json on a terminal: one json object and nothing else: $out"
+assert_eq "$(jq -r '.ok' <<<"$out")" true "json: $out"
+assert_not_contains "$out" "[#" "no bar with -o json on a terminal"
+pass "offline progress on a terminal: create $c, restore $r, delete $d"
