@@ -257,6 +257,26 @@ int mq_img_snapshot_op(const char *qemu_img, char op, const char *image, const c
 	return r < 0 ? mq_error_prefix(err, "cannot %s snapshot '%s' of '%s'", what[k], tag, image) : 0;
 }
 
+int mq_img_repair_leaks(const char *qemu_img, const char *image, struct mq_error **err)
+{
+	char *qimg = qemu_img ? xstrdup(qemu_img) : mq_spawn_resolve("qemu-img");
+	if (!qimg)
+		return mq_error_set(err, ENOENT, "qemu-img not found (install qemu-utils)");
+	char *const av[] = { qimg, "check", "-q", "-r", "leaks", (char *)image, NULL };
+	char *o = NULL;
+	int st = 0;
+	int r = mq_spawn_capture(qimg, av, QEMU_IMG_TIMEOUT_MS, &o, &st, err);
+	if (r == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+		char *line = qemu_img_message(o, image);
+		r = mq_error_set(err, EIO, "cannot repair leaked clusters of '%s': %s", image,
+				 *line ? line : "qemu-img check failed");
+		free(line);
+	}
+	free(o);
+	free(qimg);
+	return r;
+}
+
 int mq_img_snapshot_list(const char *qemu_img, const char *image, struct mq_strv *tags, struct mq_error **err)
 {
 	char *out = NULL;

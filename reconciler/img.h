@@ -35,6 +35,11 @@ int mq_img_info_json(const char *qemu_img, const char *image, bool force_share, 
  * through PATH; NULL when not found.  Caller frees. */
 char *mq_img_find(const struct mq_spec *spec);
 int mq_img_snapshot_apply(const char *qemu_img, const char *image, const char *tag, struct mq_error **err);
+/* `qemu-img check -q -r leaks image`: give back clusters a failed
+ * qemu-img snapshot -c left allocated but unused (it bumps refcounts before
+ * it writes the snapshot table, so running out of space half-way leaks
+ * them).  Harmless when there are none. */
+int mq_img_repair_leaks(const char *qemu_img, const char *image, struct mq_error **err);
 /* The same three with a callback run every tick_ms while qemu-img works
  * (for a progress bar); op is 'c' (create), 'd' (delete) or 'a' (apply). */
 int mq_img_snapshot_op(const char *qemu_img, char op, const char *image, const char *tag, int tick_ms,

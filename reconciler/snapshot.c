@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -796,6 +797,31 @@ static void drives_holding(struct op *op, const char *tag, const struct mq_strv 
 	mq_snap_list_release(&l);
 }
 
+/* QEMU reports a memory state that did not fit as "Error while writing VM
+ * state: Input/output error": say when the filesystem holding a drive has
+ * less room than the guest's memory, which the state may need. */
+static void space_hint(const struct op *op, const struct mq_strv *drives, struct mq_error **err)
+{
+	uint64_t need = op->spec->memory ? op->spec->memory : 128ull << 20; /* QEMU's default */
+	for (size_t i = 0; i < drives->n; i++) {
+		char *img = image_of(op, (size_t)storage_index(op->spec, drives->v[i]));
+		struct statvfs sv;
+		if (statvfs(img, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < need) {
+			uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+			char *m = xasprintf("%s (the filesystem holding '%s' has %llu MiB free, less than the %llu MiB "
+					    "of guest memory the memory state may need: free some space, or use "
+					    "--no-vmstate)",
+					    (*err)->msg, img, (unsigned long long)(avail >> 20),
+					    (unsigned long long)(need >> 20));
+			mq_error_set(err, ENOSPC, "%s", m);
+			free(m);
+			free(img);
+			return;
+		}
+		free(img);
+	}
+}
+
 static int do_create(struct op *op, const char *name, const struct mq_strv *drives, bool vmstate,
 		     struct mq_error **err)
 {
@@ -804,6 +830,8 @@ static int do_create(struct op *op, const char *name, const struct mq_strv *driv
 			long k = storage_index(op->spec, drives->v[i]);
 			char *img = image_of(op, (size_t)k);
 			int r = img_op(op, 'c', img, name, true, i, drives->n, err);
+			if (r < 0) /* e.g. out of space half-way: clusters it took */
+				(void)mq_img_repair_leaks(op->qemu_img, img, NULL);
 			free(img);
 			if (r < 0) {
 				struct mq_strv done = { .v = drives->v, .n = i };
@@ -846,6 +874,8 @@ static int do_create(struct op *op, const char *name, const struct mq_strv *driv
 		if (r == 0)
 			progress(op, "concluded", 1, 1);
 	}
+	if (r < 0 && vmstate && err && *err)
+		space_hint(op, drives, err);
 	if (r < 0) {
 		struct mq_strv left = MQ_STRV_INIT;
 		drives_holding(op, name, drives, &left);

@@ -3,7 +3,10 @@
 # a failing snapshot-save (the fake reports "No space left on device") gives a
 # clear error, leaves the VM running untouched (same process, phase back to
 # running) and nothing listed; a slow job draws the progress bar at least 4
-# times a second on a terminal, with the elapsed time, and none off it.
+# times a second on a terminal, with the elapsed time, and none off it nor
+# with -o json (one JSON object, nothing else); offline (a slow qemu-img
+# next to the VM's binary) create, restore and delete keep the bar moving
+# while qemu-img works on a drive.
 source "$(dirname "$0")/lib.sh"
 
 fake_yaml full job-fail "storage:" "  - {name: root, size: 4M}" > "$M/full.yaml"
