@@ -122,6 +122,8 @@ static int pre_change_images(const struct mq_vmjob *j, const char *tag, bool app
 			r = apply ? mq_img_snapshot_apply(NULL, path, tag, err) : mq_img_snapshot_create(NULL, path, tag, err);
 			if (r == 0)
 				mq_strv_push(&done, path);
+			else if (!apply) /* e.g. out of space half-way: clusters it took */
+				(void)mq_img_repair_leaks(NULL, path, NULL);
 		}
 		free(path);
 	}
