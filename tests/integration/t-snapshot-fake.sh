@@ -11,6 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 fake_yaml full job-fail "storage:" "  - {name: root, size: 4M}" > "$M/full.yaml"
 fake_yaml slow job-step=300 "storage:" "  - {name: root, size: 4M}" > "$M/slow.yaml"
+fake_yaml long job-step=2000 "storage:" "  - {name: root, size: 4M}" > "$M/long.yaml"
 run_rc rc mq apply -f "$M"
 assert_eq "$rc" 0 "apply: $OUT"
 pid=$(vm_pid full)
@@ -56,21 +57,23 @@ assert_not_contains "$out" "[#" "no bar with -o json"
 pass "progress bar on a terminal only: $draws redraws in ${last}s"
 
 # ---- snapshot versus a concurrent stop and apply of the same vm --------------
-# job-step=300: a snapshot-save job takes about 2 s; meanwhile the vm is
-# "snapshotting" and the state lock keeps stop and apply out
-"$MAQET" snapshot create slow p4 >"$T/bg.out" 2>&1 &
+# job-step=2000: a snapshot-save job takes about 10 s (long enough for slow
+# sanitizer builds); meanwhile the vm is "snapshotting" and the state lock
+# keeps stop and apply out
+"$MAQET" snapshot create long p4 >"$T/bg.out" 2>&1 &
 bg=$!
-wait_until 20 sh -c "'$MAQET' status -o json | jq -e '.[] | select(.name == \"slow\" and .status == \"snapshotting\")'" ||
+wait_until 20 sh -c "'$MAQET' status -o json | jq -e '.[] | select(.name == \"long\" and .status == \"snapshotting\")'" ||
 	fail "phase snapshotting not seen"
-run_rc rc mq stop slow --lock-timeout 0
+run_rc rc mq stop long --lock-timeout 0
 assert_eq "$rc" 1 "stop during a snapshot"
 assert_contains "$OUT" "is locked by maqet pid $bg"
 run_rc rc mq apply -f "$M" --lock-timeout 0
 assert_eq "$rc" 1 "apply during a snapshot"
 assert_contains "$OUT" "is locked by maqet pid $bg"
+proc_alive "$bg" || fail "the snapshot ended before stop and apply were tried: the check proves nothing"
 wait "$bg" || fail "background snapshot failed: $(cat "$T/bg.out")"
-assert_eq "$(vm_status slow)" running "running again after the snapshot"
-run_rc rc mq stop slow
+assert_eq "$(vm_status long)" running "running again after the snapshot"
+run_rc rc mq stop long
 assert_eq "$rc" 0 "stop after the snapshot: $OUT"
 pass "snapshot holds the state lock: concurrent stop and apply wait or give up"
 
