@@ -408,8 +408,8 @@ static int finish_stop(struct mq_cli *cli, struct mq_vmop *op, const char *comma
 /* The event of a command refused before a VM operation exists (bad
  * arguments, unknown or stopped VM): recorded under the name given, when a
  * state database exists (none is created for it). */
-static void refusal_event(struct mq_cli *cli, const char *name, const char *command, const char *rargs,
-			  const char *why)
+static void refusal_event(struct mq_cli *cli, const char *name, const char *command, json_object *args,
+			  const char *rargs, const char *why)
 {
 	bool present = false;
 	if (!cli->store && (mq_cli_open_store_existing(cli, &present) != 0 || !present))
@@ -418,7 +418,7 @@ static void refusal_event(struct mq_cli *cli, const char *name, const char *comm
 	memset(&op, 0, sizeof(op));
 	op.name = name;
 	char *d = xasprintf("command=%s tier=%s args=%s: %s", command,
-			    mq_qmp_tier_name(mq_qmp_tier_of(command, NULL)), rargs, why);
+			    mq_qmp_tier_name(mq_qmp_tier_of(command, args)), rargs, why);
 	mq_vmop_event(cli, &op, "qmp", "refused", d);
 	free(d);
 }
@@ -503,13 +503,13 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	json_object *args = list ? NULL : parse_args(cli, (int)pos.n - 2, pos.v + 2);
 	if (args == (json_object *)-1) {
 		/* the raw text may hold a secret: not recorded */
-		refusal_event(cli, name, command, "<unparsed>", "invalid arguments");
+		refusal_event(cli, name, command, NULL, "<unparsed>", "invalid arguments");
 		rc = MQ_EXIT_FAILURE;
 		goto out_pos;
 	}
 	if (!list && strcmp(command, "qmp_capabilities") == 0) {
 		char *ra = mq_qmp_args_redacted(args);
-		refusal_event(cli, name, command, ra, "negotiated by maqet itself");
+		refusal_event(cli, name, command, args, ra, "negotiated by maqet itself");
 		free(ra);
 		rc = mq_cli_usage_error(cli, cmd, "'qmp_capabilities' is negotiated by maqet itself");
 		json_object_put(args);
@@ -522,7 +522,7 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 			char *ra = mq_qmp_args_redacted(args);
 			char *why = op.unknown ? xstrdup("no such vm")
 					       : xasprintf("vm not running (observed %s)", mq_observe(op.rec));
-			refusal_event(cli, name, command, ra, why);
+			refusal_event(cli, name, command, args, ra, why);
 			free(why);
 			free(ra);
 		}
