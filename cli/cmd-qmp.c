@@ -644,6 +644,7 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 		mq_error_prefix(&err, "qmp command '%s' on vm '%s' failed", command, name);
 		rc = mq_cli_fail(cli, err);
 		free(eclass);
+		json_object_put(ret); /* a dump that could not be copied */
 		goto out_file;
 	}
 	mq_error_free(err);
