@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "reconciler/snapplan.h"
 #include "reconciler/lock.h"
+#include "reconciler/logrot.h"
 #include "util/parse.h"
 #include "util/xalloc.h"
 
@@ -37,6 +38,11 @@ const struct mq_cmd mq_cmd_apply = {
 		 "  -h, --help           show this help\n",
 	.run = run_apply,
 };
+
+static void rotate_failed(void *ud, const char *path, int error)
+{
+	mq_cli_err(ud, "warning: cannot rotate log '%s': %s", path, strerror(-error));
+}
 
 static int run_apply(struct mq_cli *cli, int argc, char **argv)
 {
@@ -219,6 +225,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	if (ar == 0)
 		mq_cli_prune_events(cli); /* event retention (README: "Events") */
 out:
+	/* running VMs' logs over the cap (README: "Logs"), also when nothing changed */
+	if (!dry)
+		(void)mq_log_rotate_dir(cli->runtime_dir, mq_log_cap(), rotate_failed, cli);
 	mq_plan_free(plan);
 	mq_vm_record_list_free(recs, nrec);
 	mq_lock_release(&lock);

@@ -2,7 +2,11 @@
  *
  * -f follows with inotify on the runtime dir (no sleep loop): appended data
  * is printed as it arrives, and when the log is rotated or recreated (the VM
- * restarted) the old file is read to its end and the new one from its start.
+ * restarted) the old file is read to its end and the new one from its start;
+ * a copy-truncate rotation (logrot.h) is seen as the file shrinking under
+ * the read offset, and reading starts over at 0.
+ *
+ * A log over the cap is rotated after it was printed (logrot.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/vmrec.h"
+#include "reconciler/logrot.h"
 #include "util/parse.h"
 #include "util/paths.h"
 #include "util/xalloc.h"
@@ -28,9 +33,11 @@ const struct mq_cmd mq_cmd_logs = {
 	.usage = "usage: maqet logs NAME [-f] [-n N] [--qemu] [--state-dir DIR]\n"
 		 "\n"
 		 "Print the VM's serial console log (<runtime>/NAME.serial.log), or with\n"
-		 "--qemu QEMU's own output (<runtime>/NAME.qemu.log).  Logs are rotated\n"
-		 "when a VM starts: one over 8 MiB becomes NAME.*.log.1 (the older .1 is\n"
-		 "dropped).\n"
+		 "--qemu QEMU's own output (<runtime>/NAME.qemu.log).  A log never grows\n"
+		 "without bound: over the cap (8 MiB, or MAQET_LOG_CAP) its content moves\n"
+		 "to NAME.*.log.1 (replacing the older .1) when the VM starts, every\n"
+		 "second under 'maqet watch', after 'maqet apply', and after this command\n"
+		 "printed it.\n"
 		 "\n"
 		 "  -n, --lines N  only the last N lines\n"
 		 "  -f, --follow   keep printing what is appended (also across a restart of\n"
@@ -115,7 +122,11 @@ static int follow(struct mq_cli *cli, const char *path, int fd)
 		return MQ_EXIT_FAILURE;
 	}
 	free(dir);
-	/* written between the first drain and the watch */
+	/* written between the first drain and the watch (and a rotation of
+	 * ours just before: the file shrank under our offset) */
+	struct stat st0;
+	if (fd >= 0 && fstat(fd, &st0) == 0 && lseek(fd, 0, SEEK_CUR) > st0.st_size)
+		lseek(fd, 0, SEEK_SET);
 	if (fd >= 0 && drain(fd) < 0)
 		goto out;
 	for (;;) {
@@ -239,6 +250,11 @@ static int run_logs(struct mq_cli *cli, int argc, char **argv)
 			mq_cli_vm_release(&vm);
 			return MQ_EXIT_FAILURE;
 		}
+	}
+	if (mq_log_is_vm_log(strrchr(path, '/') ? strrchr(path, '/') + 1 : path)) {
+		int rr = mq_log_rotate_live(path, mq_log_cap());
+		if (rr < 0)
+			mq_cli_err(cli, "warning: cannot rotate log '%s': %s", path, strerror(-rr));
 	}
 	if (fol) {
 		char *p = xstrdup(path);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,7 +33,8 @@ const struct mq_cmd mq_cmd_qmp = {
 		 "  privileged   (quit, system_powerdown, system_reset, stop, cont, device_del,\n"
 		 "               ...) allowed, with a warning on stderr\n"
 		 "  memory-dump  (pmemsave, memsave, dump-guest-memory, screendump) the output\n"
-		 "               file is checked like a disk path and created by maqet mode 0600\n"
+		 "               file is checked like a disk path and created by maqet (mode\n"
+		 "               0600, it must not exist yet); QEMU never opens that path\n"
 		 "  allowed      everything else\n"
 		 "Every command, sent or refused, is an event.  'quit' and 'system_powerdown'\n"
 		 "are recorded as an intended stop before they are sent, and the VM is held\n"
@@ -156,26 +158,83 @@ static int do_list(struct mq_cli *cli, struct mq_vmop *op, bool json)
 	return MQ_EXIT_OK;
 }
 
-/* Memory-dump tier: resolve the output file against the cwd, refuse system
- * directories, create it mode 0600 and point the argument at the absolute
- * path.  *created: the file did not exist before.  Returns -1 or an exit
- * code after printing; *why gets the refusal for the event. */
-static int prepare_output(struct mq_cli *cli, const char *command, json_object *args, char **outpath, bool *created,
-			  char **why)
+/* Memory-dump tier.  QEMU never opens the caller's path: maqet creates the
+ * output file itself (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, the caller's
+ * ownership) and either hands QEMU the fd (dump-guest-memory: getfd +
+ * "fd:NAME") or, for the commands that only take a file name and fopen() it
+ * (pmemsave, memsave, screendump), lets QEMU write into a private 0700
+ * directory of the VM's runtime dir and copies the result into the file. */
+#define DUMP_FDNAME "maqet-dump"
+struct dump_out {
+	char *path;    /* the caller's file, resolved */
+	int dirfd;     /* its directory */
+	char *base;    /* its name in dirfd */
+	int fd;        /* the caller's file, created by us */
+	char *privdir; /* QEMU writes privfile in here (file-name commands) */
+	char *privfile;
+	bool via_fd;   /* dump-guest-memory: protocol fd:DUMP_FDNAME */
+};
+
+static void dump_init(struct dump_out *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->dirfd = d->fd = -1;
+}
+
+/* Remove the private directory; with `keep` false, also the caller's file
+ * (only if the name still is the file we created). */
+static void dump_finish(struct dump_out *d, bool keep)
+{
+	if (d->privfile)
+		unlink(d->privfile);
+	if (d->privdir)
+		rmdir(d->privdir);
+	if (!keep && d->fd >= 0 && d->dirfd >= 0) {
+		struct stat a, b;
+		if (fstat(d->fd, &a) == 0 && fstatat(d->dirfd, d->base, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			(void)unlinkat(d->dirfd, d->base, 0);
+	}
+	if (d->fd >= 0)
+		close(d->fd);
+	if (d->dirfd >= 0)
+		close(d->dirfd);
+	free(d->path);
+	free(d->base);
+	free(d->privdir);
+	free(d->privfile);
+	dump_init(d);
+}
+
+/* The real path of an open directory (its /proc/self/fd link).  Caller frees. */
+static char *fd_path(int fd)
+{
+	char link[64], buf[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	return xstrdup(buf);
+}
+
+/* Check and create the output file; rewrite the argument to what QEMU gets
+ * (after *shown has the caller's resolved path, for the event).  -1 to go
+ * on, or an exit code after printing; *why gets the refusal for the event. */
+static int prepare_output(struct mq_cli *cli, struct mq_vmop *op, const char *command, json_object *args,
+			  struct dump_out *d, char **shown, char **why)
 {
 	const char *key = mq_qmp_output_arg(command);
 	json_object *v = NULL;
 	if (!args || !json_object_object_get_ex(args, key, &v) || !json_object_is_type(v, json_type_string)) {
 		*why = xasprintf("missing '%s' argument", key);
-		mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
-		return MQ_EXIT_FAILURE;
+		goto refuse;
 	}
 	const char *value = json_object_get_string(v);
 	const char *path = mq_qmp_output_path(command, value);
 	if (!path || !*path) {
 		*why = xasprintf("'%s' must name a file (file:PATH)", key);
-		mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
-		return MQ_EXIT_FAILURE;
+		goto refuse;
 	}
 	char *abs;
 	if (path[0] == '/') {
@@ -184,37 +243,130 @@ static int prepare_output(struct mq_cli *cli, const char *command, json_object *
 		char *cwd = getcwd(NULL, 0);
 		if (!cwd) {
 			*why = xasprintf("cannot read the working directory: %s", strerror(errno));
-			mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
-			return MQ_EXIT_FAILURE;
+			goto refuse;
 		}
 		abs = mq_path_join(cwd, path);
 		free(cwd);
 	}
-	char *res = mq_path_resolve(abs);
+	const char *slash = strrchr(abs, '/');
+	const char *base = slash + 1;
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		*why = xasprintf("output '%s' does not name a file", abs);
+		free(abs);
+		goto refuse;
+	}
+	char *dir = slash == abs ? xstrdup("/") : xstrndup(abs, (size_t)(slash - abs));
+	char *rdir = mq_path_resolve(dir);
+	free(dir);
+	d->base = xstrdup(base);
 	free(abs);
-	if (mq_path_is_system(res)) {
-		*why = xasprintf("output '%s' is in a system directory", res);
+	d->path = mq_path_join(rdir, d->base);
+	free(rdir);
+	/* the directory as opened, not as named: a symlink swapped in between
+	 * the check and the open cannot redirect us */
+	char *dpath = NULL;
+	char *pd = mq_path_dirname(d->path);
+	d->dirfd = open(pd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(pd);
+	if (d->dirfd >= 0)
+		dpath = fd_path(d->dirfd);
+	if (d->dirfd < 0 || !dpath) {
+		*why = xasprintf("cannot create '%s': %s", d->path, strerror(d->dirfd < 0 ? errno : EIO));
+		free(dpath);
+		goto refuse;
+	}
+	char *real = mq_path_join(dpath, d->base);
+	free(dpath);
+	if (mq_path_is_system(d->path) || mq_path_is_system(real)) {
+		*why = xasprintf("output '%s' is in a system directory", mq_path_is_system(d->path) ? d->path : real);
+		free(real);
 		mq_cli_err(cli, "cannot run qmp command '%s': %s (choose a path under your home or /tmp)", command, *why);
-		free(res);
 		return MQ_EXIT_FAILURE;
 	}
-	struct stat st;
-	*created = lstat(res, &st) != 0;
-	int fd = open(res, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || fchmod(fd, 0600) < 0) {
-		*why = xasprintf("cannot create '%s': %s", res, strerror(errno));
-		mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
-		if (fd >= 0)
-			close(fd);
-		free(res);
-		return MQ_EXIT_FAILURE;
+	free(real);
+	d->fd = openat(d->dirfd, d->base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (d->fd < 0) {
+		int e = errno;
+		if (e == EEXIST)
+			*why = xasprintf("output '%s' already exists (maqet creates a new file and never writes through an "
+					 "existing path: remove it or choose another name)", d->path);
+		else
+			*why = xasprintf("cannot create '%s': %s", d->path, strerror(e));
+		goto refuse;
 	}
-	close(fd);
-	char *nv = strcmp(key, "protocol") == 0 ? xasprintf("file:%s", res) : xstrdup(res);
+	if (fchmod(d->fd, 0600) < 0) {
+		*why = xasprintf("cannot create '%s': %s", d->path, strerror(errno));
+		goto refuse;
+	}
+	/* the event shows the caller's file */
+	char *nv = strcmp(key, "protocol") == 0 ? xasprintf("file:%s", d->path) : xstrdup(d->path);
 	json_object_object_add(args, key, json_object_new_string(nv));
 	free(nv);
-	*outpath = res;
+	*shown = mq_qmp_args_redacted(args);
+	if (strcmp(command, "dump-guest-memory") == 0) {
+		d->via_fd = true;
+		json_object_object_add(args, key, json_object_new_string("fd:" DUMP_FDNAME));
+		return -1;
+	}
+	char *rt = mq_path_dirname(op->rec->qmp_path);
+	d->privdir = xasprintf("%s/%s.dump.XXXXXX", rt, op->name);
+	free(rt);
+	if (!mkdtemp(d->privdir)) { /* mode 0700 */
+		*why = xasprintf("cannot create a private directory '%s': %s", d->privdir, strerror(errno));
+		free(d->privdir);
+		d->privdir = NULL;
+		free(*shown);
+		*shown = NULL;
+		goto refuse;
+	}
+	d->privfile = xasprintf("%s/out", d->privdir);
+	json_object_object_add(args, key, json_object_new_string(d->privfile));
 	return -1;
+refuse:
+	mq_cli_err(cli, "cannot run qmp command '%s': %s", command, *why);
+	return MQ_EXIT_FAILURE;
+}
+
+/* After QEMU wrote the private file: copy it into the caller's file.  0 or
+ * -errno with *err. */
+static int dump_collect(struct dump_out *d, struct mq_error **err)
+{
+	if (!d->privfile)
+		return 0;
+	int in = open(d->privfile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = in < 0 ? errno : EINVAL;
+		if (in >= 0)
+			close(in);
+		return mq_error_set(err, e, "cannot read qemu's output '%s': %s", d->privfile, strerror(e));
+	}
+	int r = 0;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		if (n <= 0)
+			break;
+		for (ssize_t off = 0; off < n && r == 0;) {
+			ssize_t w = write(d->fd, buf + off, (size_t)(n - off));
+			if (w < 0 && errno != EINTR)
+				r = -errno;
+			else if (w > 0)
+				off += w;
+		}
+		if (r < 0)
+			break;
+	}
+	close(in);
+	if (r == 0 && fsync(d->fd) < 0 && errno != EINVAL)
+		r = -errno;
+	if (r < 0)
+		return mq_error_set(err, -r, "cannot write '%s': %s", d->path, strerror(-r));
+	return 0;
 }
 
 /* quit / system_powerdown: wait for the process, then record stopped (or,
@@ -251,6 +403,24 @@ static int finish_stop(struct mq_cli *cli, struct mq_vmop *op, const char *comma
 	fprintf(stderr, "maqet: vm '%s': %s; it stays held ('maqet stop %s' stops it)\n", op->name, msg, op->name);
 	free(msg);
 	return MQ_EXIT_OK;
+}
+
+/* The event of a command refused before a VM operation exists (bad
+ * arguments, unknown or stopped VM): recorded under the name given, when a
+ * state database exists (none is created for it). */
+static void refusal_event(struct mq_cli *cli, const char *name, const char *command, json_object *args,
+			  const char *rargs, const char *why)
+{
+	bool present = false;
+	if (!cli->store && (mq_cli_open_store_existing(cli, &present) != 0 || !present))
+		return;
+	struct mq_vmop op;
+	memset(&op, 0, sizeof(op));
+	op.name = name;
+	char *d = xasprintf("command=%s tier=%s args=%s: %s", command,
+			    mq_qmp_tier_name(mq_qmp_tier_of(command, args)), rargs, why);
+	mq_vmop_event(cli, &op, "qmp", "refused", d);
+	free(d);
 }
 
 static int run_qmp(struct mq_cli *cli, int argc, char **argv)
@@ -332,10 +502,15 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	const char *command = list ? "query-commands" : pos.v[1];
 	json_object *args = list ? NULL : parse_args(cli, (int)pos.n - 2, pos.v + 2);
 	if (args == (json_object *)-1) {
+		/* the raw text may hold a secret: not recorded */
+		refusal_event(cli, name, command, NULL, "<unparsed>", "invalid arguments");
 		rc = MQ_EXIT_FAILURE;
 		goto out_pos;
 	}
 	if (!list && strcmp(command, "qmp_capabilities") == 0) {
+		char *ra = mq_qmp_args_redacted(args);
+		refusal_event(cli, name, command, args, ra, "negotiated by maqet itself");
+		free(ra);
 		rc = mq_cli_usage_error(cli, cmd, "'qmp_capabilities' is negotiated by maqet itself");
 		json_object_put(args);
 		goto out_pos;
@@ -343,12 +518,12 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	struct mq_vmop op;
 	rc = mq_vmop_lookup(cli, &op, name, "run qmp on");
 	if (rc >= 0) {
-		if (op.not_running && !list) {
+		if ((op.not_running || op.unknown) && !list) {
 			char *ra = mq_qmp_args_redacted(args);
-			char *d = xasprintf("command=%s tier=%s args=%s: vm not running (observed %s)", command,
-					    mq_qmp_tier_name(mq_qmp_tier_of(command, args)), ra, mq_observe(op.rec));
-			mq_vmop_event(cli, &op, "qmp", "refused", d);
-			free(d);
+			char *why = op.unknown ? xstrdup("no such vm")
+					       : xasprintf("vm not running (observed %s)", mq_observe(op.rec));
+			refusal_event(cli, name, command, args, ra, why);
+			free(why);
 			free(ra);
 		}
 		goto out;
@@ -363,8 +538,10 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	enum mq_qmp_tier tier = mq_qmp_tier_of(command, args);
 	const char *tname = mq_qmp_tier_name(tier);
 	char *rargs = mq_qmp_args_redacted(args);
-	char *outpath = NULL, *why = NULL;
-	bool created = false;
+	char *why = NULL;
+	struct dump_out dump;
+	dump_init(&dump);
+	bool keep = false;
 	char *detail = NULL;
 #define EVENT(outcome, ...)                                                       \
 	do {                                                                      \
@@ -381,16 +558,19 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 			   "or bypass maqet); pass --allow-dangerous to run it",
 			   command, name);
 		rc = MQ_EXIT_FAILURE;
-		goto out_args;
+		goto out_file;
 	}
 	if (tier == MQ_QMP_TIER_MEMORY_DUMP) {
-		rc = prepare_output(cli, command, args, &outpath, &created, &why);
+		char *shown = NULL;
+		rc = prepare_output(cli, &op, command, args, &dump, &shown, &why);
+		if (shown) { /* with the resolved path of the caller's file */
+			free(rargs);
+			rargs = shown;
+		}
 		if (rc >= 0) {
 			EVENT("refused", "%s", why);
-			goto out_args;
+			goto out_file;
 		}
-		free(rargs);
-		rargs = mq_qmp_args_redacted(args); /* with the resolved path */
 	}
 	rc = mq_vmop_connect(cli, &op);
 	if (rc >= 0) {
@@ -437,7 +617,23 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	}
 	json_object *ret = NULL;
 	char *eclass = NULL;
-	int r = mq_vmop_exec(&op, command, args, &ret, &eclass, &err);
+	int r = 0;
+	if (dump.via_fd) {
+		json_object *ga = json_object_new_object();
+		json_object_object_add(ga, "fdname", json_object_new_string(DUMP_FDNAME));
+		r = mq_vmop_exec_fd(&op, "getfd", ga, dump.fd, NULL, NULL, &err);
+		json_object_put(ga);
+	}
+	if (r == 0)
+		r = mq_vmop_exec(&op, command, args, &ret, &eclass, &err);
+	if (dump.via_fd && r < 0 && op.q) { /* QEMU keeps the fd only when the dump took it */
+		json_object *ca = json_object_new_object();
+		json_object_object_add(ca, "fdname", json_object_new_string(DUMP_FDNAME));
+		(void)mq_vmop_exec(&op, "closefd", ca, NULL, NULL, NULL);
+		json_object_put(ca);
+	}
+	if (r == 0 && dump.privfile)
+		r = dump_collect(&dump, &err);
 	if (r < 0 && !(stop && strcmp(command, "quit") == 0 && r == -ECONNRESET)) {
 		EVENT("failed", "%s", err ? err->msg : "?");
 		if (stop) {
@@ -448,6 +644,7 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 		mq_error_prefix(&err, "qmp command '%s' on vm '%s' failed", command, name);
 		rc = mq_cli_fail(cli, err);
 		free(eclass);
+		json_object_put(ret); /* a dump that could not be copied */
 		goto out_file;
 	}
 	mq_error_free(err);
@@ -456,18 +653,14 @@ static int run_qmp(struct mq_cli *cli, int argc, char **argv)
 	print_json(ret, pretty);
 	json_object_put(ret);
 	rc = MQ_EXIT_OK;
-	if (outpath)
-		created = false; /* keep the output */
+	keep = true; /* the output, if any */
 	if (stop)
 		rc = finish_stop(cli, &op, command, before);
 	else if (strcmp(command, "stop") == 0 || strcmp(command, "cont") == 0)
 		(void)mq_vmop_pause(cli, &op, strcmp(command, "stop") == 0, false);
 out_file:
-	if (outpath && created)
-		unlink(outpath);
-out_args:
+	dump_finish(&dump, keep);
 #undef EVENT
-	free(outpath);
 	free(why);
 	free(rargs);
 out:

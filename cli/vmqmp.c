@@ -22,6 +22,7 @@ int mq_vmop_lookup(struct mq_cli *cli, struct mq_vmop *op, const char *name, con
 	struct mq_error *err = NULL;
 	int r = present ? mq_store_vm_get(cli->store, name, &op->rec, &err) : -ENOENT;
 	if (r == -ENOENT) {
+		op->unknown = true;
 		mq_error_free(err);
 		mq_cli_err(cli, "no vm named '%s' in state dir '%s' (run 'maqet status' to list them)", name,
 			   cli->state_dir);
@@ -94,9 +95,16 @@ static bool exec_done(struct mq_qmp *q, void *arg)
 int mq_vmop_exec(struct mq_vmop *op, const char *command, json_object *args, json_object **ret, char **err_class,
 		 struct mq_error **err)
 {
+	return mq_vmop_exec_fd(op, command, args, -1, ret, err_class, err);
+}
+
+int mq_vmop_exec_fd(struct mq_vmop *op, const char *command, json_object *args, int fd, json_object **ret,
+		    char **err_class, struct mq_error **err)
+{
 	struct exec_state s = { 0 };
 	uint64_t id = 0;
-	int r = mq_qmp_send(op->q, command, args, exec_reply, &s, &id, err);
+	int r = fd >= 0 ? mq_qmp_send_fd(op->q, command, args, fd, exec_reply, &s, &id, err)
+			: mq_qmp_send(op->q, command, args, exec_reply, &s, &id, err);
 	if (r < 0)
 		return r;
 	r = mq_qmp_wait(op->q, exec_done, &s, -1, mq_mono_ms() + MQ_VMOP_QMP_TIMEOUT_MS, err);

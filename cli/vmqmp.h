@@ -29,6 +29,7 @@ struct mq_vmop {
 	struct mq_lock vmlock;
 	bool vmlocked;
 	bool not_running;            /* lookup failed because the vm is down (rec is set) */
+	bool unknown;                /* lookup failed because no record has that name */
 };
 
 /* Open the store, read the record of `name` and check that it is up (a live
@@ -43,6 +44,9 @@ int mq_vmop_connect(struct mq_cli *cli, struct mq_vmop *op);
  * *err; for a QMP error reply, *err_class (if non-NULL) gets the class. */
 int mq_vmop_exec(struct mq_vmop *op, const char *command, json_object *args, json_object **ret, char **err_class,
 		 struct mq_error **err);
+/* The same with `fd` passed along (SCM_RIGHTS; getfd). */
+int mq_vmop_exec_fd(struct mq_vmop *op, const char *command, json_object *args, int fd, json_object **ret,
+		    char **err_class, struct mq_error **err);
 /* Close the connection, drop the locks, free the record. */
 void mq_vmop_close(struct mq_vmop *op);
 

@@ -1,5 +1,6 @@
 /* doctor.c - health checks and safe fixes (see doctor.h). */
 #include "reconciler/doctor.h"
+#include "reconciler/logrot.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -464,11 +465,13 @@ static void check_disks(struct ctx *c)
 		add(c->d, "disks", MQ_CHECK_OK, NULL, "%zu declared disk%s present", total, total == 1 ? "" : "s");
 }
 
-/* Logs are rotated only at VM start (vmpaths.h): a running VM's log can pass
- * the cap; say so. */
+/* A log over the cap (logrot.h): a running VM's log is rotated by watch
+ * every second, so one seen here means no watch runs; --fix rotates it
+ * (copy-truncate, safe while QEMU appends). */
 static void check_logs(struct ctx *c)
 {
 	size_t big = 0;
+	unsigned long long cap = mq_log_cap();
 	DIR *d = opendir(c->o->runtime_dir);
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
@@ -477,19 +480,23 @@ static void check_logs(struct ctx *c)
 			continue;
 		char *p = mq_path_join(c->o->runtime_dir, de->d_name);
 		struct stat st;
-		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (unsigned long long)st.st_size > MQ_LOG_CAP) {
+		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (unsigned long long)st.st_size > cap) {
 			big++;
-			add(c->d, "logs", MQ_CHECK_WARN,
-			    "logs are rotated when the vm starts: restart it to rotate this one",
-			    "'%s' is %llu MiB, over the %llu MiB cap", p,
-			    (unsigned long long)st.st_size / (1024 * 1024), MQ_LOG_CAP / (1024 * 1024));
+			struct mq_finding *f =
+				add(c->d, "logs", MQ_CHECK_WARN,
+				    "'maqet watch' rotates running vms' logs; 'maqet doctor --fix' or 'maqet logs' rotates "
+				    "this one",
+				    "'%s' is %llu KiB, over the %llu KiB cap", p, (unsigned long long)st.st_size / 1024,
+				    cap / 1024);
+			if (c->o->fix && mq_log_is_vm_log(de->d_name) && mq_log_rotate_live(p, cap) > 0)
+				mark_fixed(f, "rotated to .1");
 		}
 		free(p);
 	}
 	if (d)
 		closedir(d);
 	if (!big)
-		add(c->d, "logs", MQ_CHECK_OK, NULL, "no log over the %llu MiB cap", MQ_LOG_CAP / (1024 * 1024));
+		add(c->d, "logs", MQ_CHECK_OK, NULL, "no log over the %llu KiB cap", cap / 1024);
 }
 
 void mq_doctor_run(const struct mq_doctor_opts *o, struct mq_doctor *out)

@@ -19,7 +19,8 @@
  *                (fail when it cannot be recreated: no size, or the VM is up;
  *                warn when the next start creates it)
  *   logs         warn: a log in the runtime dir is over the rotation cap
- *                (MQ_LOG_CAP; logs are rotated at VM start only)
+ *                (logrot.h mq_log_cap; watch rotates running VMs' logs; with
+ *                fix, a VM log over the cap is rotated by copy-truncate)
  *
  * With fix set, only safe repairs are made, and each finding says so
  * (fixed = true, level ok):

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reconciler/logrot.h"
 #include "reconciler/qemuid.h"
 #include "reconciler/qmp.h"
 #include "util/fileio.h"
@@ -514,7 +515,7 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	/* No QEMU of this VM writes its logs now: rotate the big ones (vmpaths.h). */
 	const char *logs[] = { paths.qemu_log, paths.serial_log };
 	for (size_t li = 0; li < 2; li++) {
-		int lr = mq_log_rotate(logs[li], MQ_LOG_CAP);
+		int lr = mq_log_rotate(logs[li], mq_log_cap());
 		if (lr < 0) {
 			r = mq_error_set(err, -lr, "cannot start vm '%s': cannot rotate log '%s': %s", spec->name,
 					 logs[li], strerror(-lr));

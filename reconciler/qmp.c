@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "reconciler/proc.h"
+#include "util/fdpass.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
@@ -234,6 +235,38 @@ int mq_qmp_send(struct mq_qmp *q, const char *command, json_object *args, mq_qmp
 		return mq_error_set(err, ECONNRESET, "qmp command '%s' failed: qmp connection to '%s' is closed",
 				    command, q->path);
 	uint64_t i = add_cmd(q, command, args, fn, ud);
+	if (id)
+		*id = i;
+	return 0;
+}
+
+int mq_qmp_send_fd(struct mq_qmp *q, const char *command, json_object *args, int fd, mq_qmp_reply_fn fn,
+		   void *ud, uint64_t *id, struct mq_error **err)
+{
+	if (!q || !command || fd < 0)
+		return mq_error_set(err, EINVAL, "qmp: no connection, command or fd");
+	if (q->state != MQ_QMP_READY)
+		return mq_error_set(err, ENOTCONN, "cannot send qmp command '%s' with a file descriptor: the qmp "
+				    "connection to '%s' is not ready", command, q->path);
+	if (q->out_off < q->out.len)
+		return mq_error_set(err, EBUSY, "cannot send qmp command '%s' with a file descriptor: output "
+				    "pending on '%s'", command, q->path);
+	uint64_t i = ++q->next_id;
+	char *line = serialize(command, args, i);
+	/* The whole line in one message, the fd attached to its first byte:
+	 * QEMU's monitor takes the fd before it parses the command. */
+	int r = mq_fd_send(q->fd, line, strlen(line), fd);
+	free(line);
+	if (r < 0)
+		return mq_error_set(err, -r, "cannot send qmp command '%s' with a file descriptor to '%s': %s",
+				    command, q->path, strerror(-r));
+	q->cmds = xreallocarray(q->cmds, q->ncmds + 1, sizeof(*q->cmds));
+	struct cmd *c = &q->cmds[q->ncmds++];
+	c->id = i;
+	c->name = xstrdup(command);
+	c->line = NULL; /* sent */
+	c->fn = fn;
+	c->ud = ud;
 	if (id)
 		*id = i;
 	return 0;

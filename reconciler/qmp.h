@@ -108,6 +108,11 @@ int mq_qmp_dispatch(struct mq_qmp *q, short revents, struct mq_error **err);
  * -ENOTCONN when CLOSED. */
 int mq_qmp_send(struct mq_qmp *q, const char *command, json_object *args, mq_qmp_reply_fn fn, void *ud,
 		uint64_t *id, struct mq_error **err);
+/* Like mq_qmp_send, with `fd` attached to the command's bytes (SCM_RIGHTS;
+ * fd stays the caller's), for QMP's getfd / add-fd.  Sent at once: the
+ * connection must be READY with no output pending (-ENOTCONN, -EBUSY). */
+int mq_qmp_send_fd(struct mq_qmp *q, const char *command, json_object *args, int fd, mq_qmp_reply_fn fn,
+		   void *ud, uint64_t *id, struct mq_error **err);
 /* Forget the callback of command `id` (its reply will be dropped). */
 void mq_qmp_cancel(struct mq_qmp *q, uint64_t id);
 /* Number of commands waiting for a reply. */

@@ -27,11 +27,10 @@ void mq_vm_paths_release(struct mq_vm_paths *p);
 
 /* Image path of a qcow2/raw storage entry: s->file, or the default
  * <disk_dir>/<vm>-<storage>.<qcow2|raw>.  Caller frees. */
-/* Log rotation at VM start: a log of more than MQ_LOG_CAP bytes is renamed
- * to "<log>.1" (replacing an older "<log>.1"), so each log takes at most
- * twice the cap on disk, plus what one run writes.  QEMU holds both logs open
- * while it runs, so they are rotated only when no QEMU writes them: just
- * before a start.  Returns 1 when rotated, 0 when not needed (absent or
+/* Log rotation at VM start: a log of more than the cap (logrot.h
+ * mq_log_cap, default MQ_LOG_CAP) is renamed to "<log>.1" (replacing an
+ * older "<log>.1").  While QEMU runs, logs are rotated by copy-truncate
+ * instead (logrot.h).  Returns 1 when rotated, 0 when not needed (absent or
  * small), -errno on failure. */
 #define MQ_LOG_CAP (8ull * 1024 * 1024)
 int mq_log_rotate(const char *path, unsigned long long cap);

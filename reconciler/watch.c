@@ -36,6 +36,7 @@
 #include "reconciler/plan.h"
 #include "reconciler/proc.h"
 #include "reconciler/snapwatch.h"
+#include "reconciler/logrot.h"
 #include "reconciler/procexit.h"
 #include "reconciler/track.h"
 #include "specs/fromjson.h"
@@ -75,6 +76,7 @@ struct watch {
 	int hofd;                     /* <state>/watch.sock: event connections handed over, -1 if none */
 	struct mq_timer *settle_timer, *resync_timer, *backoff_timer, *retry_timer;
 	struct mq_snapwatch *snaps;   /* declared snapshots: timers + workers (snapwatch.h) */
+	struct mq_logrot *logrot;     /* running VMs' logs kept under the cap (logrot.h) */
 
 	struct pending_exit *px;
 	size_t npx;
@@ -876,6 +878,7 @@ static int setup(struct watch *w, struct mq_error **err)
 		.ud = w,
 	};
 	w->snaps = mq_snapwatch_new(w->loop, &so);
+	w->logrot = mq_logrot_new(w->loop, w->o->runtime_dir, log_cb, w);
 	/* Another maqet finishing a pass truncates the lock file on release. */
 	w->lockfd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (w->lockfd >= 0) {
@@ -958,6 +961,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	release_lock(w);
 	mq_tracker_free(w->tracker);
 	mq_snapwatch_free(w->snaps);
+	mq_logrot_free(w->logrot);
 	mq_desired_free(w->desired);
 	mq_loop_free(w->loop);
 	mq_mwatch_free(w->mw);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# With `maqet watch` running: a quit sent through `maqet qmp` is an intended
+# With `maqet watch` running: a quit (or a system_powerdown the guest obeys)
+# sent through `maqet qmp` is an intended
 # stop (watch logs exit/intended, never a crash, does not restart it, the VM
 # stays held until `maqet start`), and a VM paused with `maqet pause` is
 # neither restarted nor counted as crashed, even across manifest changes,
@@ -63,4 +64,22 @@ assert_eq "$(log_count exit crash w)" 0 "a crash logged"
 ev=$(mq events w -o json | jq -r '.[] | select(.action == "pause" or .action == "resume") | .action + "/" + .outcome' | tr '\n' ' ')
 assert_eq "$ev" "pause/ok resume/ok " "pause and resume events"
 pass "pause/resume under watch"
+
+# --- system_powerdown through passthrough, a guest that powers off on the button -----
+make_guest "$M/g.img" 0
+printf 'name: g\nmemory: 32M\nstop_timeout: 20s\nstorage:\n  - {name: boot, type: raw, file: g.img, interface: ide}\n' > "$M/g.yaml"
+wait_until 60 live_pid g || fail "watch did not start g"
+wait_until 90 serial_has g "maqet-guest up" || fail "guest g did not boot"
+pg=$(live_pid g)
+run_rc rc mq qmp g system_powerdown
+assert_eq "$rc" 0 "powerdown: $OUT"
+proc_dead "$pg" || fail "maqet qmp returned before the guest powered off"
+wait_log exit intended g 20 || fail "watch did not log the powerdown as intended: $(log_select exit '' g)"
+quiet_for 2
+assert_eq "$(log_count exit crash g)" 0 "powerdown counted as a crash"
+assert_eq "$(log_count exit guest g)" 0 "powerdown counted as the guest's own poweroff"
+assert_eq "$(starts_of g)" 1 "watch restarted a vm powered down by qmp"
+assert_eq "$(vm_status g)" stopped "status after powerdown"
+assert_eq "$(vm_field g hold)" true "held after powerdown"
+pass "system_powerdown seen by watch as intended, then held"
 stop_watch

@@ -29,24 +29,37 @@ assert_contains "$(qmp_events ok)" "command=query-status tier=allowed args={}"
 	fail "qmp event does not name the caller"
 pass "query-status passthrough"
 
-# --- refused before anything is sent -------------------------------------------------
-n0=$(nqmp)
+# --- refused before anything is sent, and still an event --------------------------
 run_rc rc mq qmp nosuch query-status
 assert_eq "$rc" 1 "unknown vm"
 assert_contains "$OUT" "no vm named 'nosuch'"
+assert_eq "$(mq events nosuch -o json | jq -r '.[] | select(.action == "qmp" and .outcome == "refused") | .detail')" \
+	"command=query-status tier=allowed args={}: no such vm" "refusal for an unknown vm recorded under its name"
 run_rc rc mq qmp h query-status '{"a":'
 assert_eq "$rc" 1 "bad JSON"
 assert_contains "$OUT" "invalid JSON arguments"
-run_rc rc mq qmp h query-status novalue
+assert_contains "$(qmp_events refused)" "command=query-status tier=allowed args=<unparsed>: invalid arguments"
+run_rc rc mq qmp h set_password novalue password=hunter3
 assert_eq "$rc" 1 "argument without ="
+[ "$(qmp_events refused | grep -c 'command=set_password tier=allowed args=<unparsed>: invalid arguments')" = 1 ] ||
+	fail "no refusal event for KEY=VALUE without ="
+assert_not_contains "$(mq events h -o json)" "hunter3" "raw arguments of a refused command in events"
+run_rc rc mq qmp h qmp_capabilities
+assert_eq "$rc" 64 "qmp_capabilities is a usage error"
+assert_contains "$(qmp_events refused)" "command=qmp_capabilities tier=allowed args={}: negotiated by maqet itself"
+n0=$(nqmp)
 run_rc rc mq qmp h
 assert_eq "$rc" 64 "missing command is a usage error"
-assert_eq "$(nqmp)" "$n0" "nothing recorded for refusals before lookup"
+assert_eq "$(nqmp)" "$n0" "no command, no event"
 run_rc rc mq qmp h no-such-command
 assert_eq "$rc" 1 "unknown qmp command"
 assert_contains "$OUT" "no such command"
 assert_contains "$(qmp_events refused)" "command=no-such-command tier=allowed args={}: unknown command"
-pass "unknown vm, bad JSON, unknown command"
+empty="$T/empty-state"
+run_rc rc "$MAQET" --state-dir "$empty" qmp h query-status
+assert_eq "$rc" 1 "no state database"
+[ ! -e "$empty/maqet.db" ] || fail "a refused qmp command created a state database"
+pass "unknown vm, bad JSON, unknown command: refused, each an event"
 
 # --- dangerous -----------------------------------------------------------------------
 run_rc rc mq qmp h human-monitor-command 'command-line=info status'
@@ -79,25 +92,64 @@ assert_contains "$(qmp_events ok)" "command=stop tier=privileged"
 pass "privileged tier"
 
 # --- memory-dump ---------------------------------------------------------------------
+rt_dumps() { find "$RT" -maxdepth 1 -name 'h.dump.*' | wc -l; }
 run_rc rc mq qmp h pmemsave val=0 size=4096 filename=/etc/maqet-test-dump
 assert_eq "$rc" 1 "dump into /etc"
 assert_contains "$OUT" "system directory"
 [ ! -e /etc/maqet-test-dump ] || fail "dump file created in /etc"
 assert_contains "$(qmp_events refused)" "output '/etc/maqet-test-dump' is in a system directory"
 mkdir "$T/cwd"
+ln -s /etc "$T/cwd/etclink"
+run_rc rc mq qmp h pmemsave val=0 size=4096 filename="$T/cwd/etclink/maqet-test-dump"
+assert_eq "$rc" 1 "dump into /etc through a symlinked directory"
+assert_contains "$OUT" "system directory"
 ( cd "$T/cwd" && umask 022 && "$MAQET" qmp h pmemsave val=0 size=4096 filename=mem.bin ) >/dev/null 2>&1 ||
 	fail "pmemsave into a relative path failed"
 [ -f "$T/cwd/mem.bin" ] || fail "no dump file relative to the cwd"
 assert_eq "$(stat -c '%a %s %u' "$T/cwd/mem.bin")" "600 4096 $(id -u)" "dump file mode, size, owner"
 assert_contains "$(qmp_events ok)" "\"filename\":\"$T/cwd/mem.bin\""
-: > "$T/cwd/old.bin"
-chmod 644 "$T/cwd/old.bin"
-( cd "$T/cwd" && "$MAQET" qmp h memsave val=0 size=512 filename=old.bin ) >/dev/null 2>&1 || fail "memsave failed"
-assert_eq "$(stat -c '%a %s' "$T/cwd/old.bin")" "600 512" "existing dump file made 0600"
+assert_eq "$(rt_dumps)" 0 "private dump directory left in the runtime dir"
+# the bytes are the guest's memory: the BIOS reset vector at 0xffff0 is a far jump (0xea)
+mq qmp h pmemsave val=1048560 size=16 filename="$T/cwd/reset.bin" >/dev/null 2>&1 || fail "pmemsave of the reset vector"
+assert_eq "$(head -c 1 "$T/cwd/reset.bin" | od -An -tx1 | tr -d ' ')" ea "pmemsave wrote guest memory"
+# an existing file, or a symlink (even a dangling one), is never written through
+echo keep > "$T/cwd/old.bin"
+run_rc rc mq qmp h memsave val=0 size=512 filename="$T/cwd/old.bin"
+assert_eq "$rc" 1 "dump over an existing file"
+assert_contains "$OUT" "already exists"
+assert_eq "$(cat "$T/cwd/old.bin")" keep "existing file untouched"
+echo victim > "$T/victim"
+ln -s "$T/victim" "$T/cwd/link.bin"
+ln -s "$T/not-there" "$T/cwd/dangling.bin"
+for l in link.bin dangling.bin; do
+	run_rc rc mq qmp h pmemsave val=0 size=4096 filename="$T/cwd/$l"
+	assert_eq "$rc" 1 "dump through symlink $l"
+	assert_contains "$OUT" "already exists"
+done
+assert_eq "$(cat "$T/victim")" victim "symlink target untouched"
+[ ! -e "$T/not-there" ] || fail "dangling symlink target created"
+assert_contains "$(qmp_events refused)" "output '$T/cwd/link.bin' already exists"
+run_rc rc mq qmp h dump-guest-memory paging=false protocol="file:$T/cwd/link.bin"
+assert_eq "$rc" 1 "dump-guest-memory through a symlink"
+assert_eq "$(cat "$T/victim")" victim "symlink target untouched by dump-guest-memory"
+# dump-guest-memory: QEMU gets an fd (getfd + fd:NAME), never the path
+run_rc rc mq qmp h dump-guest-memory paging=false protocol="file:$T/cwd/core.elf"
+assert_eq "$rc" 0 "dump-guest-memory: $OUT"
+assert_eq "$(stat -c '%a %u' "$T/cwd/core.elf")" "600 $(id -u)" "core mode and owner"
+assert_eq "$(head -c 4 "$T/cwd/core.elf" | od -An -c | tr -d ' ')" '177ELF' "core is an ELF file"
+[ "$(stat -c %s "$T/cwd/core.elf")" -gt $((32 * 1024 * 1024)) ] || fail "core smaller than guest memory"
+assert_contains "$(qmp_events ok)" "\"protocol\":\"file:$T/cwd/core.elf\""
+run_rc rc mq qmp h dump-guest-memory paging=false protocol="fd:x"
+assert_eq "$rc" 1 "dump-guest-memory to an fd name of the caller"
+# screendump through passthrough goes the same way
+run_rc rc mq qmp h screendump filename="$T/cwd/s.ppm"
+assert_eq "$rc" 0 "screendump passthrough: $OUT"
+assert_eq "$(head -c 2 "$T/cwd/s.ppm")" P6 "screendump passthrough wrote a PPM"
 # a failing dump leaves no file behind
 run_rc rc mq qmp h memsave val=0 size=512 cpu-index=99 filename="$T/cwd/bad.bin"
 assert_eq "$rc" 1 "memsave of a missing cpu"
 [ ! -e "$T/cwd/bad.bin" ] || fail "failed dump left a file"
+assert_eq "$(rt_dumps)" 0 "private dump directory left after a failure"
 pass "memory-dump tier"
 
 # --- secrets are redacted in events ----------------------------------------------------

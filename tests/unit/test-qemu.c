@@ -17,6 +17,7 @@
 
 #include "reconciler/proc.h"
 #include "reconciler/qemu.h"
+#include "reconciler/logrot.h"
 #include "reconciler/qmp.h"
 #include "specs/spec.h"
 #include "util/error.h"
@@ -232,6 +233,64 @@ START_TEST(test_log_rotate)
 	rmdir(dir);
 	free(log);
 	free(old);
+}
+END_TEST
+
+/* Copy-truncate under an O_APPEND writer (logrot.h). */
+START_TEST(test_log_rotate_live)
+{
+	char dir[] = "/tmp/mqrotl.XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char *log = xasprintf("%s/v.serial.log", dir), *old = xasprintf("%s/v.serial.log.1", dir);
+	ck_assert_int_eq(mq_log_rotate_live(log, 4096), 0); /* absent */
+	int w = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	ck_assert_int_ge(w, 0);
+	char buf[5000];
+	memset(buf, 'a', sizeof(buf));
+	ck_assert_int_eq(write(w, buf, 4096), 4096);
+	ck_assert_int_eq(mq_log_rotate_live(log, 4096), 0); /* at the cap: kept */
+	ck_assert_int_eq(access(old, F_OK), -1);
+	ck_assert_int_eq(write(w, "b", 1), 1);
+	ck_assert_int_eq(mq_log_rotate_live(log, 4096), 1);
+	struct stat st;
+	ck_assert_int_eq(stat(old, &st), 0);
+	ck_assert_int_eq(st.st_size, 4097);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	ck_assert_int_eq(stat(log, &st), 0);
+	ck_assert_int_eq(st.st_size, 0);
+	/* the writer's next append lands at the new end, not at its old offset */
+	ck_assert_int_eq(write(w, "c", 1), 1);
+	ck_assert_int_eq(stat(log, &st), 0);
+	ck_assert_int_eq(st.st_size, 1);
+	/* a log of more than twice the cap keeps its newest 2 x cap in .1 */
+	ck_assert_int_eq(write(w, buf, 5000), 5000);
+	ck_assert_int_eq(write(w, buf, 5000), 5000);
+	ck_assert_int_eq(mq_log_rotate_live(log, 4096), 1);
+	ck_assert_int_eq(stat(old, &st), 0);
+	ck_assert_int_eq(st.st_size, 8192);
+	close(w);
+	/* a symlink is never followed */
+	char *target = xasprintf("%s/target", dir);
+	int t = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_eq(write(t, buf, 5000), 5000);
+	close(t);
+	unlink(log);
+	ck_assert_int_eq(symlink(target, log), 0);
+	ck_assert_int_eq(mq_log_rotate_live(log, 4096), 0);
+	ck_assert_int_eq(stat(target, &st), 0);
+	ck_assert_int_eq(st.st_size, 5000);
+	/* the directory sweep sees only VM logs */
+	ck_assert(mq_log_is_vm_log("web.serial.log"));
+	ck_assert(mq_log_is_vm_log("web.qemu.log"));
+	ck_assert(!mq_log_is_vm_log("web.serial.log.1"));
+	ck_assert(!mq_log_is_vm_log(".qemu.log"));
+	unlink(log);
+	unlink(old);
+	unlink(target);
+	rmdir(dir);
+	free(log);
+	free(old);
+	free(target);
 }
 END_TEST
 
@@ -1546,6 +1605,7 @@ static Suite *qemu_suite(void)
 	tcase_add_test(tc, test_paths);
 	tcase_add_test(tc, test_image_path);
 	tcase_add_test(tc, test_log_rotate);
+	tcase_add_test(tc, test_log_rotate_live);
 	tcase_add_test(tc, test_accel);
 	tcase_add_test(tc, test_argv_minimal);
 	tcase_add_test(tc, test_argv_full);

@@ -685,6 +685,71 @@ static struct mq_qmp *pair(int *srv, struct seen *s)
 	return q;
 }
 
+/* A command with an fd attached (getfd): the fd arrives with the command's
+ * bytes, the reply is matched like any other; refused with output pending. */
+START_TEST(async_send_fd)
+{
+	int srv;
+	struct seen s = { MQ_STRV_INIT, 0, 0, 0 };
+	struct mq_qmp *q = pair(&srv, &s);
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	json_object *args = json_object_new_object();
+	json_object_object_add(args, "fdname", json_object_new_string("x"));
+	struct got g = { 0 };
+	uint64_t id = 0;
+	ck_assert_int_eq(mq_qmp_send_fd(q, "getfd", args, p[1], got_reply, &g, &id, NULL), 0);
+	ck_assert_uint_eq(mq_qmp_in_flight(q), 1);
+	/* the server side: one message, the fd in its ancillary data */
+	char buf[512];
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) - 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
+	ssize_t n = recvmsg(srv, &mh, MSG_CMSG_CLOEXEC);
+	ck_assert_int_gt(n, 0);
+	buf[n] = 0;
+	ck_assert_ptr_nonnull(strstr(buf, "\"execute\":\"getfd\""));
+	ck_assert_ptr_nonnull(strstr(buf, "\"fdname\":\"x\""));
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(c->cmsg_type, SCM_RIGHTS);
+	int got_fd;
+	memcpy(&got_fd, CMSG_DATA(c), sizeof(int));
+	ck_assert_int_eq(write(got_fd, "z", 1), 1); /* the same pipe */
+	char z = 0;
+	ck_assert_int_eq(read(p[0], &z, 1), 1);
+	ck_assert_int_eq(z, 'z');
+	close(got_fd);
+	char *rid = req_id(buf, "getfd");
+	char *out = xasprintf("{\"return\": {}, \"id\": \"%s\"}\n", rid);
+	srv_write(srv, out);
+	free(out);
+	free(rid);
+	DRIVE_UNTIL(q, g.calls == 1, 2000);
+	ck_assert_int_eq(g.calls, 1);
+	ck_assert_int_eq(g.status, 0);
+	/* output pending: refused, nothing sent */
+	ck_assert_int_eq(mq_qmp_send(q, "query-status", NULL, NULL, NULL, NULL, NULL), 0);
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_qmp_send_fd(q, "getfd", args, p[1], NULL, NULL, NULL, &err), -EBUSY);
+	ck_assert_ptr_nonnull(err);
+	mq_error_free(err);
+	json_object_put(args);
+	close(p[0]);
+	close(p[1]);
+	free(g.value);
+	free(g.cls);
+	free(g.desc);
+	free(g.msg);
+	mq_qmp_free(q);
+	close(srv);
+	mq_strv_clear(&s.events);
+}
+END_TEST
+
 START_TEST(async_out_of_order_with_events)
 {
 	int srv;
@@ -1198,6 +1263,7 @@ static Suite *qmp_suite(void)
 	tc = tcase_create("async");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, async_out_of_order_with_events);
+	tcase_add_test(tc, async_send_fd);
 	tcase_add_test(tc, async_oversized_line);
 	tcase_add_test(tc, async_depth_cap);
 	tcase_add_test(tc, async_negotiation_and_handover);
