@@ -229,8 +229,6 @@ static void map_storage(struct mq_export_ctx *x)
 	const struct mq_spec *sp = x->spec;
 	bool have_image = false, have_ahci = false, have_scsi = false;
 	unsigned n_sata = 0;
-	if (!sp->n_storage)
-		mq_export_fail(x, "the qemu driver needs a disk image (image_path) and the vm has no disk");
 	for (size_t i = 0; i < sp->n_storage; i++) {
 		const struct mq_storage *s = &sp->storage[i];
 		if (s->type == MQ_STORAGE_VIRTFS) {
@@ -293,8 +291,14 @@ static void map_storage(struct mq_export_ctx *x)
 		mq_strbuf_release(&how);
 		free(path);
 	}
-	if (sp->n_storage && !have_image)
-		mq_export_fail(x, "the qemu driver needs a disk image (image_path) and every disk has interface none");
+	if (!have_image) {
+		/* the driver requires image_path: an unattached drive the guest never sees */
+		mq_xstr(x->p[P_CONFIG], "image_path", "/dev/null");
+		mq_xstr(x->p[P_CONFIG], "drive_interface", "none");
+		mq_export_row(x, MQ_EXPORT_APPROX, NULL,
+			      "no disk to boot from: image_path /dev/null with drive_interface none (a drive the guest "
+			      "does not see); the client's image_paths must allow /dev/null");
+	}
 }
 
 static void map_network(struct mq_export_ctx *x)
