@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Offline checks of `maqet export` output (tests/integration/t-export.sh).
 
-  check.py nomad FILE     every job: the documented Nomad API job structure
+  check.py nomad FILE...  every job: the documented Nomad API job structure
                           and only the qemu driver's nine config keys
   check.py incus FILE     every instance: keys against Incus's documented
                           instance options and disk/proxy device options
   check.py kubevirt FILE  every VirtualMachine against the vendored JSON schema
 
-FILE holds one document (as written with -o DIR) or the stdout form (a JSON
+Each FILE holds one document (as written with -o DIR) or the stdout form (a JSON
 array of jobs; YAML documents separated by ---).  Prints one line per problem
 and exits 1 when there is any; prints "ok: N documents" otherwise.
 """
@@ -186,13 +186,16 @@ def check_kubevirt(i, d, validator):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("nomad", "incus", "kubevirt"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("nomad", "incus", "kubevirt"):
         print(__doc__, file=sys.stderr)
         return 64
-    engine, path = sys.argv[1], sys.argv[2]
-    docs = load(engine, path)
-    if not docs:
-        bad(path, "no document")
+    engine = sys.argv[1]
+    docs = []
+    for path in sys.argv[2:]:
+        these = load(engine, path)
+        if not these:
+            bad(path, "no document")
+        docs += these
     if engine == "nomad":
         qk = keys_of(os.path.join(HERE, "nomad-qemu-config-keys.txt"))
         assert len(qk) == 9, "the qemu driver has nine config keys"
