@@ -52,7 +52,5 @@ void mq_xpush_str(json_object *arr, const char *val);
 char *mq_export_disk_path(const struct mq_export_ctx *x, const struct mq_storage *s);
 /* Seconds from milliseconds, rounded up; *exact when no rounding happened. */
 uint64_t mq_export_ms_to_s(uint64_t ms, bool *exact);
-/* A DNS-1123 label from a name (lowercase, [a-z0-9-], at most 63). Caller frees. */
-char *mq_export_dns_label(const char *a, const char *b);
 
 #endif

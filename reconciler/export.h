@@ -83,6 +83,9 @@ char *mq_export_every_cron(uint64_t every_s, bool *exact);
  * whichever divides exactly; bytes rounded up to KiB otherwise. */
 char *mq_export_quantity(uint64_t bytes, bool iec_b);
 
+/* A DNS-1123 label from "a-b" (lowercase, [a-z0-9-], at most 63). Caller frees. */
+char *mq_export_dns_label(const char *a, const char *b);
+
 /* The first manifest key (mq_spec_field_key order) that engine `e` has no
  * decision for, or NULL when it has one for every key; `stale` gets a key
  * of the engine's table that is not a manifest key (or NULL). */
