@@ -235,3 +235,10 @@ assert_eq "$rc" 64 "no engine"
 run_rc rc mq export nomad -f "$X" --report yaml
 assert_eq "$rc" 64 "bad --report"
 pass "usage errors"
+
+# ---- help, completion ----------------------------------------------------------
+assert_contains "$(mq help)" "export" "help lists export"
+assert_contains "$(mq help --man)" "maqet export nomad|incus|kubevirt" "the man page has export"
+assert_eq "$(mq __complete options export | sort | tr '\n' ' ')" "--file --help --output --report --strict -f -h -o " "export options offered"
+assert_eq "$(mq __complete values export --report | tr '\n' ' ')" "table json " "--report values"
+pass "help and completion"
