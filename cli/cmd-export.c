@@ -115,8 +115,12 @@ static int run_export(struct mq_cli *cli, int argc, char **argv)
 		return mq_cli_usage_error(cli, &mq_cmd_export, "unknown engine '%s' (nomad, incus or kubevirt)",
 					  argv[optind]);
 	}
-	if (outdir && (!*outdir || strcmp(outdir, "-") == 0))
-		outdir = strcmp(outdir, "-") == 0 ? NULL : outdir;
+	if (outdir && !*outdir) {
+		mq_strv_clear(&paths);
+		return mq_cli_usage_error(cli, &mq_cmd_export, "-o needs a directory, or - for stdout");
+	}
+	if (outdir && strcmp(outdir, "-") == 0)
+		outdir = NULL;
 	if (optind + 1 < argc) {
 		mq_strv_clear(&paths);
 		return mq_cli_usage_error(cli, &mq_cmd_export, "unexpected argument '%s'", argv[optind + 1]);

@@ -316,7 +316,6 @@ int mq_export_vm(enum mq_export_engine e, const struct mq_spec *spec, const char
 	}
 	/* hand over: rows appended, document out */
 	for (size_t i = 0; i < mine.n; i++) {
-		x.key = mine.v[i].key;
 		if (rep->n == rep->cap) {
 			rep->cap = rep->cap ? rep->cap * 2 : 64;
 			rep->v = xreallocarray(rep->v, rep->cap, sizeof(*rep->v));
