@@ -134,6 +134,7 @@ int mq_cli_print_man(struct mq_cli *cli);
 extern const struct mq_cmd mq_cmd_snapshot;
 extern const struct mq_cmd mq_cmd_render;
 extern const struct mq_cmd mq_cmd_import;
+extern const struct mq_cmd mq_cmd_export;
 extern const struct mq_cmd *const mq_cmds[];
 const struct mq_cmd *mq_cli_find_cmd(const char *name);
 

@@ -15,6 +15,7 @@ const struct mq_cmd *const mq_cmds[] = {
 	&mq_cmd_snapshot,
 	&mq_cmd_render,
 	&mq_cmd_import,
+	&mq_cmd_export,
 	NULL,
 };
 

@@ -536,6 +536,16 @@ enum mq_field_class mq_spec_field_class(const char *key)
 	return f ? f->cls : MQ_FIELD_RESTART;
 }
 
+size_t mq_spec_field_count(void)
+{
+	return F_COUNT;
+}
+
+const char *mq_spec_field_key(size_t i)
+{
+	return i < F_COUNT ? mq_field_keys[i] : NULL;
+}
+
 /* ---- the document --------------------------------------------------------- */
 
 void mq_spec_parse_document(struct mq_pctx *c, const struct mq_ynode *root, struct mq_spec *spec,

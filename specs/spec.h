@@ -27,6 +27,7 @@
 #define MQ_SPEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/error.h"
@@ -191,6 +192,10 @@ enum mq_field_class {
 /* The class of a canonical key; a key that is not a manifest field (or
  * NULL) is MQ_FIELD_RESTART, the safe answer. */
 enum mq_field_class mq_spec_field_class(const char *key);
+/* The manifest keys in table order (specs/fields.c), for code outside specs/
+ * that must make a decision per key (reconciler/export.c): i < count. */
+size_t mq_spec_field_count(void);
+const char *mq_spec_field_key(size_t i);
 
 /* The merged manifests as YAML (render): validates the set like
  * mq_specset_load, then every vm (or only `name`) as one YAML document with

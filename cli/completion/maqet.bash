@@ -38,6 +38,30 @@ _maqet() {
 	for ((i = ci + 1; i < cword; i++)); do
 		[[ ${words[i]} == --state-dir ]] && sd=(--state-dir "${words[i+1]}")
 	done
+	if [[ $cmd == export ]]; then
+		# export: the engine is the first word, -o takes a directory (or -)
+		case $prev in
+		-o | --output)
+			COMPREPLY=($(compgen -d -- "$cur"))
+			compopt -o filenames 2>/dev/null
+			return 0
+			;;
+		--report)
+			COMPREPLY=($(compgen -W "$("$bin" __complete values export --report 2>/dev/null)" -- "$cur"))
+			return 0
+			;;
+		esac
+		if [[ $cur != -* && $prev != -f && $prev != --file ]]; then
+			local w have=''
+			for w in "${words[@]:ci+1:cword-ci-1}"; do
+				[[ $w == nomad || $w == incus || $w == kubevirt ]] && have=1
+			done
+			if [[ -z $have ]]; then
+				COMPREPLY=($(compgen -W "nomad incus kubevirt" -- "$cur"))
+				return 0
+			fi
+		fi
+	fi
 	case $prev in
 	-f | --file | --state-dir)
 		COMPREPLY=($(compgen -f -- "$cur"))
