@@ -39,7 +39,7 @@ _maqet() {
 		[[ ${words[i]} == --state-dir ]] && sd=(--state-dir "${words[i+1]}")
 	done
 	case $prev in
-	-f | --file | --state-dir)
+	-f | --file | --state-dir | --keyring)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		compopt -o filenames 2>/dev/null
 		return 0
