@@ -30,6 +30,7 @@ extern char **environ;
 #define OUTPUT_CAP (64 * 1024)
 #define REAP_POLL_MS 50      /* without a pidfd: waitpid(WNOHANG) this often */
 #define HOLD_POLL_MS 100     /* .git/index.lock present: look again this often */
+#define HOLD_REPORT_MS 1000  /* a lock older than this is reported (git's own are shorter) */
 #define SETUP_TIMEOUT_MS 30000
 
 enum gs_state { GS_IDLE, GS_FETCH, GS_REVPARSE, GS_COUNT, GS_VERIFY, GS_HELD, GS_MERGE };
@@ -63,6 +64,7 @@ struct mq_gitsync {
 	char *refused;       /* upstream tip whose signature did not verify (reported) */
 	char *last_key;      /* the last report made (each distinct one once) */
 	bool hold_waiting;   /* mq_gitsync_hold() said yes: reload() when complete */
+	int64_t locked_since; /* index.lock first seen (monotonic ms), 0 = not seen */
 	bool held_reported;
 };
 
@@ -305,17 +307,34 @@ static void on_merge_retry(struct mq_loop *l, struct mq_timer *t, void *ud)
 	try_merge(gs);
 }
 
+/* Is .git/index.lock there?  A lock that stays is reported once (log only):
+ * the checkout is left alone until it goes. */
+static bool check_lock(struct mq_gitsync *gs)
+{
+	if (!index_locked(gs)) {
+		gs->locked_since = 0;
+		gs->held_reported = false;
+		return false;
+	}
+	int64_t now = mq_mono_ms();
+	if (!gs->locked_since)
+		gs->locked_since = now;
+	if (!gs->held_reported && now - gs->locked_since >= HOLD_REPORT_MS && gs->report) {
+		gs->held_reported = true;
+		char *d = xasprintf("'%s/index.lock' exists: a git command is changing the checkout (or one died and "
+				    "left the file: remove it then); %s", gs->gitdir,
+				    gs->st == GS_HELD ? "the pull waits for it to go"
+						      : "manifests are read again once it is gone");
+		gs->report(gs->ud, "held", d, NULL, false);
+		free(d);
+	}
+	return true;
+}
+
 static void try_merge(struct mq_gitsync *gs)
 {
-	if (index_locked(gs)) {
-		gs->st = GS_HELD;
-		char *key = xasprintf("held %s", gs->up);
-		char *s = short_sha(gs->up);
-		report(gs, "held", key, gs->head, false,
-		       "'%s/index.lock' exists: a git command is changing the checkout (or one died and left the "
-		       "file: remove it then); the pull of %s waits for it to go", gs->gitdir, s);
-		free(s);
-		free(key);
+	gs->st = GS_HELD;
+	if (check_lock(gs)) {
 		gs->merge_retry = mq_loop_add_timer_in(gs->loop, HOLD_POLL_MS, on_merge_retry, gs);
 		return;
 	}
@@ -441,9 +460,16 @@ static char *overwritten_files(const char *out)
 
 static void merge_done(struct mq_gitsync *gs, bool ok)
 {
+	if (!ok && strstr(gs->ch.out.buf, "index.lock': File exists")) {
+		/* another git command took the lock first: wait for it, as for a
+		 * lock seen before starting (git changed nothing) */
+		gs->st = GS_HELD;
+		(void)check_lock(gs);
+		gs->merge_retry = mq_loop_add_timer_in(gs->loop, HOLD_POLL_MS, on_merge_retry, gs);
+		return;
+	}
 	bool want_reload = ok || gs->hold_waiting;
 	gs->hold_waiting = false;
-	gs->held_reported = false;
 	char *h = short_sha(gs->head), *u = short_sha(gs->up);
 	if (ok) {
 		char *now = mq_git_commit_for(gs->top);
@@ -533,13 +559,12 @@ static void on_hold_poll(struct mq_loop *l, struct mq_timer *t, void *ud)
 		gs->hold_poll = NULL; /* the merge's end calls reload() */
 		return;
 	}
-	if (index_locked(gs)) {
+	if (check_lock(gs)) {
 		mq_timer_reschedule(t, mq_mono_ms() + HOLD_POLL_MS);
 		return;
 	}
 	gs->hold_poll = NULL;
 	gs->hold_waiting = false;
-	gs->held_reported = false;
 	if (gs->reload)
 		gs->reload(gs->ud);
 }
@@ -552,17 +577,9 @@ bool mq_gitsync_hold(struct mq_gitsync *gs)
 		gs->hold_waiting = true;
 		return true;
 	}
-	if (!index_locked(gs))
+	if (!check_lock(gs))
 		return false;
 	gs->hold_waiting = true;
-	if (!gs->held_reported && gs->report) {
-		gs->held_reported = true;
-		char *d = xasprintf("'%s/index.lock' exists: a git command is changing the checkout (or one died and "
-				    "left the file: remove it then); manifests are read again once it is gone",
-				    gs->gitdir);
-		gs->report(gs->ud, "held", d, NULL, false);
-		free(d);
-	}
 	if (!gs->hold_poll)
 		gs->hold_poll = mq_loop_add_timer_in(gs->loop, HOLD_POLL_MS, on_hold_poll, gs);
 	return true;
@@ -704,7 +721,7 @@ int mq_gitsync_new(const struct mq_gitsync_opts *o, struct mq_gitsync **out, str
 	gs->cfg = o->cfg;
 	if (gs->cfg.interval_ms <= 0)
 		gs->cfg.interval_ms = 60000;
-	gs->timeout_ms = o->git_timeout_ms > 0 ? o->git_timeout_ms : 120000;
+	gs->timeout_ms = o->cfg.timeout_ms > 0 ? o->cfg.timeout_ms : 60000;
 	gs->report = o->report;
 	gs->reload = o->reload;
 	gs->ud = o->ud;

@@ -57,6 +57,7 @@
 struct mq_gitsync_cfg {
 	bool enabled;
 	int64_t interval_ms;       /* default 60000 */
+	int64_t timeout_ms;        /* per git child, then it is killed; default 60000 */
 	const char *keyring;       /* NULL: no signature verification */
 };
 
@@ -76,7 +77,6 @@ struct mq_gitsync_opts {
 	size_t n_paths;
 	const char *runtime_dir;   /* the private GnuPG home goes here */
 	struct mq_gitsync_cfg cfg;
-	int64_t git_timeout_ms;    /* per git child; default 120000 */
 	mq_gitsync_report_fn report;
 	mq_gitsync_reload_fn reload;
 	void *ud;

@@ -63,6 +63,9 @@ for bad in 0 soon -1 25h 500ms; do
 	run_rc rc timeout 10 "$MAQET" watch -f "$HOST" --git-pull --pull-interval "$bad"
 	assert_eq "$rc" 64 "--pull-interval $bad: $OUT"
 	assert_contains "$OUT" "cannot use --pull-interval '$bad': not a pull interval"
+	run_rc rc timeout 10 "$MAQET" watch -f "$HOST" --git-pull --pull-timeout "$bad"
+	assert_eq "$rc" 64 "--pull-timeout $bad: $OUT"
+	assert_contains "$OUT" "cannot use --pull-timeout '$bad': not a timeout"
 done
 run_rc rc timeout 10 "$MAQET" watch -f "$HOST" --pull-interval 5s
 assert_eq "$rc" 64 "--pull-interval without --git-pull: $OUT"
@@ -145,6 +148,28 @@ git -C "$HOST" checkout -q -- b.yaml
 wait_until 20 mem_is b $((64 * MIB)) || fail "b not restored"
 stop_watch
 pass "index.lock holds the pull and the reload"
+
+# ---- a fetch that hangs blocks nothing, and dies with the watch
+printf '#!/bin/sh\nexec sleep 6171\n' > "$T/hang-ssh" && chmod +x "$T/hang-ssh"
+hung_fetch() { local c; c=$(pgrep -d, -P "$WATCH_PID") && pgrep -f "sleep 6171" -P "$c"; } # git's ssh
+git -C "$HOST" remote set-url origin "ssh://fleet.invalid/remote.git"
+GIT_SSH_COMMAND=$T/hang-ssh start_watch -f "$HOST" --git-pull --pull-interval 1s --pull-timeout 2s
+wait_until 20 hung_fetch || fail "no hung fetch"
+first=$(hung_fetch | head -n 1)
+wait_log git-pull failed null 20 || fail "the hung fetch was not reported"
+assert_contains "$(log_details git-pull failed null)" "cannot fetch origin/main in '$HOST': git did not finish within 2 s and was killed"
+wait_until 10 proc_dead "$first" || fail "the hung fetch's ssh ($first) was not killed"
+wait_until 20 hung_fetch || fail "no second fetch after the interval"
+quiet_for 3
+assert_eq "$(log_count git-pull failed null)" 1 "the same failure is reported once"
+assert_eq "$(gitpull_events failed)" 1 "one failed event"
+printf 'name: b\nmemory: 80M\nstate: stopped\nserial: none\n' > "$HOST/b.yaml"
+wait_until 20 mem_is b $((80 * MIB)) || fail "a manifest change waited for the hung fetch"
+stop_watch
+pgrep -f "sleep 6171" >/dev/null && fail "the hung git (or its ssh) outlived the watch: $(pgrep -af 'sleep 6171')"
+git -C "$HOST" remote set-url origin "$REMOTE"
+git -C "$HOST" checkout -q -- b.yaml
+pass "a hung fetch blocks nothing and is killed with the watch"
 
 # ---- signatures: a throwaway GnuPG home signs; the watch trusts only its key
 export GNUPGHOME=$T/gnupg
