@@ -154,8 +154,12 @@ printf '#!/bin/sh\nexec sleep 6171\n' > "$T/hang-ssh" && chmod +x "$T/hang-ssh"
 hung_fetch() { local c; c=$(pgrep -d, -P "$WATCH_PID") && pgrep -f "sleep 6171" -P "$c"; } # git's ssh
 git -C "$HOST" remote set-url origin "ssh://fleet.invalid/remote.git"
 GIT_SSH_COMMAND=$T/hang-ssh start_watch -f "$HOST" --git-pull --pull-interval 1s --pull-timeout 2s
-wait_until 20 hung_fetch || fail "no hung fetch"
-first=$(hung_fetch | head -n 1)
+first= deadline=$((SECONDS + 20))
+while [ -z "$first" ] && [ $SECONDS -lt $deadline ]; do
+	first=$(hung_fetch | head -n 1 || true)
+	[ -n "$first" ] || sleep 0.05
+done
+[ -n "$first" ] || fail "no hung fetch"
 wait_log git-pull failed null 20 || fail "the hung fetch was not reported"
 assert_contains "$(log_details git-pull failed null)" "cannot fetch origin/main in '$HOST': git did not finish within 2 s and was killed"
 wait_until 10 proc_dead "$first" || fail "the hung fetch's ssh ($first) was not killed"
