@@ -160,6 +160,16 @@ while [ -z "$first" ] && [ $SECONDS -lt $deadline ]; do
 	[ -n "$first" ] || sleep 0.05
 done
 [ -n "$first" ] || fail "no hung fetch"
+# the git child holds none of maqet's descriptors (state db, inotify, signalfd, pidfds...)
+git_fds() { local g; g=$(pgrep -P "$WATCH_PID" -x git | head -n 1) && [ -n "$g" ] && ls -l "/proc/$g/fd" 2>/dev/null; }
+fds= deadline=$((SECONDS + 20))
+while ! grep -q ' 2 -> ' <<<"$fds" && [ $SECONDS -lt $deadline ]; do
+	fds=$(git_fds || true)
+	grep -q ' 2 -> ' <<<"$fds" || sleep 0.05
+done
+grep -q ' 2 -> ' <<<"$fds" || fail "cannot list the git child's descriptors"
+leaked=$(grep -E "$STATE|$RT|anon_inode:\[?(signalfd|inotify|pidfd|timerfd|eventpoll)|socket:" <<<"$fds" || true)
+[ -z "$leaked" ] || fail "the git child inherited maqet's descriptors: $leaked"
 wait_log git-pull failed null 20 || fail "the hung fetch was not reported"
 assert_contains "$(log_details git-pull failed null)" "cannot fetch origin/main in '$HOST': git did not finish within 2 s and was killed"
 wait_until 10 proc_dead "$first" || fail "the hung fetch's ssh ($first) was not killed"
