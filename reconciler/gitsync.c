@@ -219,11 +219,16 @@ static void run_git(struct mq_gitsync *gs, enum gs_state st, const char *const *
 	gs->st = st;
 	mq_strbuf_reset(&gs->ch.out);
 	gs->ch.timed_out = false;
-	int p[2];
+	int p[2] = { -1, -1 };
 	struct mq_error *err = NULL;
 	int r = -1;
-	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+	/* only our end is non-blocking: git writes to a blocking pipe */
+	if (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0) {
 		mq_error_set(&err, errno, "cannot create pipe: %s", strerror(errno));
+		if (p[0] >= 0) {
+			close(p[0]);
+			close(p[1]);
+		}
 	} else {
 		struct mq_spawn_opts so = {
 			.stdin_fd = -1, .stdout_fd = p[1], .stderr_fd = p[1], .setsid = true, .envp = gs->env.v,
@@ -421,10 +426,16 @@ static void count_done(struct mq_gitsync *gs)
 	try_merge(gs);
 }
 
-static void verify_done(struct mq_gitsync *gs, bool ok)
+static void verify_done(struct mq_gitsync *gs, int status)
 {
-	if (ok) {
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		try_merge(gs);
+		return;
+	}
+	if (gs->ch.timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 1) {
+		/* not a verdict on the signature (a hung gpg, a missing object):
+		 * try again next cycle */
+		fail(gs, "check the signature");
 		return;
 	}
 	free(gs->refused);
@@ -538,7 +549,7 @@ static void step_done(struct mq_gitsync *gs, int status)
 			count_done(gs);
 		return;
 	case GS_VERIFY:
-		verify_done(gs, ok);
+		verify_done(gs, status);
 		return;
 	case GS_MERGE:
 		merge_done(gs, ok);
