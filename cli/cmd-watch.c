@@ -18,6 +18,8 @@ const struct mq_cmd mq_cmd_watch = {
 	.summary = "keep VMs converged: react to manifest changes and VM exits (supervisor)",
 	.usage = "usage: maqet watch -f PATH... [--prune [--allow-empty]] [--settle MS] [--resync S]\n"
 		 "                   [--log-format text|json] [--jobs N] [--state-dir DIR]\n"
+		 "                   [--git-pull [--pull-interval D] [--pull-timeout D]\n"
+		 "                               [--verify-signatures --keyring FILE]]\n"
 		 "\n"
 		 "Run in the foreground and reconcile on every manifest change (inotify, after a\n"
 		 "settle window with no further change), on every VM exit (pidfd), on SIGHUP\n"
@@ -26,6 +28,9 @@ const struct mq_cmd mq_cmd_watch = {
 		 "A manifest that fails validation keeps its VM's last valid spec in force.\n"
 		 "SIGTERM/SIGINT stop watching and leave every VM running; a later watch\n"
 		 "adopts them.  With NOTIFY_SOCKET set, READY=1 is sent after the first pass.\n"
+		 "With --git-pull, the git repository holding the -f paths is fetched from its\n"
+		 "branch's upstream at start and every interval, and fast-forwarded; local\n"
+		 "commits or changes in the way are reported once and left alone.\n"
 		 "\n"
 		 "  -f, --file PATH         manifest file or directory (repeatable)\n"
 		 "      --prune             stop and forget VMs whose manifest was deleted\n"
@@ -35,6 +40,11 @@ const struct mq_cmd mq_cmd_watch = {
 		 "      --log-format FMT    text (default) or json, one line per decision on stderr\n"
 		 "  -j, --jobs N            VMs acted on in parallel (default 4)\n"
 		 "      --state-dir DIR     state directory\n"
+		 "      --git-pull          keep the manifest checkout current (fetch + fast-forward)\n"
+		 "      --pull-interval D   time between pulls (default 60s; e.g. 30s, 5m; 1s to 24h)\n"
+		 "      --pull-timeout D    a git command taking longer is killed (default 60s)\n"
+		 "      --verify-signatures  apply only upstream tips signed by a key of --keyring\n"
+		 "      --keyring FILE      the public keys to trust, exported by gpg (binary or armored)\n"
 		 "\n"
 		 "Restart backoff (defaults suit production; tests shorten them):\n"
 		 "      --backoff-initial MS  delay before the second restart (default 1000)\n"
@@ -101,7 +111,8 @@ static int bad_value(struct mq_cli *cli, const char *opt, const char *arg, const
 static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq_strv *paths,
 			    struct mq_watch_opts *wo, struct logctx *lc)
 {
-	enum { O_PRUNE = 1000, O_EMPTY, O_SETTLE, O_RESYNC, O_LOGFMT, O_STATE, O_BINIT, O_BMAX, O_STABLE, O_LIMIT };
+	enum { O_PRUNE = 1000, O_EMPTY, O_SETTLE, O_RESYNC, O_LOGFMT, O_STATE, O_BINIT, O_BMAX, O_STABLE, O_LIMIT,
+	       O_GITPULL, O_PULLIVL, O_PULLTMO, O_VERIFY, O_KEYRING };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "prune", no_argument, NULL, O_PRUNE },
@@ -115,11 +126,18 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 		{ "backoff-max", required_argument, NULL, O_BMAX },
 		{ "stable-after", required_argument, NULL, O_STABLE },
 		{ "crash-loop-limit", required_argument, NULL, O_LIMIT },
+		{ "git-pull", no_argument, NULL, O_GITPULL },
+		{ "pull-interval", required_argument, NULL, O_PULLIVL },
+		{ "pull-timeout", required_argument, NULL, O_PULLTMO },
+		{ "verify-signatures", no_argument, NULL, O_VERIFY },
+		{ "keyring", required_argument, NULL, O_KEYRING },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int rc = -1;
 	int c;
+	const char *pull_opt = NULL; /* --pull-interval / --pull-timeout given */
+	bool verify = false;
 	optind = 0;
 	while (rc < 0 && (c = getopt_long(argc, argv, "f:j:h", opts, NULL)) != -1) {
 		int64_t v = 0;
@@ -193,6 +211,29 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 			else
 				wo->backoff.limit = (int)u;
 			break;
+		case O_GITPULL:
+			wo->git_pull.enabled = true;
+			break;
+		case O_PULLIVL:
+			if (mq_cli_parse_seconds(optarg, &v) < 0 || v < 1000)
+				rc = bad_value(cli, "--pull-interval", optarg,
+					       "not a pull interval (give a duration from 1s to 24h, e.g. 60, 30s or 5m)");
+			else
+				wo->git_pull.interval_ms = v, pull_opt = "--pull-interval";
+			break;
+		case O_PULLTMO:
+			if (mq_cli_parse_seconds(optarg, &v) < 0 || v < 1000)
+				rc = bad_value(cli, "--pull-timeout", optarg,
+					       "not a timeout (give a duration from 1s to 24h, e.g. 60, 30s or 5m)");
+			else
+				wo->git_pull.timeout_ms = v, pull_opt = "--pull-timeout";
+			break;
+		case O_VERIFY:
+			verify = true;
+			break;
+		case O_KEYRING:
+			wo->git_pull.keyring = optarg;
+			break;
 		case 'h':
 			fputs(mq_cmd_watch.usage, stdout);
 			rc = MQ_EXIT_OK;
@@ -202,6 +243,13 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 			break;
 		}
 	}
+	if (rc < 0 && !wo->git_pull.enabled && (pull_opt || verify || wo->git_pull.keyring))
+		rc = mq_cli_usage_error(cli, &mq_cmd_watch, "cannot use %s without --git-pull",
+					pull_opt ? pull_opt : verify ? "--verify-signatures" : "--keyring");
+	else if (rc < 0 && verify != (wo->git_pull.keyring != NULL))
+		rc = mq_cli_usage_error(cli, &mq_cmd_watch, "cannot use %s without %s",
+					verify ? "--verify-signatures" : "--keyring",
+					verify ? "--keyring FILE (the public keys to trust)" : "--verify-signatures");
 	if (rc >= 0) {
 		mq_strv_clear(paths);
 		return rc;
@@ -213,7 +261,8 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 static int run_watch(struct mq_cli *cli, int argc, char **argv)
 {
 	struct mq_strv paths = MQ_STRV_INIT;
-	struct mq_watch_opts wo = { .settle_ms = 100, .resync_ms = 60000, .jobs = 4 };
+	struct mq_watch_opts wo = { .settle_ms = 100, .resync_ms = 60000, .jobs = 4, .git_pull.interval_ms = 60000,
+				    .git_pull.timeout_ms = 60000 };
 	mq_backoff_cfg_default(&wo.backoff);
 	struct logctx lc = { .json = false };
 	int rc = parse_watch_args(cli, argc, argv, &paths, &wo, &lc);

@@ -105,7 +105,10 @@ __attribute__((noreturn)) static void child_exec(const char *path, char *const a
 	}
 	if (!e) {
 		child_close_fds(from, errfd);
-		execv(path, argv);
+		if (o->envp)
+			execve(path, argv, o->envp);
+		else
+			execv(path, argv);
 		e = errno;
 	}
 	while (write(errfd, &e, sizeof(e)) < 0 && errno == EINTR)
@@ -227,15 +230,32 @@ int mq_spawn_capture(const char *path, char *const argv[], int timeout_ms, char 
 	return mq_spawn_capture_tick(path, argv, timeout_ms, 0, NULL, NULL, out, status, err);
 }
 
+static int capture(const char *path, char *const argv[], char *const envp[], int timeout_ms, int tick_ms,
+		   void (*tick)(void *ud), void *ud, char **out, int *status, struct mq_error **err);
+
 int mq_spawn_capture_tick(const char *path, char *const argv[], int timeout_ms, int tick_ms, void (*tick)(void *ud),
 			  void *ud, char **out, int *status, struct mq_error **err)
+{
+	return capture(path, argv, NULL, timeout_ms, tick_ms, tick, ud, out, status, err);
+}
+
+int mq_spawn_capture_env(const char *path, char *const argv[], char *const envp[], int timeout_ms, char **out,
+			 int *status, struct mq_error **err)
+{
+	return capture(path, argv, envp, timeout_ms, 0, NULL, NULL, out, status, err);
+}
+
+/* Run, capture stdout+stderr (capped), wait with a deadline; tick(ud) every
+ * tick_ms (<= 0: 250) while the child runs when tick is not NULL. */
+static int capture(const char *path, char *const argv[], char *const envp[], int timeout_ms, int tick_ms,
+		   void (*tick)(void *ud), void *ud, char **out, int *status, struct mq_error **err)
 {
 	if (tick_ms <= 0)
 		tick_ms = 250;
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return mq_error_set(err, errno, "cannot create pipe: %s", strerror(errno));
-	struct mq_spawn_opts so = { .stdin_fd = -1, .stdout_fd = pfd[1], .stderr_fd = pfd[1] };
+	struct mq_spawn_opts so = { .stdin_fd = -1, .stdout_fd = pfd[1], .stderr_fd = pfd[1], .envp = envp };
 	pid_t pid;
 	int rc = mq_spawn(path, argv, &so, &pid, err);
 	close(pfd[1]);

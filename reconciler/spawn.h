@@ -2,7 +2,7 @@
  *
  * argv vectors are built in full before fork(); the child only calls
  * async-signal-safe functions (dup2, close, sigaction, sigprocmask, setsid,
- * umask, execv, write, _exit).  An exec failure is reported to the parent
+ * umask, execv[e], write, _exit).  An exec failure is reported to the parent
  * through a CLOEXEC pipe as the errno number and formatted there.
  */
 #ifndef MQ_SPAWN_H
@@ -21,6 +21,7 @@ struct mq_spawn_opts {
 	bool umask077;     /* umask 077 in the child */
 	int pass_fd;       /* > 2: dup'ed to fd 3 in the child and kept open across exec
 	                      (QEMU's serial log, opened by maqet); 0 = none */
+	char *const *envp; /* the child's environment (built before fork); NULL = ours */
 };
 
 /* fork + exec `path` (no PATH search) with argv.  The child resets signal
@@ -40,6 +41,9 @@ int mq_spawn_capture(const char *path, char *const argv[], int timeout_ms, char 
  * be NULL; tick_ms <= 0 means 250) -- e.g. to redraw a progress bar. */
 int mq_spawn_capture_tick(const char *path, char *const argv[], int timeout_ms, int tick_ms, void (*tick)(void *ud),
 			  void *ud, char **out, int *status, struct mq_error **err);
+/* The same with the child's environment given (NULL = ours). */
+int mq_spawn_capture_env(const char *path, char *const argv[], char *const envp[], int timeout_ms, char **out,
+			 int *status, struct mq_error **err);
 
 /* Look `name` up like execvp does; NULL when not found.  Caller frees. */
 char *mq_spawn_resolve(const char *name);

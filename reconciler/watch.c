@@ -27,6 +27,7 @@
 #include "reconciler/apply.h"
 #include "reconciler/audit.h"
 #include "reconciler/desired.h"
+#include "reconciler/gitsync.h"
 #include "reconciler/handoff.h"
 #include "reconciler/lock.h"
 #include "reconciler/loop.h"
@@ -77,6 +78,7 @@ struct watch {
 	struct mq_timer *settle_timer, *resync_timer, *backoff_timer, *retry_timer;
 	struct mq_snapwatch *snaps;   /* declared snapshots: timers + workers (snapwatch.h) */
 	struct mq_logrot *logrot;     /* running VMs' logs kept under the cap (logrot.h) */
+	struct mq_gitsync *gs;        /* --git-pull (gitsync.h), NULL without */
 
 	struct pending_exit *px;
 	size_t npx;
@@ -606,6 +608,11 @@ static void start_pass(struct mq_loop *l, void *ud)
 	w->pass_queued = false;
 	if (w->stop_requested || !w->pass_wanted || w->npasses >= 8)
 		return;
+	/* --git-pull: manifests are read only from a complete checkout; a held
+	 * reload waits for gitsync's call back (the first pass waits whole). */
+	bool held = (w->reload_wanted || !mq_desired_set(w->desired)) && mq_gitsync_hold(w->gs);
+	if (held && !mq_desired_set(w->desired))
+		return;
 	struct mq_error *err = NULL;
 	if (!w->locked && mq_lock_acquire(&w->lock, w->o->state_dir, "watch pass", 0, &err) < 0) {
 		mq_error_free(err);
@@ -622,8 +629,9 @@ static void start_pass(struct mq_loop *l, void *ud)
 	snprintf(p->trigger, sizeof(p->trigger), "%s", w->trigger);
 	w->passes = xreallocarray(w->passes, w->npasses + 1, sizeof(*w->passes));
 	w->passes[w->npasses++] = p;
-	bool reload = w->reload_wanted || !mq_desired_set(w->desired);
-	w->pass_wanted = w->reload_wanted = false;
+	bool reload = !held && (w->reload_wanted || !mq_desired_set(w->desired));
+	w->pass_wanted = false;
+	w->reload_wanted = held;
 	mq_audit_new_pass();
 	drain_handoffs(w); /* VMs a CLI command started before it released the lock */
 	if (reload) {
@@ -843,6 +851,23 @@ static void on_handoff(struct mq_loop *l, struct mq_source *s, int fd, short rev
 	drain_handoffs(ud);
 }
 
+/* --git-pull: each report is logged; those that belong in the audit trail
+ * become `git-pull` events carrying the commit they concern. */
+static void gitsync_report(void *ud, const char *outcome, const char *detail, const char *commit, bool event)
+{
+	struct watch *w = ud;
+	wlog(w, NULL, "git-pull", outcome, "%s", detail);
+	struct mq_error *err = NULL;
+	if (event && mq_store_event_add(w->st, NULL, "git-pull", outcome, detail, commit, &err) < 0)
+		store_failed(w, err ? err->msg : "cannot write an event");
+	mq_error_free(err);
+}
+
+static void gitsync_reload(void *ud)
+{
+	want_pass(ud, "git-pull", true);
+}
+
 static int setup(struct watch *w, struct mq_error **err)
 {
 	int r = mq_loop_new(&w->loop, err);
@@ -879,6 +904,17 @@ static int setup(struct watch *w, struct mq_error **err)
 	};
 	w->snaps = mq_snapwatch_new(w->loop, &so);
 	w->logrot = mq_logrot_new(w->loop, w->o->runtime_dir, log_cb, w);
+	if (w->o->git_pull.enabled) {
+		struct mq_gitsync_opts go = {
+			.loop = w->loop, .paths = w->o->paths, .n_paths = w->o->n_paths,
+			.runtime_dir = w->o->runtime_dir, .cfg = w->o->git_pull,
+			.report = gitsync_report, .reload = gitsync_reload, .ud = w,
+		};
+		r = mq_gitsync_new(&go, &w->gs, err);
+		if (r < 0)
+			return r;
+		mq_gitsync_start(w->gs);
+	}
 	/* Another maqet finishing a pass truncates the lock file on release. */
 	w->lockfd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (w->lockfd >= 0) {
@@ -962,6 +998,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	mq_tracker_free(w->tracker);
 	mq_snapwatch_free(w->snaps);
 	mq_logrot_free(w->logrot);
+	mq_gitsync_free(w->gs);
 	mq_desired_free(w->desired);
 	mq_loop_free(w->loop);
 	mq_mwatch_free(w->mw);

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "reconciler/gitsync.h"
 #include "reconciler/supervise.h"
 #include "state/store.h"
 #include "util/error.h"
@@ -45,6 +46,10 @@ struct mq_watch_opts {
 	 * the first pass and then at most once an hour; both 0 = never. */
 	size_t events_keep;
 	int64_t events_max_age_ms;
+	/* --git-pull: keep the manifest checkout current (gitsync.h); a setup
+	 * that cannot work (no git work tree, no upstream, a keyring that does
+	 * not verify HEAD) makes mq_watch_run fail before the first pass. */
+	struct mq_gitsync_cfg git_pull;
 	mq_watch_log_fn log;
 	void *ud;
 };

@@ -63,7 +63,7 @@ _maqet() {
 		fi
 	fi
 	case $prev in
-	-f | --file | --state-dir)
+	-f | --file | --state-dir | --keyring)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		compopt -o filenames 2>/dev/null
 		return 0
