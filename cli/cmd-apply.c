@@ -164,7 +164,8 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		rc = mq_cli_fail(cli, err);
 		goto out;
 	}
-	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt, .host = host };
+	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt, .host = host,
+				    .disk_dir = cli->disk_dir };
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 		goto out;
@@ -185,6 +186,10 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		rc = MQ_EXIT_FAILURE;
 		goto out;
 	}
+	for (size_t i = 0; i < plan->n; i++)
+		if (plan->items[i].lease_wait) /* another host runs it: not started here (README "Pinned hosts") */
+			printf("%s%3s %s%s: %s\n", mq_c(cli, MQ_C_BOLD), "=", plan->items[i].name, mq_c(cli, MQ_C_RESET),
+			       plan->items[i].reason);
 	if (mq_plan_changes(plan) == 0) {
 		mq_apply_record_observations(cli->store, plan);
 		if (plan->n_away)
@@ -211,6 +216,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		.state_dir = cli->state_dir,
 		.runtime_dir = cli->runtime_dir,
 		.disk_dir = cli->disk_dir,
+		.host = host,
 		.jobs = (int)jobs,
 		.delete_disks = deldisks,
 		.report = mq_cli_report,

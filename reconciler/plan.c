@@ -6,7 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "reconciler/lease.h"
 #include "reconciler/phase.h"
+#include "reconciler/placement.h"
 #include "reconciler/proc.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
@@ -336,6 +338,66 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 	mq_strv_clear(&other_keys);
 }
 
+/* A vm recorded here and placed on another host now.  Running here on a
+ * disk the other host cannot see, it keeps running (stopping it would only
+ * take it down); otherwise it is stopped here and forgotten once down. */
+static void plan_move(struct mq_plan_item *it, const struct mq_spec *spec, const struct mq_specset *set,
+		      const struct mq_plan_opts *o)
+{
+	const char *to = spec->placement_host;
+	bool up = mq_status_is_up(it->observed);
+	free(it->reason);
+	it->reason = NULL;
+	char *disk = o->disk_dir ? mq_lease_path(spec, o->disk_dir) : NULL;
+	if (disk && up) {
+		disk[strlen(disk) - strlen(MQ_LEASE_SUFFIX)] = '\0'; /* the image itself */
+		char *why = NULL;
+		if (!mq_placement_disk_shared(set->hosts, disk, &why)) {
+			it->action = MQ_ACT_NOOP;
+			it->blocked = true;
+			it->reason = xasprintf("cannot move to host %s: disk %s is %s, not shared (declare it in "
+					       "hosts.yaml shared_storage if it is); it keeps running here",
+					       to, disk, why ? why : "local");
+			it->block_reason = xstrdup(it->reason);
+			free(why);
+			free(disk);
+			return;
+		}
+	}
+	free(disk);
+	it->moving_to = xstrdup(to);
+	it->action = MQ_ACT_DELETE;
+	it->reason = up ? xasprintf("placed on host %s now: stop it here, then forget it (observed %s)", to,
+				    it->observed)
+			: xasprintf("placed on host %s now: forget it here (observed %s)", to, it->observed);
+}
+
+/* A start of a vm whose disk lease another QEMU holds waits instead. */
+static void plan_lease(struct mq_plan_item *it, const struct mq_plan_opts *o)
+{
+	if (!o || !o->disk_dir || !it->spec)
+		return;
+	bool starts = it->action == MQ_ACT_START ||
+		      (it->action == MQ_ACT_CREATE && it->spec->state == MQ_DESIRED_RUNNING);
+	/* an interrupted start adopts its own QEMU, which holds the lease */
+	if (!starts || (it->rec && it->rec->status && strcmp(it->rec->status, MQ_STATUS_STARTING) == 0))
+		return;
+	char *path = mq_lease_path(it->spec, o->disk_dir);
+	struct mq_lease_holder h;
+	if (path && mq_lease_probe(path, &h) == 1) {
+		char who[160];
+		free(it->reason);
+		it->reason = xasprintf("waiting for %s to release (disk lease %s)", mq_lease_holder_str(&h, who, sizeof(who)),
+				       path);
+		free(it->block_reason);
+		it->block_reason = xstrdup(it->reason);
+		it->action = MQ_ACT_NOOP;
+		it->blocked = true;
+		it->lease_wait = true;
+	}
+	free(path);
+}
+
 int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs, size_t nrec,
 		  const struct mq_plan_opts *opts, struct mq_plan **out, struct mq_error **err)
 {
@@ -378,19 +440,13 @@ int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs
 		const struct mq_spec *spec = set->specs[i];
 		const struct mq_vm_record *rec = find_rec(sorted, nrec, spec->name);
 		if (!placed_elsewhere(spec, opts)) {
-			fill_item(&p->items[p->n++], spec, rec, set, prune, opts);
+			fill_item(&p->items[p->n], spec, rec, set, prune, opts);
+			plan_lease(&p->items[p->n++], opts);
 		} else if (rec && rec->source && strcmp(rec->source, spec->source) == 0) {
 			/* moved away: stopped and forgotten here like a removed manifest */
 			struct mq_plan_item *it = &p->items[p->n++];
 			fill_item(it, NULL, rec, set, false, opts);
-			it->moving_to = xstrdup(spec->placement_host);
-			it->action = MQ_ACT_DELETE;
-			free(it->reason);
-			it->reason = mq_status_is_up(it->observed)
-					     ? xasprintf("placed on host %s now: stop it here, then forget it (observed %s)",
-							 spec->placement_host, it->observed)
-					     : xasprintf("placed on host %s now: forget it here (observed %s)",
-							 spec->placement_host, it->observed);
+			plan_move(it, spec, set, opts);
 		} else {
 			p->away[p->n_away++] = (struct mq_plan_away){ spec->name, spec->placement_host };
 		}

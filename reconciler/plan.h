@@ -72,6 +72,8 @@ struct mq_plan_item {
 	                               (action no-op, blocked, reason says so) */
 	char *moving_to;            /* placed on another host now: a delete here means stop and
 	                               forget, never its disks (README "Pinned hosts") */
+	bool lease_wait;            /* would start, but its disk lease is held (another host's
+	                               QEMU runs it): no-op, blocked; watch re-plans soon */
 };
 
 /* A vm placed on another host, which this host leaves alone (plan shows it
@@ -98,6 +100,8 @@ struct mq_plan_opts {
 	int64_t now_ms;     /* wall clock for backoff decisions (0 = mq_now_ms()) */
 	bool adopt;         /* --adopt: a VM recorded from another source moves to this one */
 	const char *host;   /* --host: act on vms placed here and unplaced ones (NULL = on all) */
+	const char *disk_dir; /* default disk location: set = check disk leases before starts
+	                         and shared storage before moves (lease.h, placement.h) */
 };
 
 /* Build the plan.  Records not declared and not prunable are left out

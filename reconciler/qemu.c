@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reconciler/lease.h"
 #include "reconciler/qemuid.h"
 #include "reconciler/qmp.h"
 #include "util/fileio.h"
@@ -450,7 +451,7 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	struct mq_vm_paths paths;
 	struct mq_strv argv = MQ_STRV_INIT;
 	char *bin = NULL, *joined = NULL;
-	int logfd = -1, nullfd = -1, pidfd = -1, serialfd = -1;
+	int logfd = -1, nullfd = -1, pidfd = -1, serialfd = -1, leasefd = -1;
 	int r;
 
 	if (!opts || !opts->runtime_dir)
@@ -489,6 +490,17 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 		goto out;
+	}
+	/* the disk lease, handed to QEMU: held exactly as long as it runs */
+	char *lease = mq_lease_path(spec, opts->disk_dir);
+	if (lease) {
+		leasefd = mq_lease_take(lease, opts->host, spec->name, NULL, err);
+		free(lease);
+		if (leasefd < 0) {
+			r = leasefd;
+			mq_error_prefix(err, "cannot start vm '%s'", spec->name);
+			goto out;
+		}
 	}
 
 	const char *accel = mq_accel_resolve(spec->accel);
@@ -551,7 +563,8 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (log_off < 0)
 		log_off = 0;
 	struct mq_spawn_opts spo = { .stdin_fd = nullfd, .stdout_fd = logfd, .stderr_fd = logfd, .setsid = true,
-				     .umask077 = true, .pass_fd = serialfd > 2 ? serialfd : 0 };
+				     .umask077 = true, .pass_fd = serialfd > 2 ? serialfd : 0,
+				     .lease_fd = leasefd > 2 ? leasefd : 0 };
 	pid_t pid;
 	r = mq_spawn(bin, argv.v, &spo, &pid, err);
 	close(logfd);
@@ -561,6 +574,9 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (serialfd >= 0)
 		close(serialfd);
 	serialfd = -1;
+	if (leasefd >= 0)
+		close(leasefd); /* QEMU holds it now */
+	leasefd = -1;
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 		goto out;
@@ -594,6 +610,8 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 out:
 	if (pidfd >= 0)
 		close(pidfd);
+	if (leasefd >= 0)
+		close(leasefd);
 	if (serialfd >= 0)
 		close(serialfd);
 	if (logfd >= 0)

@@ -21,6 +21,9 @@ struct mq_spawn_opts {
 	bool umask077;     /* umask 077 in the child */
 	int pass_fd;       /* > 2: dup'ed to fd 3 in the child and kept open across exec
 	                      (QEMU's serial log, opened by maqet); 0 = none */
+	int lease_fd;      /* > 2: inherited across exec as the next fd (4 after a pass_fd,
+	                      else 3), unreferenced: QEMU holds the disk lease's OFD lock
+	                      (reconciler/lease.h) for as long as it runs; 0 = none */
 };
 
 /* fork + exec `path` (no PATH search) with argv.  The child resets signal
