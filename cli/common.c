@@ -232,6 +232,10 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			}
 			json_object_object_add(o, "conflict", json_object_new_boolean(it->conflict));
 			json_object_object_add(o, "owner", it->owner ? json_object_new_string(it->owner) : NULL);
+			if (it->moving_to)
+				json_object_object_add(o, "moving_to", json_object_new_string(it->moving_to));
+			if (it->lease_wait)
+				json_object_object_add(o, "lease_wait", json_object_new_boolean(true));
 			json_object_array_add(items, o);
 		}
 		json_object_object_add(root, "items", items);

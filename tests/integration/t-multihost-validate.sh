@@ -110,3 +110,26 @@ run_rc rc mq apply -f "$M/run" --host a
 assert_eq "$rc" 0 "no-op apply"
 assert_contains "$OUT" "No changes: 2 vms up to date, 1 placed on other hosts."
 pass "plan/apply --host act on this host's vms and unplaced ones only"
+
+# --- a move seen by apply: refused on a local disk, done once declared shared
+sed -i 's/^placement: .*/placement: {host: b}/' "$M/run/va.yaml"
+run_rc rc mq plan -f "$M/run" --host a
+assert_eq "$rc" 0 "a refused move is no change ($OUT)"
+assert_contains "$OUT" "va    no-op    cannot move to host b: disk $M/run/ga.img is on local"
+run_rc rc mq apply -f "$M/run" --host a
+assert_eq "$rc" 0 "apply with a refused move"
+assert_eq "$(vm_status va)" running "va keeps running on a (local disk)"
+printf 'hosts: [a, b]\nshared_storage: [%s]\n' "$M/run" > "$M/run/hosts.yaml"
+run_rc rc mq plan -f "$M/run" --host a -o json
+assert_eq "$rc" 2 "the move is a change"
+assert_eq "$(jq -r '.items[] | select(.name == "va") | .action + " " + .moving_to' <<<"$OUT")" "delete b" "json move"
+pid=$(vm_pid va)
+run_rc rc mq apply -f "$M/run" --host a
+assert_eq "$rc" 0 "apply moves va away ($OUT)"
+assert_contains "$OUT" "va: delete: deleted here: placed on host b now (disks kept)"
+proc_dead "$pid" || fail "va's qemu still runs on a"
+assert_eq "$(vm_status va)" "" "va forgotten on a"
+[ -f "$M/run/ga.img" ] || fail "the moved vm's disk was deleted"
+run_rc rc mq plan -f "$M/run" --host a
+assert_contains "$OUT" "^ va    elsewhere (host b)"
+pass "apply --host: a move is refused on a local disk, stops and forgets on a shared one"
