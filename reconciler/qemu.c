@@ -494,13 +494,22 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	/* the disk lease, handed to QEMU: held exactly as long as it runs */
 	char *lease = mq_lease_path(spec, opts->disk_dir);
 	if (lease) {
-		leasefd = mq_lease_take(lease, opts->host, spec->name, NULL, err);
+		struct mq_error *lerr = NULL;
+		leasefd = mq_lease_take(lease, opts->host, spec->name, NULL, &lerr);
 		free(lease);
-		if (leasefd < 0) {
+		/* a lease file that cannot be created (a disk in a directory this
+		 * user may not write) only matters for a placed vm */
+		bool optional = !spec->placement_host && (leasefd == -EACCES || leasefd == -EROFS || leasefd == -EPERM);
+		if (leasefd < 0 && !optional) {
 			r = leasefd;
+			if (err)
+				*err = lerr;
+			else
+				mq_error_free(lerr);
 			mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 			goto out;
 		}
+		mq_error_free(lerr);
 	}
 
 	const char *accel = mq_accel_resolve(spec->accel);
