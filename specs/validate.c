@@ -190,6 +190,15 @@ void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "depends_on: unknown vm '%s'", cl);
 				free(cl);
 			}
+			/* a dependency must run wherever the vm runs: unplaced, or
+			 * placed on the same host (starts are ordered per host) */
+			const char *th = t >= 0 ? specs[t]->placement_host : NULL;
+			if (th && (!s->placement_host || strcmp(th, s->placement_host) != 0))
+				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col,
+					     "depends_on: vm '%s' is placed on host %s, but '%s' %s%s (maqet orders starts on "
+					     "one host only: place both on the same host, or unplace '%s')",
+					     dep, th, s->name ? s->name : "?", s->placement_host ? "is placed on host " : "",
+					     s->placement_host ? s->placement_host : "may run on any host", dep);
 			edges[i][j] = t;
 		}
 	}

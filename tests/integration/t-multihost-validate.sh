@@ -76,6 +76,23 @@ assert_contains "$OUT" "pb.yaml:5:"
 assert_contains "$OUT" "already forwarded by vm 'free'"
 pass "host ports are unique per host"
 
+# --- depends_on: the dependency must run wherever the vm runs ----------
+mkdir -p "$M/deps"
+printf 'hosts: [a, b]\n' > "$M/deps/hosts.yaml"
+vm_yaml db 'placement: {host: a}' > "$M/deps/db.yaml"
+vm_yaml web 'placement: {host: a}' 'depends_on: [db]' > "$M/deps/web.yaml"
+vm_yaml any 'depends_on: [web]' > "$M/deps/any.yaml"
+vm_yaml far 'placement: {host: b}' 'depends_on: [db]' > "$M/deps/far.yaml"
+vm_yaml near 'placement: {host: b}' 'depends_on: [free]' > "$M/deps/near.yaml"
+vm_yaml free > "$M/deps/free.yaml"
+run_rc rc mq validate -f "$M/deps"
+assert_eq "$rc" 1 "depends_on across hosts"
+assert_contains "$OUT" "any.yaml:5:14: depends_on: vm 'web' is placed on host a, but 'any' may run on any host"
+assert_contains "$OUT" "far.yaml:6:14: depends_on: vm 'db' is placed on host a, but 'far' is placed on host b"
+assert_not_contains "$OUT" "web.yaml"
+assert_not_contains "$OUT" "near.yaml"
+pass "depends_on only within one host (or on unplaced vms)"
+
 # --- plan --host / apply --host ----------------------------------------
 mkdir -p "$M/run"
 printf 'hosts: [a, b]\n' > "$M/run/hosts.yaml"
