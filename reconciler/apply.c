@@ -21,6 +21,7 @@
 #include "reconciler/audit.h"
 #include "reconciler/handoff.h"
 #include "reconciler/loop.h"
+#include "reconciler/lease.h"
 #include "reconciler/host.h"
 #include "reconciler/phase.h"
 #include "reconciler/proc.h"
@@ -361,6 +362,7 @@ static int launch(struct run *r, size_t i)
 	j->vj.qmp_path = j->qmp_path;
 	j->vj.runtime_dir = r->o->runtime_dir;
 	j->vj.disk_dir = r->o->disk_dir;
+	j->vj.host = r->o->host;
 	j->vj.start_timeout_ms = r->o->start_timeout_ms;
 	j->vj.stop_grace_ms = r->o->stop_grace_ms;
 	j->vj.force_stop = r->o->force_stop;
@@ -651,6 +653,9 @@ static void delete_disks(struct run *r, const struct mq_plan_item *it, struct mq
 		if (s->type == MQ_STORAGE_VIRTFS)
 			continue;
 		char *path = mq_storage_image_path(spec, s, r->o->disk_dir);
+		char *lease = xasprintf("%s%s", path, MQ_LEASE_SUFFIX);
+		(void)unlink(lease); /* its disk lease (lease.h), free since the vm is down */
+		free(lease);
 		if (unlink(path) == 0) {
 			event(r, it->name, item_source(it), "disk.delete", "ok", path);
 			mq_strbuf_addf(note, ", deleted %s", path);
@@ -670,7 +675,9 @@ static void complete_delete(struct run *r, size_t i, struct mq_spec *recspec)
 	struct mq_strbuf note = MQ_STRBUF_INIT;
 	mq_strbuf_init(&note);
 	mq_strbuf_adds(&note, "deleted");
-	if (r->o->delete_disks)
+	if (it->moving_to)
+		mq_strbuf_addf(&note, " here: placed on host %s now (disks kept)", it->moving_to);
+	else if (r->o->delete_disks)
 		delete_disks(r, it, recspec, &note);
 	else if (recspec && recspec->n_storage)
 		mq_strbuf_adds(&note, " (disks kept; use --delete-disks to remove them)");

@@ -40,6 +40,7 @@ typedef void (*mq_apply_done_fn)(void *ud);
 struct mq_apply_opts {
 	const char *runtime_dir;
 	const char *disk_dir;
+	const char *host;         /* written into disk leases (lease.h); NULL = uname */
 	int jobs;                 /* parallel workers; <= 0 means 4 */
 	bool delete_disks;        /* delete: also remove the VM's disk images */
 	int start_timeout_ms;     /* QMP readiness; 0 = 30000 */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "reconciler/logrot.h"
+#include "reconciler/lease.h"
 #include "reconciler/qemuid.h"
 #include "reconciler/qmp.h"
 #include "util/fileio.h"
@@ -451,7 +452,7 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	struct mq_vm_paths paths;
 	struct mq_strv argv = MQ_STRV_INIT;
 	char *bin = NULL, *joined = NULL;
-	int logfd = -1, nullfd = -1, pidfd = -1, serialfd = -1;
+	int logfd = -1, nullfd = -1, pidfd = -1, serialfd = -1, leasefd = -1;
 	int r;
 
 	if (!opts || !opts->runtime_dir)
@@ -490,6 +491,26 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 		goto out;
+	}
+	/* the disk lease, handed to QEMU: held exactly as long as it runs */
+	char *lease = mq_lease_path(spec, opts->disk_dir);
+	if (lease) {
+		struct mq_error *lerr = NULL;
+		leasefd = mq_lease_take(lease, opts->host, spec->name, NULL, &lerr);
+		free(lease);
+		/* a lease file that cannot be created (a disk in a directory this
+		 * user may not write) only matters for a placed vm */
+		bool optional = !spec->placement_host && (leasefd == -EACCES || leasefd == -EROFS || leasefd == -EPERM);
+		if (leasefd < 0 && !optional) {
+			r = leasefd;
+			if (err)
+				*err = lerr;
+			else
+				mq_error_free(lerr);
+			mq_error_prefix(err, "cannot start vm '%s'", spec->name);
+			goto out;
+		}
+		mq_error_free(lerr);
 	}
 
 	const char *accel = mq_accel_resolve(spec->accel);
@@ -552,7 +573,8 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (log_off < 0)
 		log_off = 0;
 	struct mq_spawn_opts spo = { .stdin_fd = nullfd, .stdout_fd = logfd, .stderr_fd = logfd, .setsid = true,
-				     .umask077 = true, .pass_fd = serialfd > 2 ? serialfd : 0 };
+				     .umask077 = true, .pass_fd = serialfd > 2 ? serialfd : 0,
+				     .lease_fd = leasefd > 2 ? leasefd : 0 };
 	pid_t pid;
 	r = mq_spawn(bin, argv.v, &spo, &pid, err);
 	close(logfd);
@@ -562,6 +584,9 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (serialfd >= 0)
 		close(serialfd);
 	serialfd = -1;
+	if (leasefd >= 0)
+		close(leasefd); /* QEMU holds it now */
+	leasefd = -1;
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);
 		goto out;
@@ -595,6 +620,8 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 out:
 	if (pidfd >= 0)
 		close(pidfd);
+	if (leasefd >= 0)
+		close(leasefd);
 	if (serialfd >= 0)
 		close(serialfd);
 	if (logfd >= 0)

@@ -33,6 +33,7 @@ struct mq_start_opts {
 	const char *disk_dir;     /* default image location, created 0700 if missing */
 	int timeout_ms;           /* for QMP readiness; 0 = 30000 */
 	bool keep_ev;             /* return the negotiated event-monitor fd in ev_fd */
+	const char *host;         /* holder written into the disk lease (lease.h); NULL = uname */
 	/* Called once QEMU exists (spawned, start time read, not ready yet),
 	 * so the caller can record its identity before waiting: an interrupted
 	 * start then leaves a recorded pid, never an untracked QEMU.  May be

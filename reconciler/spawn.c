@@ -95,13 +95,21 @@ __attribute__((noreturn)) static void child_exec(const char *path, char *const a
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
 		e = errno;
 	int from = 3;
-	if (!e && o->pass_fd > 2) {
-		/* fd 3 for the passed fd: move the error pipe out of the way */
-		if (errfd == 3 && (errfd = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
+	int want[2] = { o->pass_fd > 2 ? o->pass_fd : -1, o->lease_fd > 2 ? o->lease_fd : -1 };
+	if (!e && (want[0] >= 0 || want[1] >= 0)) {
+		/* fds 3 (and 4) for the passed fds, in order: first move the
+		 * error pipe and the sources above them, so no dup2 clobbers one */
+		if ((errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 16)) < 0)
 			_exit(127);
-		if (o->pass_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(o->pass_fd, 3) < 0)
-			e = errno;
-		from = 4;
+		for (int k = 0; k < 2; k++)
+			if (want[k] >= 0 && (want[k] = fcntl(want[k], F_DUPFD_CLOEXEC, 16)) < 0)
+				e = errno;
+		for (int k = 0; k < 2 && !e; k++)
+			if (want[k] >= 0) {
+				if (dup2(want[k], from) < 0) /* the copy is not CLOEXEC */
+					e = errno;
+				from++;
+			}
 	}
 	if (!e) {
 		child_close_fds(from, errfd);

@@ -22,6 +22,9 @@ struct mq_spawn_opts {
 	int pass_fd;       /* > 2: dup'ed to fd 3 in the child and kept open across exec
 	                      (QEMU's serial log, opened by maqet); 0 = none */
 	char *const *envp; /* the child's environment (built before fork); NULL = ours */
+	int lease_fd;      /* > 2: inherited across exec as the next fd (4 after a pass_fd,
+	                      else 3), unreferenced: QEMU holds the disk lease's OFD lock
+	                      (reconciler/lease.h) for as long as it runs; 0 = none */
 };
 
 /* fork + exec `path` (no PATH search) with argv.  The child resets signal

@@ -151,6 +151,7 @@ static int start_spec(int fd, const struct mq_vmjob *j, const struct mq_spec *sp
 	struct mq_start_opts so = {
 		.runtime_dir = j->runtime_dir,
 		.disk_dir = j->disk_dir,
+		.host = j->host,
 		.timeout_ms = j->start_timeout_ms,
 		.keep_ev = j->keep_ev,
 		.spawned = spawned_cb,
@@ -244,6 +245,7 @@ int mq_vmjob_run(int fd, void *ud)
 	struct mq_start_opts so = {
 		.runtime_dir = j->runtime_dir,
 		.disk_dir = j->disk_dir,
+		.host = j->host,
 		.timeout_ms = j->start_timeout_ms,
 		.keep_ev = j->keep_ev,
 		.spawned = spawned_cb,

@@ -37,6 +37,7 @@ struct mq_vmjob {
 	int stop_grace_ms;
 	bool force_stop;
 	const char *runtime_dir, *disk_dir;
+	const char *host;            /* disk lease holder name (lease.h); NULL = uname */
 	int start_timeout_ms;
 	bool keep_ev;                /* hand the QMP event connection to the parent */
 	/* snapshots.before_change (restart-class change of a running VM):

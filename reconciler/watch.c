@@ -28,6 +28,7 @@
 #include "reconciler/audit.h"
 #include "reconciler/desired.h"
 #include "reconciler/gitsync.h"
+#include "reconciler/lease.h"
 #include "reconciler/handoff.h"
 #include "reconciler/lock.h"
 #include "reconciler/loop.h"
@@ -427,6 +428,11 @@ static void log_plan_notes(struct watch *w, const struct mq_plan *p)
 		const struct mq_plan_item *it = &p->items[i];
 		if (it->wake_at && (!wake || it->wake_at < wake))
 			wake = it->wake_at;
+		if (it->lease_wait) { /* another host's QEMU holds its disk: look again soon */
+			int64_t again = mq_now_ms() + MQ_LEASE_RECHECK_MS;
+			if (!wake || again < wake)
+				wake = again;
+		}
 		if (it->action == MQ_ACT_NOOP && it->blocked && it->block_reason) {
 			char *key = xasprintf("%s\t%lld", it->name, (long long)it->wake_at);
 			if (!mq_strv_contains(&w->blocked_logged, key))
@@ -647,6 +653,8 @@ static void start_pass(struct mq_loop *l, void *ud)
 		.prune = w->o->prune && !mq_desired_unresolved(w->desired),
 		.allow_empty = w->o->allow_empty,
 		.supervise = true,
+		.host = w->o->host,
+		.disk_dir = w->o->disk_dir,
 	};
 	/* A VM that dies while planning would be planned as "observed crashed"
 	 * without its classification: record it and plan again. */
@@ -697,6 +705,7 @@ static void start_pass(struct mq_loop *l, void *ud)
 		return;
 	}
 	p->aopts = (struct mq_apply_opts){
+		.host = w->o->host,
 		.runtime_dir = w->o->runtime_dir,
 		.disk_dir = w->o->disk_dir,
 		.jobs = w->o->jobs,

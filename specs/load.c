@@ -10,6 +10,7 @@
 #include "specs/canonical.h"
 #include "specs/extends.h"
 #include "specs/fields.h"
+#include "specs/hosts.h"
 #include "specs/load.h"
 #include "specs/value.h"
 #include "specs/yamlread.h"
@@ -242,7 +243,7 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 	}
 	for (int i = 0; i < n; i++) {
 		const char *name = ents[i]->d_name;
-		if (!ignored_name(name)) {
+		if (!ignored_name(name) && !(level == 0 && strcmp(name, MQ_HOSTS_FILE) == 0)) {
 			char *p = mq_path_join(display, name);
 			struct stat st;
 			if (stat(p, &st) == 0) {
@@ -300,8 +301,10 @@ int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset 
 	struct mq_specset *set = mq_specset_new();
 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
+	mq_hosts_read(paths, n_paths, &set->hosts, &d);
 
 	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
+	mq_hosts_check_specs(set->hosts, w.specs.v, w.specs.x, w.specs.n, &d);
 	mq_strv_clear(&w.seen);
 
 	/* every base in use; a nameless file outside _bases/ that some vm

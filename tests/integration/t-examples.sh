@@ -9,11 +9,15 @@ EX=$T/examples
 
 run_rc rc mq validate -f "$EX"
 assert_eq "$rc" 0 "examples validate"
-assert_contains "$OUT" "5 vms valid"
+assert_contains "$OUT" "6 vms valid"
 
 run_rc rc mq plan -f "$EX"
 assert_eq "$rc" 2 "plan before first apply reports changes"
 assert_contains "$OUT" "5 to create"
+# runner is pinned to host lab2 (examples/hosts.yaml): elsewhere on this machine
+if [ "$(uname -n)" != lab2 ]; then
+	assert_contains "$OUT" "^ runner  elsewhere (host lab2)"
+fi
 
 run_rc rc mq apply -f "$EX"
 echo "$OUT"
@@ -24,6 +28,7 @@ for vm in db web tools vault; do
 done
 assert_eq "$(vm_status spare)" created "spare is recorded but not started"
 assert_eq "$(vm_field spare desired)" stopped
+[ "$(uname -n)" = lab2 ] || assert_eq "$(vm_status runner)" "" "runner (placed on lab2) is not recorded here"
 
 # disks were auto-created: default location and relative to the manifest
 [ -f "$STATE/disks/db-system.qcow2" ] || fail "default disk not created"

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reconciler/lease.h"
 #include "reconciler/plan.h"
 #include "reconciler/proc.h"
 #include "specs/spec.h"
@@ -643,6 +644,68 @@ START_TEST(test_build_owner_and_interrupted)
 }
 END_TEST
 
+/* --host: vms placed elsewhere are left out (away), one recorded here is a
+ * move (delete, moving_to); a start whose disk lease is held waits. */
+START_TEST(test_build_placement)
+{
+	char dir[] = "/tmp/mq-plan-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char *yaml = xasprintf("name: a\nplacement: {host: h1}\n---\nname: b\nplacement: {host: h2}\n---\nname: c\n"
+			       "---\nname: d\nplacement: {host: h2}\n---\nname: e\nplacement: {host: h1}\n"
+			       "storage: [{name: r, type: raw, file: %s/e.img}]\n",
+			       dir);
+	struct mq_specset *set = parse(yaml, "/src");
+	struct mq_vm_record *recs[1] = { rec_from_spec(mq_specset_find(set, "d"), MQ_STATUS_STOPPED) };
+	struct mq_plan *p = NULL;
+	struct mq_plan_opts po = { .host = "h1" };
+	ck_assert_int_eq(mq_plan_build(set, recs, 1, &po, &p, NULL), 0);
+	ck_assert_uint_eq(p->n, 4);
+	ck_assert_int_eq(item(p, "a")->action, MQ_ACT_CREATE);
+	ck_assert_int_eq(item(p, "c")->action, MQ_ACT_CREATE);
+	ck_assert_int_eq(item(p, "e")->action, MQ_ACT_CREATE);
+	ck_assert_ptr_null(item(p, "b"));
+	ck_assert_uint_eq(p->n_away, 1);
+	ck_assert_str_eq(p->away[0].name, "b");
+	ck_assert_str_eq(p->away[0].host, "h2");
+	const struct mq_plan_item *d = item(p, "d");
+	ck_assert_int_eq(d->action, MQ_ACT_DELETE);
+	ck_assert_str_eq(d->moving_to, "h2");
+	ck_assert_str_eq(d->reason, "placed on host h2 now: forget it here (observed stopped)");
+	mq_plan_free(p);
+
+	/* no --host: every vm is this host's */
+	ck_assert_int_eq(mq_plan_build(set, recs, 1, NULL, &p, NULL), 0);
+	ck_assert_uint_eq(p->n, 5);
+	ck_assert_uint_eq(p->n_away, 0);
+	ck_assert_ptr_null(item(p, "d")->moving_to);
+	mq_plan_free(p);
+
+	/* e's disk lease held by another host: e waits, recorded nowhere */
+	char *lease = xasprintf("%s/e.img%s", dir, MQ_LEASE_SUFFIX);
+	int fd = mq_lease_take(lease, "h9", "e", NULL, NULL);
+	ck_assert_int_ge(fd, 0);
+	po.disk_dir = dir;
+	ck_assert_int_eq(mq_plan_build(set, recs, 1, &po, &p, NULL), 0);
+	const struct mq_plan_item *e = item(p, "e");
+	ck_assert_int_eq(e->action, MQ_ACT_NOOP);
+	ck_assert(e->lease_wait && e->blocked);
+	ck_assert_msg(strncmp(e->reason, "waiting for host h9 to release (disk lease ", 43) == 0, "%s", e->reason);
+	ck_assert_int_eq(item(p, "a")->action, MQ_ACT_CREATE); /* no disk, no lease */
+	mq_plan_free(p);
+	close(fd);
+	ck_assert_int_eq(mq_plan_build(set, recs, 1, &po, &p, NULL), 0);
+	ck_assert_int_eq(item(p, "e")->action, MQ_ACT_CREATE);
+	ck_assert(!item(p, "e")->lease_wait);
+	mq_plan_free(p);
+	unlink(lease);
+	rmdir(dir);
+	free(lease);
+	free(yaml);
+	mq_vm_record_free(recs[0]);
+	mq_specset_free(set);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("plan");
@@ -666,6 +729,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_build_prune_scope_and_guard);
 	tcase_add_test(tc, test_build_idempotent);
 	tcase_add_test(tc, test_build_restart_policy);
+	tcase_add_test(tc, test_build_placement);
 	suite_add_tcase(s, tc);
 	return s;
 }
