@@ -121,6 +121,12 @@ struct mq_spec {
 	struct mq_strv arguments;   /* structured `arguments` rendered to argv tokens, in order */
 	struct mq_snapshots *snapshots; /* NULL = no `snapshots:` key */
 	char *placement_host;  /* `placement: {host: NAME}`; NULL = no placement (runs on any host) */
+	/* A light spec (mq_load_opts.light, specs/cache.h) holds only file, abs_file,
+	 * source, line, col, name, state, placement_host, depends_on, network
+	 * (forwards), hash, bases and bases_abs; canonical is NULL and every other
+	 * field is zero.  Loaders hand out light specs only where asked to, for vms
+	 * the caller never plans (e.g. placed on another host). */
+	bool light;
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */
@@ -142,6 +148,20 @@ struct mq_specset {
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,
 		    struct mq_strv *diags);
+/* The same with options: a parse cache (specs/cache.h; files whose identity
+ * is unchanged are not read) and which specs may stay light (`light` returns
+ * true for them; NULL: none).  The result is the same with or without the
+ * cache. */
+struct mq_mcache;
+struct mq_load_opts {
+	struct mq_mcache *cache;
+	bool (*light)(const struct mq_spec *spec, void *ud);
+	void *ud;
+};
+int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct mq_load_opts *opts,
+			 struct mq_specset **out, struct mq_strv *diags);
+/* Drop everything a light spec does not hold (see `light` above). */
+void mq_spec_lighten(struct mq_spec *spec);
 /* Parse one YAML buffer (for tests, fuzzing and watch mode): `display_name`
  * is used in diags, `base_dir` resolves relative paths and `extends` (the
  * bases are read from disk), `source` is stored in each spec; the bases used

@@ -1,0 +1,73 @@
+/* strmap.c - string -> pointer hash map. */
+#include "util/strmap.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/xalloc.h"
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static struct mq_strmap_slot *find(const struct mq_strmap *m, const char *key)
+{
+	if (!m->cap)
+		return NULL;
+	size_t mask = m->cap - 1;
+	for (size_t i = (size_t)hash_str(key) & mask;; i = (i + 1) & mask) {
+		struct mq_strmap_slot *s = &m->slots[i];
+		if (!s->key || strcmp(s->key, key) == 0)
+			return s;
+	}
+}
+
+void *mq_strmap_get(const struct mq_strmap *m, const char *key)
+{
+	struct mq_strmap_slot *s = find(m, key);
+	return s && s->key ? s->val : NULL;
+}
+
+bool mq_strmap_has(const struct mq_strmap *m, const char *key)
+{
+	struct mq_strmap_slot *s = find(m, key);
+	return s && s->key;
+}
+
+static void grow(struct mq_strmap *m)
+{
+	struct mq_strmap old = *m;
+	m->cap = old.cap ? old.cap * 2 : 16;
+	m->slots = xcalloc(m->cap, sizeof(*m->slots));
+	m->n = 0;
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.slots[i].key)
+			mq_strmap_put(m, old.slots[i].key, old.slots[i].val);
+	free(old.slots);
+}
+
+void mq_strmap_put(struct mq_strmap *m, const char *key, void *val)
+{
+	if ((m->n + 1) * 4 > m->cap * 3) /* load factor <= 3/4 */
+		grow(m);
+	struct mq_strmap_slot *s = find(m, key);
+	if (!s->key) {
+		s->key = key;
+		m->n++;
+	}
+	s->val = val;
+}
+
+void mq_strmap_release(struct mq_strmap *m)
+{
+	free(m->slots);
+	m->slots = NULL;
+	m->n = m->cap = 0;
+}
