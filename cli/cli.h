@@ -85,6 +85,14 @@ int mq_cli_manifest_args(struct mq_cli *cli, const struct mq_cmd *cmd, struct mq
  * *set, or MQ_EXIT_FAILURE. */
 int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set);
 
+/* Pinned hosts (README "More than one host"): the host this maqet acts for,
+ * --host NAME or else the machine's host name (uname).  *out is allocated.
+ * Returns 0, or MQ_EXIT_USAGE after printing when the name is not a host
+ * name.  mq_cli_check_host: an explicit --host must be in hosts.yaml when
+ * there is one (0, or MQ_EXIT_FAILURE after printing). */
+int mq_cli_host(struct mq_cli *cli, const struct mq_cmd *cmd, const char *given, char **out);
+int mq_cli_check_host(struct mq_cli *cli, const struct mq_specset *set, const char *given);
+
 /* Print a plan as a table (or JSON when json). */
 void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json);
 

@@ -16,7 +16,7 @@ const struct mq_cmd mq_cmd_apply = {
 	.name = "apply",
 	.summary = "converge VMs to the manifests (start, stop, restart, prune)",
 	.usage = "usage: maqet apply -f PATH... [--prune [--allow-empty] [--delete-disks]] [--adopt] [--dry-run]\n"
-		 "                   [--jobs N] [--lock-timeout S] [--state-dir DIR]\n"
+		 "                   [--host NAME] [--jobs N] [--lock-timeout S] [--state-dir DIR]\n"
 		 "\n"
 		 "Validate every manifest under PATH (files or directories), compare them with\n"
 		 "the recorded and live state, and create, start, stop or restart VMs until\n"
@@ -28,6 +28,8 @@ const struct mq_cmd mq_cmd_apply = {
 		 "      --allow-empty    let --prune remove every VM of a source\n"
 		 "      --adopt          move VMs recorded from another source to this one\n"
 		 "                       (without it such a VM is a conflict: refused)\n"
+		 "      --host NAME      act as host NAME (default: this machine's host name):\n"
+		 "                       VMs placed on another host are left to it\n"
 		 "      --delete-disks   with --prune, also delete the pruned VMs' disk images\n"
 		 "      --dry-run        print the plan, change nothing\n"
 		 "  -j, --jobs N         VMs acted on in parallel (default 4)\n"
@@ -40,7 +42,7 @@ const struct mq_cmd mq_cmd_apply = {
 
 static int run_apply(struct mq_cli *cli, int argc, char **argv)
 {
-	enum { O_PRUNE = 1000, O_DRY, O_LOCK, O_DELDISKS, O_EMPTY, O_STATE, O_ADOPT };
+	enum { O_PRUNE = 1000, O_DRY, O_LOCK, O_DELDISKS, O_EMPTY, O_STATE, O_ADOPT, O_HOST };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "prune", no_argument, NULL, O_PRUNE },
@@ -50,6 +52,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		{ "delete-disks", no_argument, NULL, O_DELDISKS },
 		{ "allow-empty", no_argument, NULL, O_EMPTY },
 		{ "adopt", no_argument, NULL, O_ADOPT },
+		{ "host", required_argument, NULL, O_HOST },
 		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -58,6 +61,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	bool prune = false, dry = false, deldisks = false, allow_empty = false, adopt = false;
 	unsigned jobs = 4;
 	int64_t lock_ms = 60000;
+	const char *host_arg = NULL;
 	int c;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "f:j:h", opts, NULL)) != -1) {
@@ -92,6 +96,9 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		case O_ADOPT:
 			adopt = true;
 			break;
+		case O_HOST:
+			host_arg = optarg;
+			break;
 		case O_STATE:
 			if (mq_cli_state_dir_option(cli, &mq_cmd_apply, optarg) >= 0) {
 				mq_strv_clear(&paths);
@@ -116,23 +123,36 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	}
 
 	/* 1. Parse and validate the whole desired set before touching anything. */
+	char *host = NULL;
+	int hrc = mq_cli_host(cli, &mq_cmd_apply, host_arg, &host);
+	if (hrc) {
+		mq_strv_clear(&paths);
+		return hrc;
+	}
 	struct mq_specset *set = NULL;
 	int rc = mq_cli_load(cli, &paths, &set);
 	mq_strv_clear(&paths);
-	if (rc)
+	if (!rc)
+		rc = mq_cli_check_host(cli, set, host_arg);
+	if (rc) {
+		mq_specset_free(set);
+		free(host);
 		return rc;
+	}
 
 	/* 2. One mutating pass at a time. */
 	struct mq_lock lock;
 	struct mq_error *err = NULL;
 	if (mq_lock_acquire(&lock, cli->state_dir, "apply", (int)lock_ms, &err) < 0) {
 		mq_specset_free(set);
+		free(host);
 		return mq_cli_fail(cli, err);
 	}
 	rc = mq_cli_open_store(cli);
 	if (rc) {
 		mq_lock_release(&lock);
 		mq_specset_free(set);
+		free(host);
 		return rc;
 	}
 
@@ -144,7 +164,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		rc = mq_cli_fail(cli, err);
 		goto out;
 	}
-	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt };
+	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt, .host = host };
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 		goto out;
@@ -167,7 +187,11 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	}
 	if (mq_plan_changes(plan) == 0) {
 		mq_apply_record_observations(cli->store, plan);
-		printf("No changes: %zu vm%s up to date.\n", plan->n, plan->n == 1 ? "" : "s");
+		if (plan->n_away)
+			printf("No changes: %zu vm%s up to date, %zu placed on other hosts.\n", plan->n,
+			       plan->n == 1 ? "" : "s", plan->n_away);
+		else
+			printf("No changes: %zu vm%s up to date.\n", plan->n, plan->n == 1 ? "" : "s");
 		rc = MQ_EXIT_OK;
 		goto out;
 	}
@@ -223,5 +247,6 @@ out:
 	mq_vm_record_list_free(recs, nrec);
 	mq_lock_release(&lock);
 	mq_specset_free(set);
+	free(host);
 	return rc;
 }

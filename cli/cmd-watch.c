@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "reconciler/watch.h"
+#include "specs/hosts.h"
 #include "util/parse.h"
 
 static int run_watch(struct mq_cli *cli, int argc, char **argv);
@@ -17,7 +18,7 @@ const struct mq_cmd mq_cmd_watch = {
 	.name = "watch",
 	.summary = "keep VMs converged: react to manifest changes and VM exits (supervisor)",
 	.usage = "usage: maqet watch -f PATH... [--prune [--allow-empty]] [--settle MS] [--resync S]\n"
-		 "                   [--log-format text|json] [--jobs N] [--state-dir DIR]\n"
+		 "                   [--log-format text|json] [--jobs N] [--host NAME] [--state-dir DIR]\n"
 		 "\n"
 		 "Run in the foreground and reconcile on every manifest change (inotify, after a\n"
 		 "settle window with no further change), on every VM exit (pidfd), on SIGHUP\n"
@@ -35,6 +36,8 @@ const struct mq_cmd mq_cmd_watch = {
 		 "      --log-format FMT    text (default) or json, one line per decision on stderr\n"
 		 "  -j, --jobs N            VMs acted on in parallel (default 4)\n"
 		 "      --state-dir DIR     state directory\n"
+		 "      --host NAME         act as host NAME (default: this machine's host name):\n"
+		 "                          VMs placed on another host are left to it\n"
 		 "\n"
 		 "Restart backoff (defaults suit production; tests shorten them):\n"
 		 "      --backoff-initial MS  delay before the second restart (default 1000)\n"
@@ -101,7 +104,7 @@ static int bad_value(struct mq_cli *cli, const char *opt, const char *arg, const
 static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq_strv *paths,
 			    struct mq_watch_opts *wo, struct logctx *lc)
 {
-	enum { O_PRUNE = 1000, O_EMPTY, O_SETTLE, O_RESYNC, O_LOGFMT, O_STATE, O_BINIT, O_BMAX, O_STABLE, O_LIMIT };
+	enum { O_PRUNE = 1000, O_EMPTY, O_SETTLE, O_RESYNC, O_LOGFMT, O_STATE, O_BINIT, O_BMAX, O_STABLE, O_LIMIT, O_HOST };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "prune", no_argument, NULL, O_PRUNE },
@@ -115,6 +118,7 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 		{ "backoff-max", required_argument, NULL, O_BMAX },
 		{ "stable-after", required_argument, NULL, O_STABLE },
 		{ "crash-loop-limit", required_argument, NULL, O_LIMIT },
+		{ "host", required_argument, NULL, O_HOST },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -193,6 +197,13 @@ static int parse_watch_args(struct mq_cli *cli, int argc, char **argv, struct mq
 			else
 				wo->backoff.limit = (int)u;
 			break;
+		case O_HOST:
+			if (!mq_host_name_ok(optarg))
+				rc = bad_value(cli, "--host", optarg,
+					       "not a host name (letters, digits, '-' and '.', at most 63 characters)");
+			else
+				wo->host = optarg;
+			break;
 		case 'h':
 			fputs(mq_cmd_watch.usage, stdout);
 			rc = MQ_EXIT_OK;
@@ -219,11 +230,16 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	int rc = parse_watch_args(cli, argc, argv, &paths, &wo, &lc);
 	if (rc >= 0)
 		return rc;
-	rc = mq_cli_open_store(cli);
+	char *host = NULL;
+	rc = mq_cli_host(cli, &mq_cmd_watch, wo.host, &host);
+	if (!rc)
+		rc = mq_cli_open_store(cli);
 	if (rc) {
 		mq_strv_clear(&paths);
+		free(host);
 		return rc;
 	}
+	wo.host = host;
 	wo.paths = (const char *const *)paths.v;
 	wo.n_paths = paths.n;
 	wo.state_dir = cli->state_dir;
@@ -234,6 +250,7 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	struct mq_retention ret;
 	if (mq_cli_retention(cli, &ret) < 0) {
 		mq_strv_clear(&paths);
+		free(host);
 		return MQ_EXIT_USAGE;
 	}
 	wo.events_keep = ret.keep_per_vm;
@@ -241,6 +258,7 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	struct mq_error *err = NULL;
 	int r = mq_watch_run(cli->store, &wo, &err);
 	mq_strv_clear(&paths);
+	free(host);
 	if (r < 0)
 		return mq_cli_fail(cli, err);
 	return MQ_EXIT_OK;

@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "reconciler/lock.h"
 #include "reconciler/snapplan.h"
+#include "specs/hosts.h"
 #include "util/parse.h"
 #include "util/paths.h"
 #include "util/strbuf.h"
@@ -148,6 +150,35 @@ int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specs
 	return 0;
 }
 
+int mq_cli_host(struct mq_cli *cli, const struct mq_cmd *cmd, const char *given, char **out)
+{
+	if (given) {
+		if (!mq_host_name_ok(given))
+			return mq_cli_usage_error(cli, cmd,
+						  "invalid --host '%s' (a host name: letters, digits, '-' and '.', at most "
+						  "63 characters)",
+						  given);
+		*out = xstrdup(given);
+		return 0;
+	}
+	struct utsname u;
+	if (uname(&u) == 0 && mq_host_name_ok(u.nodename)) {
+		*out = xstrdup(u.nodename);
+		return 0;
+	}
+	return mq_cli_usage_error(cli, cmd, "cannot tell this machine's host name; give --host NAME");
+}
+
+int mq_cli_check_host(struct mq_cli *cli, const struct mq_specset *set, const char *given)
+{
+	if (!given || !set->hosts || mq_hosts_has(set->hosts, given))
+		return 0;
+	char *list = mq_hosts_list_text(set->hosts);
+	mq_cli_err(cli, "unknown host '%s' given with --host (hosts.yaml lists %s)", given, list);
+	free(list);
+	return MQ_EXIT_FAILURE;
+}
+
 static const char *action_color(enum mq_action a)
 {
 	switch (a) {
@@ -204,6 +235,16 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			json_object_array_add(items, o);
 		}
 		json_object_object_add(root, "items", items);
+		if (plan->n_away) {
+			json_object *aw = json_object_new_array();
+			for (size_t i = 0; i < plan->n_away; i++) {
+				json_object *o = json_object_new_object();
+				json_object_object_add(o, "name", json_object_new_string(plan->away[i].name));
+				json_object_object_add(o, "host", json_object_new_string(plan->away[i].host));
+				json_object_array_add(aw, o);
+			}
+			json_object_object_add(root, "elsewhere", aw);
+		}
 		json_object *sum = json_object_new_object();
 		for (int a = 0; a < MQ_ACT__COUNT; a++)
 			json_object_object_add(sum, mq_action_str((enum mq_action)a),
@@ -219,6 +260,9 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 	for (size_t i = 0; i < plan->n; i++)
 		if (strlen(plan->items[i].name) > w)
 			w = strlen(plan->items[i].name);
+	for (size_t i = 0; i < plan->n_away; i++)
+		if (strlen(plan->away[i].name) > w)
+			w = strlen(plan->away[i].name);
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct mq_plan_item *it = &plan->items[i];
 		if (it->conflict)
@@ -232,10 +276,13 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 			printf("%s%3s %-*s  %-7s%s  %s\n", mq_c(cli, MQ_C_CYAN), MQ_SNAP_ACTION_SYMBOL, (int)w, it->name,
 			       "snapshot", mq_c(cli, MQ_C_RESET), it->snaps[k].reason);
 	}
+	for (size_t i = 0; i < plan->n_away; i++)
+		printf("%s%3s %-*s  elsewhere (host %s)%s\n", mq_c(cli, MQ_C_DIM), MQ_PLAN_AWAY_SYMBOL, (int)w,
+		       plan->away[i].name, plan->away[i].host, mq_c(cli, MQ_C_RESET));
 	size_t nsnap = 0;
 	for (size_t i = 0; i < plan->n; i++)
 		nsnap += plan->items[i].n_snaps;
-	if (plan->n)
+	if (plan->n || plan->n_away)
 		printf("\n");
 	printf("%sPlan:%s %zu to create, %zu to start, %zu to stop, %zu to restart, %zu to update, %zu to delete, "
 	       "%zu unchanged.\n",
@@ -244,6 +291,9 @@ void mq_cli_print_plan(struct mq_cli *cli, const struct mq_plan *plan, bool json
 	       plan->counts[MQ_ACT_DELETE], plan->counts[MQ_ACT_NOOP]);
 	if (nsnap)
 		printf("%sSnapshots:%s %zu to take.\n", mq_c(cli, MQ_C_BOLD), mq_c(cli, MQ_C_RESET), nsnap);
+	if (plan->n_away)
+		printf("%sElsewhere:%s %zu vm%s placed on other hosts.\n", mq_c(cli, MQ_C_BOLD), mq_c(cli, MQ_C_RESET),
+		       plan->n_away, plan->n_away == 1 ? "" : "s");
 }
 
 int mq_cli_parse_output(const char *arg, bool *json)

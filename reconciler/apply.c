@@ -670,7 +670,9 @@ static void complete_delete(struct run *r, size_t i, struct mq_spec *recspec)
 	struct mq_strbuf note = MQ_STRBUF_INIT;
 	mq_strbuf_init(&note);
 	mq_strbuf_adds(&note, "deleted");
-	if (r->o->delete_disks)
+	if (it->moving_to)
+		mq_strbuf_addf(&note, " here: placed on host %s now (disks kept)", it->moving_to);
+	else if (r->o->delete_disks)
 		delete_disks(r, it, recspec, &note);
 	else if (recspec && recspec->n_storage)
 		mq_strbuf_adds(&note, " (disks kept; use --delete-disks to remove them)");

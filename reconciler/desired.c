@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "specs/hosts.h"
 #include "specs/spec.h"
 #include "util/fileio.h"
 #include "util/paths.h"
@@ -199,7 +200,18 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 	mq_manifest_list_release(&list);
 
 	struct mq_strv sd = MQ_STRV_INIT;
-	if (mq_specset_check(set, &sd) < 0) {
+	/* the host inventory: an invalid hosts.yaml keeps the set in force */
+	int hr = mq_hosts_load(d->paths, d->n_paths, &set->hosts, &sd);
+	if (hr == 0)
+		mq_desired_clear_slot(d, "hosts");
+	else
+		mq_desired_report_once(d, "hosts", &sd, NULL);
+	if (hr < 0) {
+		mq_specset_free(set);
+		unresolved = true;
+		if (!d->set)
+			d->set = mq_specset_new();
+	} else if (mq_specset_check(set, &sd) < 0) {
 		mq_desired_report_once(d, "set", &sd, NULL);
 		mq_specset_free(set);
 		unresolved = true; /* keep the set in force */

@@ -79,12 +79,32 @@ enum mq_action mq_plan_decide(const struct mq_decide_in *in)
 	return changed ? MQ_ACT_UPDATE : MQ_ACT_NOOP;
 }
 
-static const struct mq_vm_record *find_rec(struct mq_vm_record *const *recs, size_t n, const char *name)
+static int rec_cmp(const void *a, const void *b)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(recs[i]->name, name) == 0)
-			return recs[i];
+	return strcmp((*(struct mq_vm_record *const *)a)->name, (*(struct mq_vm_record *const *)b)->name);
+}
+
+/* recs sorted by name (a copy of the pointers), for lookups in O(log n):
+ * a fleet repository declares far more vms than one host records. */
+static const struct mq_vm_record *find_rec(struct mq_vm_record *const *sorted, size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(sorted[mid]->name, name);
+		if (c == 0)
+			return sorted[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
+}
+
+static bool placed_elsewhere(const struct mq_spec *spec, const struct mq_plan_opts *o)
+{
+	return o && o->host && spec->placement_host && strcmp(spec->placement_host, o->host) != 0;
 }
 
 static bool in_sources(const struct mq_specset *set, const char *source)
@@ -340,11 +360,42 @@ int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs
 	}
 
 	struct mq_plan *p = xcalloc(1, sizeof(*p));
-	p->items = xcalloc(set->n + nrec + 1, sizeof(*p->items));
+	struct mq_vm_record **sorted = xcalloc(nrec + 1, sizeof(*sorted));
+	if (nrec)
+		memcpy(sorted, recs, nrec * sizeof(*sorted));
+	if (nrec > 1)
+		qsort(sorted, nrec, sizeof(*sorted), rec_cmp);
+	size_t n_local = set->n;
+	if (opts && opts->host) {
+		n_local = 0;
+		for (size_t i = 0; i < set->n; i++)
+			n_local += !placed_elsewhere(set->specs[i], opts);
+		if (set->n > n_local)
+			p->away = xcalloc(set->n - n_local, sizeof(*p->away));
+	}
+	p->items = xcalloc(n_local + nrec + 1, sizeof(*p->items));
 	for (size_t i = 0; i < set->n; i++) {
 		const struct mq_spec *spec = set->specs[i];
-		fill_item(&p->items[p->n++], spec, find_rec(recs, nrec, spec->name), set, prune, opts);
+		const struct mq_vm_record *rec = find_rec(sorted, nrec, spec->name);
+		if (!placed_elsewhere(spec, opts)) {
+			fill_item(&p->items[p->n++], spec, rec, set, prune, opts);
+		} else if (rec && rec->source && strcmp(rec->source, spec->source) == 0) {
+			/* moved away: stopped and forgotten here like a removed manifest */
+			struct mq_plan_item *it = &p->items[p->n++];
+			fill_item(it, NULL, rec, set, false, opts);
+			it->moving_to = xstrdup(spec->placement_host);
+			it->action = MQ_ACT_DELETE;
+			free(it->reason);
+			it->reason = mq_status_is_up(it->observed)
+					     ? xasprintf("placed on host %s now: stop it here, then forget it (observed %s)",
+							 spec->placement_host, it->observed)
+					     : xasprintf("placed on host %s now: forget it here (observed %s)",
+							 spec->placement_host, it->observed);
+		} else {
+			p->away[p->n_away++] = (struct mq_plan_away){ spec->name, spec->placement_host };
+		}
 	}
+	free(sorted);
 	for (size_t i = 0; i < nrec; i++) {
 		if (mq_specset_find(set, recs[i]->name))
 			continue;
@@ -370,12 +421,14 @@ struct mq_plan *mq_plan_free(struct mq_plan *p)
 		free(p->items[i].reason);
 		free(p->items[i].block_reason);
 		free(p->items[i].owner);
+		free(p->items[i].moving_to);
 		mq_strv_clear(&p->items[i].changed);
 		mq_vm_record_free(p->items[i].rec);
 		struct mq_snap_acts sa = { p->items[i].snaps, p->items[i].n_snaps };
 		mq_snap_acts_release(&sa);
 	}
 	free(p->items);
+	free(p->away);
 	free(p);
 	return NULL;
 }

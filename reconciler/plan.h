@@ -70,6 +70,16 @@ struct mq_plan_item {
 	                               (an ownership conflict without adopt, a move with it) */
 	bool conflict;              /* declared here, owned by `owner`, no adopt: left alone
 	                               (action no-op, blocked, reason says so) */
+	char *moving_to;            /* placed on another host now: a delete here means stop and
+	                               forget, never its disks (README "Pinned hosts") */
+};
+
+/* A vm placed on another host, which this host leaves alone (plan shows it
+ * as `elsewhere (host b)`); nothing else is done or recorded for it. */
+#define MQ_PLAN_AWAY_SYMBOL "^"
+struct mq_plan_away {
+	const char *name;           /* borrowed from the spec */
+	const char *host;
 };
 
 struct mq_plan {
@@ -77,6 +87,8 @@ struct mq_plan {
 	size_t n;
 	size_t counts[MQ_ACT__COUNT];
 	size_t conflicts;           /* items with conflict set */
+	struct mq_plan_away *away;  /* placed elsewhere and not recorded here, by name */
+	size_t n_away;
 };
 
 struct mq_plan_opts {
@@ -85,6 +97,7 @@ struct mq_plan_opts {
 	bool supervise;     /* watch mode: also honour `restart: never` and backoff */
 	int64_t now_ms;     /* wall clock for backoff decisions (0 = mq_now_ms()) */
 	bool adopt;         /* --adopt: a VM recorded from another source moves to this one */
+	const char *host;   /* --host: act on vms placed here and unplaced ones (NULL = on all) */
 };
 
 /* Build the plan.  Records not declared and not prunable are left out

@@ -637,6 +637,7 @@ static void start_pass(struct mq_loop *l, void *ud)
 		.prune = w->o->prune && !mq_desired_unresolved(w->desired),
 		.allow_empty = w->o->allow_empty,
 		.supervise = true,
+		.host = w->o->host,
 	};
 	/* A VM that dies while planning would be planned as "observed crashed"
 	 * without its classification: record it and plan again. */

@@ -34,6 +34,7 @@ struct mq_watch_opts {
 	size_t n_paths;
 	bool prune;
 	bool allow_empty;
+	const char *host;         /* act on vms placed here and unplaced ones (NULL = on all) */
 	int settle_ms;            /* default 100 */
 	int64_t resync_ms;        /* default 60000; 0 disables */
 	int jobs;

@@ -11,6 +11,7 @@
 #include "specs/canonical.h"
 #include "specs/extends.h"
 #include "specs/fields.h"
+#include "specs/hosts.h"
 #include "specs/load.h"
 #include "specs/value.h"
 #include "specs/yamlread.h"
@@ -279,7 +280,7 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 	char *rdir = realpath(display, NULL);
 	for (int i = 0; i < n; i++) {
 		const char *name = ents[i]->d_name;
-		if (!ignored_name(name)) {
+		if (!ignored_name(name) && !(level == 0 && strcmp(name, MQ_HOSTS_FILE) == 0)) {
 			char *p = mq_path_join(display, name);
 			struct stat st;
 			if (stat(p, &st) == 0) {
@@ -351,8 +352,10 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	struct mq_specset *set = mq_specset_new();
 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
+	mq_hosts_read(paths, n_paths, &set->hosts, &d);
 
 	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
+	mq_hosts_check_specs(set->hosts, w.specs.v, w.specs.x, w.specs.n, &d);
 	mq_strv_clear(&w.seen);
 	mq_strmap_release(&w.seen_map);
 

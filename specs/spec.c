@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "specs/spec.h"
+#include "specs/hosts.h"
 #include "specs/snapshots.h"
 #include "util/xalloc.h"
 
@@ -102,6 +103,7 @@ struct mq_specset *mq_specset_free(struct mq_specset *set)
 	free(set->specs);
 	mq_strv_clear(&set->sources);
 	mq_strv_clear(&set->bases);
+	mq_hosts_free(set->hosts);
 	free(set);
 	return NULL;
 }

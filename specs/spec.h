@@ -139,11 +139,13 @@ struct mq_spec {
 	struct mq_strv origin_files; /* partly) in a base: the base file(s), ", "-joined */
 };
 
+struct mq_hosts;
 struct mq_specset {
 	struct mq_spec **specs;     /* sorted by name */
 	size_t n;
 	struct mq_strv sources;     /* realpath of every -f argument, in the order given */
 	struct mq_strv bases;       /* realpath of every base file some spec extends (for watch) */
+	struct mq_hosts *hosts;     /* hosts.yaml of the -f directories (specs/hosts.h); NULL = none */
 };
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,

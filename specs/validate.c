@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "specs/fields.h"
+#include "specs/hosts.h"
 #include "specs/validate.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
@@ -53,6 +54,7 @@ static int name_ref_cmp(const void *a, const void *b)
 
 struct port_ref {
 	const struct mq_forward *f;
+	const char *host; /* placement, NULL = unplaced (sorts first) */
 	size_t idx, k;
 };
 
@@ -64,6 +66,10 @@ static int port_ref_cmp(const void *a, const void *b)
 		return c;
 	if (x->f->host_port != y->f->host_port)
 		return x->f->host_port < y->f->host_port ? -1 : 1;
+	if (!x->host != !y->host)
+		return x->host ? 1 : -1;
+	if (x->host && (c = strcmp(x->host, y->host)) != 0)
+		return c;
 	if (x->idx != y->idx)
 		return x->idx < y->idx ? -1 : 1;
 	return x->k < y->k ? -1 : x->k > y->k;
@@ -134,18 +140,29 @@ void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 					ap = ap ? ap * 2 : 16;
 					ports = xreallocarray(ports, ap, sizeof(*ports));
 				}
-				ports[np++] = (struct port_ref){ &specs[i]->network[a].forwards[b], i, k };
+				ports[np++] = (struct port_ref){ &specs[i]->network[a].forwards[b], specs[i]->placement_host,
+								 i, k };
 			}
 	}
 	if (np > 1)
 		qsort(ports, np, sizeof(*ports), port_ref_cmp);
-	for (size_t i = 1, f = 0; i < np; i++) {
+	/* only vms that can run on the same host conflict: the same placement,
+	 * or either one unplaced (README "Pinned hosts").  Within one port the
+	 * unplaced come first, then each host's run. */
+	for (size_t i = 1, f = 0, h = 0; i < np; i++) {
 		if (strcmp(ports[i].f->proto, ports[f].f->proto) != 0 || ports[i].f->host_port != ports[f].f->host_port) {
-			f = i;
+			f = h = i;
 			continue;
 		}
-		const struct mq_spec *first = specs[ports[f].idx];
-		struct mq_pos fp = pos_fwd(specs, x, ports[f].idx, ports[f].k);
+		bool same_run = !ports[i].host == !ports[h].host &&
+				(!ports[i].host || strcmp(ports[i].host, ports[h].host) == 0);
+		if (!same_run)
+			h = i;
+		size_t j = !ports[f].host ? f : h; /* an unplaced vm conflicts with every host */
+		if (j == i)
+			continue;
+		const struct mq_spec *first = specs[ports[j].idx];
+		struct mq_pos fp = pos_fwd(specs, x, ports[j].idx, ports[j].k);
 		struct mq_pos p = pos_fwd(specs, x, ports[i].idx, ports[i].k);
 		mq_diags_add(d, p.file ? p.file : specs[ports[i].idx]->file, p.line, p.col,
 			     "host port %s:%u is already forwarded by vm '%s' (%s:%d:%d)", ports[i].f->proto,
@@ -242,6 +259,7 @@ int mq_specset_check(struct mq_specset *set, struct mq_strv *diags)
 {
 	struct mq_diags d = { 0 };
 	mq_specs_check_internal(set->specs, NULL, set->n, false, &d);
+	mq_hosts_check_specs(set->hosts, set->specs, NULL, set->n, &d);
 	if (d.n > 0) {
 		mq_diags_flush(&d, diags);
 		return -EINVAL;
