@@ -51,7 +51,7 @@ static int run_validate(struct mq_cli *cli, int argc, char **argv)
 	if (!paths.n)
 		return mq_cli_usage_error(cli, &mq_cmd_validate, "no manifests given: pass -f PATH");
 	struct mq_specset *set = NULL;
-	int rc = mq_cli_load(cli, &paths, &set);
+	int rc = mq_cli_load_ex(cli, &paths, MQ_CLI_LIGHT_ALL, NULL, &set);
 	mq_strv_clear(&paths);
 	if (rc)
 		return rc;

@@ -226,14 +226,64 @@ static int64_t now_ns(void)
 	return (int64_t)ts_ns(t);
 }
 
+/* Checksum of the meta section: FNV-1a over 64-bit words (a byte at a
+ * time for the tail), so the check costs little next to the stat calls.
+ * It guards against a damaged file, not against an adversary (the state
+ * directory is the user's own). */
+struct csum {
+	uint64_t h;
+	unsigned char tail[8];
+	size_t nt;
+};
+
+static void csum_init(struct csum *c)
+{
+	c->h = 1469598103934665603ULL;
+	c->nt = 0;
+}
+
+static void csum_word(struct csum *c, uint64_t w)
+{
+	c->h ^= w;
+	c->h *= 1099511628211ULL;
+	c->h ^= c->h >> 29;
+}
+
+static void csum_add(struct csum *c, const unsigned char *p, size_t n)
+{
+	while (n > 0 && c->nt > 0) {
+		c->tail[c->nt++] = *p++;
+		n--;
+		if (c->nt == 8) {
+			uint64_t w;
+			memcpy(&w, c->tail, 8);
+			csum_word(c, w);
+			c->nt = 0;
+		}
+	}
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		csum_word(c, w);
+	}
+	while (n-- > 0)
+		c->tail[c->nt++] = *p++;
+}
+
+static uint64_t csum_end(struct csum *c)
+{
+	for (size_t i = 0; i < c->nt; i++)
+		csum_word(c, c->tail[i]);
+	csum_word(c, 0x9e3779b97f4a7c15ULL ^ c->nt);
+	return c->h;
+}
+
 static uint64_t fnv64(const unsigned char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
+	struct csum c;
+	csum_init(&c);
+	csum_add(&c, p, n);
+	return csum_end(&c);
 }
 
 /* ---- opening ---------------------------------------------------------- */
@@ -293,6 +343,11 @@ static bool read_map(struct mq_mcache *c)
 	if (fnv64(meta, meta_len) != sum)
 		return false;
 	struct rd m2 = { meta, meta + meta_len, false };
+	if (count > meta_len / FIX_SIZE)
+		return false;
+	mq_strmap_reserve(&c->index, (size_t)count + 64);
+	c->alloc = (size_t)count + 64;
+	c->v = xreallocarray(c->v, c->alloc, sizeof(*c->v));
 	for (uint64_t i = 0; i < count; i++) {
 		uint32_t len = rd_u32(&m2);
 		const unsigned char *p = rd_bytes(&m2, len);
@@ -587,8 +642,13 @@ static int emit_doc(const struct mq_mcache_entry *e, struct rd *r, const char *d
 	x->placement = rd_pos(r);
 	rd_strv(r, &s->bases);
 	rd_strv(r, &s->bases_abs);
-	rd_strv(r, &s->origin_keys);
-	rd_strv(r, &s->origin_files);
+	/* a light spec holds no origins (spec.h): skip them */
+	const unsigned char *origins = r->p;
+	for (int t = 0; t < 2 && !r->bad; t++) {
+		uint32_t n = rd_u32(r);
+		for (uint32_t i = 0; i < n && !r->bad; i++)
+			(void)rd_str(r);
+	}
 	const unsigned char *hash = rd_bytes(r, 64);
 	uint64_t coff = rd_u64(r);
 	uint32_t clen = rd_u32(r);
@@ -598,11 +658,13 @@ static int emit_doc(const struct mq_mcache_entry *e, struct rd *r, const char *d
 	s->hash[64] = '\0';
 	s->light = true;
 	if (light && light(s, ud)) {
-		mq_spec_lighten(s);
 		*sp = s;
 		*xp = x;
 		return 0;
 	}
+	struct rd ro = { origins, r->end, false };
+	rd_strv(&ro, &s->origin_keys);
+	rd_strv(&ro, &s->origin_files);
 	/* the full spec, rebuilt from the canonical document (checked against its hash) */
 	struct mq_spec *full = NULL;
 	struct mq_error *err = NULL;
@@ -808,7 +870,9 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	if (!c->dirty && used == c->n_old_valid)
 		return 0;
 	/* checksum first (a pass over the meta bytes as they will be written) */
-	uint64_t h = 1469598103934665603ULL, boff = 0;
+	uint64_t boff = 0;
+	struct csum cs;
+	csum_init(&cs);
 	mq_strbuf_init(&sum_buf);
 	for (size_t i = 0; i < c->n; i++) {
 		struct mq_mcache_entry *e = c->v[i];
@@ -819,10 +883,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 		wr_u64(&sum_buf, boff);
 		wr_u64(&sum_buf, e->blob_len);
 		mq_strbuf_add(&sum_buf, e->meta + 16, e->meta_len - 16);
-		for (size_t j = 0; j < sum_buf.len; j++) {
-			h ^= (unsigned char)sum_buf.buf[j];
-			h *= 1099511628211ULL;
-		}
+		csum_add(&cs, (const unsigned char *)sum_buf.buf, sum_buf.len);
 		boff += e->blob_len;
 	}
 	char *tmp = xasprintf("%s.tmp.%ld", c->path, (long)getpid());
@@ -845,7 +906,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	wr_u64(&w, (uint64_t)used);
 	wr_u64(&w, meta_len);
 	wr_u64(&w, blob_len);
-	wr_u64(&w, h);
+	wr_u64(&w, csum_end(&cs));
 	int r = 0;
 	boff = 0;
 	for (size_t pass = 0; pass < 2 && r == 0; pass++) {

@@ -2,6 +2,7 @@
  * loading entry points of spec.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -278,18 +279,21 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 	 * has realpath dir/name (realpath per file costs a readlink per
 	 * component, which adds up over thousands of manifests) */
 	char *rdir = realpath(display, NULL);
+	/* stat relative to the directory: no path walk from / per file */
+	int dfd = open(display, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	for (int i = 0; i < n; i++) {
 		const char *name = ents[i]->d_name;
 		if (!ignored_name(name) && !(level == 0 && strcmp(name, MQ_HOSTS_FILE) == 0)) {
 			char *p = mq_path_join(display, name);
 			struct stat st;
-			if (stat(p, &st) == 0) {
+			if ((dfd >= 0 ? fstatat(dfd, name, &st, 0) : stat(p, &st)) == 0) {
 				if (S_ISDIR(st.st_mode)) {
 					walk_dir(w, p, source, level + 1);
 				} else if (S_ISREG(st.st_mode) && (ends_with(name, ".yaml") || ends_with(name, ".yml"))) {
 					unsigned char dt = ents[i]->d_type;
 					struct stat lst;
-					bool plain = rdir && (dt == DT_REG || (dt == DT_UNKNOWN && lstat(p, &lst) == 0 &&
+					bool plain = rdir && (dt == DT_REG || (dt == DT_UNKNOWN && dfd >= 0 &&
+										  fstatat(dfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
 										  S_ISREG(lst.st_mode)));
 					char *abs = plain ? mq_path_join(rdir, name) : NULL;
 					load_file(w, p, source, abs, &st);
@@ -300,6 +304,8 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 		}
 		free(ents[i]);
 	}
+	if (dfd >= 0)
+		close(dfd);
 	free(rdir);
 	free(ents);
 }
@@ -389,10 +395,8 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	}
 	free(w.specs.v);
 	free(w.specs.x);
-	/* sorting (and the checks, again: cheap and keeps one code path) */
-	struct mq_strv none = MQ_STRV_INIT;
-	mq_specset_check(set, &none);
-	mq_strv_clear(&none);
+	/* sorting: the checks ran above, over the same specs with their positions */
+	mq_specset_sort(set);
 	*out = set;
 	return 0;
 }

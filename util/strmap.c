@@ -17,49 +17,59 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
-static struct mq_strmap_slot *find(const struct mq_strmap *m, const char *key)
+static struct mq_strmap_slot *find(const struct mq_strmap *m, const char *key, uint64_t h)
 {
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1;
-	for (size_t i = (size_t)hash_str(key) & mask;; i = (i + 1) & mask) {
+	for (size_t i = (size_t)(h ^ (h >> 32)) & mask;; i = (i + 1) & mask) {
 		struct mq_strmap_slot *s = &m->slots[i];
-		if (!s->key || strcmp(s->key, key) == 0)
+		if (!s->key || (s->hash == h && strcmp(s->key, key) == 0))
 			return s;
 	}
 }
 
 void *mq_strmap_get(const struct mq_strmap *m, const char *key)
 {
-	struct mq_strmap_slot *s = find(m, key);
+	struct mq_strmap_slot *s = find(m, key, hash_str(key));
 	return s && s->key ? s->val : NULL;
 }
 
 bool mq_strmap_has(const struct mq_strmap *m, const char *key)
 {
-	struct mq_strmap_slot *s = find(m, key);
+	struct mq_strmap_slot *s = find(m, key, hash_str(key));
 	return s && s->key;
 }
 
-static void grow(struct mq_strmap *m)
+static void rehash(struct mq_strmap *m, size_t cap)
 {
 	struct mq_strmap old = *m;
-	m->cap = old.cap ? old.cap * 2 : 16;
+	m->cap = cap;
 	m->slots = xcalloc(m->cap, sizeof(*m->slots));
-	m->n = 0;
 	for (size_t i = 0; i < old.cap; i++)
 		if (old.slots[i].key)
-			mq_strmap_put(m, old.slots[i].key, old.slots[i].val);
+			*find(m, old.slots[i].key, old.slots[i].hash) = old.slots[i];
 	free(old.slots);
+}
+
+void mq_strmap_reserve(struct mq_strmap *m, size_t n)
+{
+	size_t cap = m->cap ? m->cap : 16;
+	while (n * 4 > cap * 3)
+		cap *= 2;
+	if (cap != m->cap)
+		rehash(m, cap);
 }
 
 void mq_strmap_put(struct mq_strmap *m, const char *key, void *val)
 {
 	if ((m->n + 1) * 4 > m->cap * 3) /* load factor <= 3/4 */
-		grow(m);
-	struct mq_strmap_slot *s = find(m, key);
+		rehash(m, m->cap ? m->cap * 2 : 16);
+	uint64_t h = hash_str(key);
+	struct mq_strmap_slot *s = find(m, key, h);
 	if (!s->key) {
 		s->key = key;
+		s->hash = h;
 		m->n++;
 	}
 	s->val = val;

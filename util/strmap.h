@@ -10,10 +10,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct mq_strmap_slot {
 	const char *key; /* NULL = empty */
 	void *val;
+	uint64_t hash;   /* of key: probes compare it before the strings */
 };
 
 struct mq_strmap {
@@ -28,6 +30,8 @@ void *mq_strmap_get(const struct mq_strmap *m, const char *key);
 bool mq_strmap_has(const struct mq_strmap *m, const char *key);
 /* Store key -> val (replacing the value of an existing key). */
 void mq_strmap_put(struct mq_strmap *m, const char *key, void *val);
-void mq_strmap_release(struct mq_strmap *m); /* frees the table, not keys or values */
+void mq_strmap_release(struct mq_strmap *m);
+/* Make room for n keys in all (no growth while they are put). */
+void mq_strmap_reserve(struct mq_strmap *m, size_t n); /* frees the table, not keys or values */
 
 #endif
