@@ -24,7 +24,7 @@ static bool light_all(const struct mq_spec *spec, void *ud)
 
 /* The cache file, when there is a state directory already (a verb that only
  * reads manifests must not create one) and MAQET_NO_CACHE is not set. */
-static char *cache_path(const struct mq_cli *cli)
+char *mq_cli_cache_path(const struct mq_cli *cli)
 {
 	const char *no = getenv("MAQET_NO_CACHE");
 	if (no && *no && strcmp(no, "0") != 0)
@@ -38,7 +38,7 @@ static char *cache_path(const struct mq_cli *cli)
 int mq_cli_load_ex(struct mq_cli *cli, const struct mq_strv *paths, enum mq_cli_light light, const char *host,
 		   struct mq_specset **set)
 {
-	char *path = cache_path(cli);
+	char *path = mq_cli_cache_path(cli);
 	struct mq_load_opts o = { 0 };
 	if (path)
 		o.cache = mq_mcache_open(path);

@@ -861,6 +861,8 @@ static int setup(struct watch *w, struct mq_error **err)
 		return r;
 	mq_loop_add_fd(w->loop, mq_mwatch_fd(w->mw), POLLIN, on_mwatch, w);
 	w->desired = mq_desired_new(w->o->paths, w->o->n_paths, desired_report, w);
+	if (w->o->manifest_cache)
+		mq_desired_use_cache(w->desired, w->o->manifest_cache);
 	struct mq_track_opts to = {
 		.loop = w->loop,
 		.runtime_dir = w->o->runtime_dir,

@@ -560,6 +560,27 @@ const struct mq_mcache_entry *mq_mcache_lookup(struct mq_mcache *c, const char *
 	return n;
 }
 
+int mq_mcache_content(const struct mq_mcache_entry *e, const char *abs, char **buf, size_t *len)
+{
+	struct mq_error *err = NULL;
+	int r = mq_read_file(abs, MQ_MANIFEST_MAX_BYTES, buf, len, &err);
+	mq_error_free(err);
+	if (r < 0)
+		return r;
+	unsigned char h[32];
+	struct mq_sha256 s;
+	mq_sha256_init(&s);
+	mq_sha256_update(&s, *buf, *len);
+	mq_sha256_final(&s, h);
+	if (memcmp(h, e->meta + FIX_CONTENT, 32) != 0) {
+		free(*buf);
+		*buf = NULL;
+		*len = 0;
+		return -ESTALE;
+	}
+	return 0;
+}
+
 /* ---- emitting specs ---------------------------------------------------- */
 
 static struct mq_pos rd_pos(struct rd *r)

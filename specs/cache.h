@@ -90,6 +90,9 @@ const struct mq_mcache_entry *mq_mcache_lookup(struct mq_mcache *c, const char *
  * nothing was appended and the caller parses the file). */
 int mq_mcache_emit(struct mq_mcache *c, const struct mq_mcache_entry *e, bool (*light)(const struct mq_spec *, void *),
 		   void *ud, struct mq_spec_list *out);
+/* The file's content, read now and checked against the entry's content hash
+ * (0), or -ESTALE when it differs, or -errno. */
+int mq_mcache_content(const struct mq_mcache_entry *e, const char *abs, char **buf, size_t *len);
 /* Store the specs parsed from a file (out->v[from..out->n)) that had no
  * diagnostic; `buf` is the content they were parsed from. */
 void mq_mcache_store(struct mq_mcache *c, const char *display, const char *abs, const char *source,

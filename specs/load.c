@@ -73,8 +73,11 @@ int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name
 	return d->n > before ? -EINVAL : 0;
 }
 
-int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
-			 const char *source, struct mq_specset *set, struct mq_strv *diags)
+/* mq_spec_parse_buffer, storing a valid result in the cache `c` (when not
+ * NULL) under manifest `f` with stat `st`. */
+static int parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
+			const char *source, struct mq_specset *set, struct mq_strv *diags, struct mq_mcache *c,
+			const struct mq_manifest_file *f, const struct stat *st)
 {
 	if (!display_name)
 		display_name = "<input>";
@@ -104,6 +107,8 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 		mq_bases_free(bases);
 		return -EINVAL;
 	}
+	if (c && f && st && !incomplete)
+		mq_mcache_store(c, f->display, f->abs, f->source, st, buf ? buf : "", buf ? len : 0, &l, 0);
 	mq_bases_free(bases);
 	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
 	for (size_t i = 0; i < l.n; i++) {
@@ -116,6 +121,60 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 	free(l.v);
 	free(l.x);
 	return 0;
+}
+
+int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
+			 const char *source, struct mq_specset *set, struct mq_strv *diags)
+{
+	return parse_buffer(buf, len, display_name, base_dir, source, set, diags, NULL, NULL, NULL);
+}
+
+int mq_spec_parse_file(struct mq_mcache *c, const struct mq_manifest_file *f, const struct stat *st,
+		       const char *buf, size_t len, struct mq_specset *set, struct mq_strv *diags)
+{
+	char *dir = mq_path_dirname(f->abs);
+	int r = parse_buffer(buf, len, f->display, dir, f->source, set, diags, c, f, st);
+	free(dir);
+	return r;
+}
+
+int mq_spec_load_cached(struct mq_mcache *c, const struct mq_manifest_file *f, const struct stat *st,
+			struct mq_specset *set, char **content, size_t *len)
+{
+	if (content) {
+		*content = NULL;
+		*len = 0;
+	}
+	if (!c)
+		return 0;
+	char *buf = NULL;
+	size_t blen = 0;
+	const struct mq_mcache_entry *e = mq_mcache_lookup(c, f->display, f->abs, f->source, st, &buf, &blen);
+	free(buf); /* on a miss the caller reads the file itself, as it always did */
+	if (!e)
+		return 0;
+	if (content && mq_mcache_content(e, f->abs, content, len) < 0)
+		return 0;
+	struct mq_spec_list l = { 0 };
+	if (mq_mcache_emit(c, e, NULL, NULL, &l) < 0) {
+		if (content) {
+			free(*content);
+			*content = NULL;
+			*len = 0;
+		}
+		return 0;
+	}
+	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
+	for (size_t i = 0; i < l.n; i++) {
+		for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
+			if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
+				mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
+		set->specs[set->n++] = l.v[i];
+		mq_spec_extra_free(l.x[i]);
+	}
+	free(l.v);
+	free(l.x);
+	return 1;
 }
 
 /* ---- spec lists ----------------------------------------------------- */
