@@ -214,9 +214,16 @@ static bool ident_eq(const struct ident *a, const struct ident *b)
 
 /* Racily clean: changed too close to the moment it was verified for the stat
  * alone to prove it unchanged since. */
+static uint64_t racy_margin = (uint64_t)MQ_MCACHE_RACY_NS;
+
 static bool trusted(const struct ident *id, uint64_t stamp)
 {
-	return id->mtime + (uint64_t)MQ_MCACHE_RACY_NS < stamp && id->ctime + (uint64_t)MQ_MCACHE_RACY_NS < stamp;
+	return id->mtime + racy_margin < stamp && id->ctime + racy_margin < stamp;
+}
+
+void mq_mcache_test_set_racy_margin(int64_t ns)
+{
+	racy_margin = (uint64_t)ns;
 }
 
 static int64_t now_ns(void)
@@ -518,7 +525,7 @@ static struct mq_mcache_entry *refreshed(struct mq_mcache *c, const struct mq_mc
 	return n;
 }
 
-const struct mq_mcache_entry *mq_mcache_lookup(struct mq_mcache *c, const char *display, const char *abs,
+static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *display, const char *abs,
 					       const char *source, const struct stat *st, char **buf, size_t *len)
 {
 	*buf = NULL;
@@ -579,6 +586,15 @@ int mq_mcache_content(const struct mq_mcache_entry *e, const char *abs, char **b
 		return -ESTALE;
 	}
 	return 0;
+}
+
+const struct mq_mcache_entry *mq_mcache_lookup(struct mq_mcache *c, const char *display, const char *abs,
+					       const char *source, const struct stat *st, char **buf, size_t *len)
+{
+	const struct mq_mcache_entry *e = lookup(c, display, abs, source, st, buf, len);
+	if (!e)
+		c->st.misses++;
+	return e;
 }
 
 /* ---- emitting specs ---------------------------------------------------- */
@@ -763,7 +779,6 @@ static struct mq_pos pos_or(const struct mq_pos *v, size_t i, const struct mq_sp
 void mq_mcache_store(struct mq_mcache *c, const char *display, const char *abs, const char *source,
 		     const struct stat *st, const char *buf, size_t len, const struct mq_spec_list *out, size_t from)
 {
-	c->st.misses++;
 	for (size_t i = from; i < out->n; i++)
 		if (!out->v[i]->canonical || !out->v[i]->name || out->v[i]->light)
 			return; /* not a complete, valid result */

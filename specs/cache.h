@@ -76,6 +76,10 @@ const struct mq_mcache_stats *mq_mcache_stats(const struct mq_mcache *c);
  * ones at the next save (watch mode calls this before each reload). */
 void mq_mcache_begin(struct mq_mcache *c);
 
+/* For unit tests only: the racy margin (default MQ_MCACHE_RACY_NS), so a
+ * test can see stat-only hits without waiting for the clock. */
+void mq_mcache_test_set_racy_margin(int64_t ns);
+
 /* ---- internal to specs/ (load.c) ---------------------------------------- */
 struct mq_spec_list;
 struct mq_mcache_entry;
