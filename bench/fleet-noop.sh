@@ -91,7 +91,7 @@ awk -v repo="$repo" -v disks="$disks" -v hosts="$HOSTS" -v per="$PER" -v here="$
 			printf "name: %s\nplacement:\n  host: %s\nstate: %s\nmachine: pc\nmemory: 32M\nserial: none\n" \
 				"stop_timeout: 2s\nstorage:\n  - name: boot\n    type: raw\n    file: %s/%s.raw\n" \
 				"    interface: ide\nnetwork:\n  - type: user\n    forward: [\"tcp:%d:22\"]\n",
-				n, hn, st, disks, n, 10000 + h * per + i > f
+				n, hn, st, disks, n, 40000 + h * per + i > f
 			close(f)
 		}
 	}

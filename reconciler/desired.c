@@ -36,6 +36,8 @@ struct mq_desired_view {
 	size_t nfc;
 	struct mq_strmap fc_map; /* abs -> file_cache */
 	struct mq_mcache *cache; /* the parse cache (specs/cache.h), or NULL */
+	char *host;              /* vms placed on another host are loaded light */
+	struct mq_load_opts lo;
 	struct slot *slots;
 	size_t nslots;
 	struct mq_specset *set;
@@ -66,6 +68,7 @@ struct mq_desired_view *mq_desired_free(struct mq_desired_view *d)
 	free(d->fc);
 	mq_strmap_release(&d->fc_map);
 	mq_mcache_free(d->cache);
+	free(d->host);
 	for (size_t i = 0; i < d->nslots; i++)
 		free(d->slots[i].name);
 	free(d->slots);
@@ -143,10 +146,23 @@ static void cache_sweep(struct mq_desired_view *d)
 	d->nfc = k;
 }
 
-void mq_desired_use_cache(struct mq_desired_view *d, const char *path)
+static bool light_elsewhere(const struct mq_spec *spec, void *ud)
+{
+	const char *host = ud;
+	return spec->placement_host && strcmp(spec->placement_host, host) != 0;
+}
+
+void mq_desired_use_cache(struct mq_desired_view *d, const char *path, const char *host)
 {
 	d->cache = mq_mcache_free(d->cache);
 	d->cache = mq_mcache_open(path);
+	free(d->host);
+	d->host = xstrdup_null(host);
+	d->lo = (struct mq_load_opts){ .cache = d->cache };
+	if (d->host) {
+		d->lo.light = light_elsewhere;
+		d->lo.ud = d->host;
+	}
 }
 
 /* Parse a file's last valid content into set; false when there is none. */
@@ -191,7 +207,7 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 			struct file_cache *c = cache_get(d, f->abs);
 			char *content = NULL;
 			size_t clen = 0;
-			if (mq_spec_load_cached(d->cache, f, &st, set, c->last_valid ? NULL : &content, &clen) == 1) {
+			if (mq_spec_load_cached(&d->lo, f, &st, set, c->last_valid ? NULL : &content, &clen) == 1) {
 				c->seen = true;
 				if (content) {
 					c->last_valid = content;
@@ -219,7 +235,7 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 		c->seen = true;
 		char *dir = mq_path_dirname(f->abs);
 		struct mq_strv pd = MQ_STRV_INIT;
-		if (mq_spec_parse_file(have_st ? d->cache : NULL, f, have_st ? &st : NULL, buf, len, set, &pd) == 0) {
+		if (mq_spec_parse_file(have_st ? &d->lo : NULL, f, have_st ? &st : NULL, buf, len, set, &pd) == 0) {
 			free(c->last_valid);
 			c->last_valid = buf;
 			c->len = len;

@@ -76,9 +76,10 @@ int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name
 /* mq_spec_parse_buffer, storing a valid result in the cache `c` (when not
  * NULL) under manifest `f` with stat `st`. */
 static int parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
-			const char *source, struct mq_specset *set, struct mq_strv *diags, struct mq_mcache *c,
+			const char *source, struct mq_specset *set, struct mq_strv *diags, const struct mq_load_opts *o,
 			const struct mq_manifest_file *f, const struct stat *st)
 {
+	struct mq_mcache *c = o ? o->cache : NULL;
 	if (!display_name)
 		display_name = "<input>";
 	char *cwd = getcwd(NULL, 0);
@@ -109,6 +110,10 @@ static int parse_buffer(const char *buf, size_t len, const char *display_name, c
 	}
 	if (c && f && st && !incomplete)
 		mq_mcache_store(c, f->display, f->abs, f->source, st, buf ? buf : "", buf ? len : 0, &l, 0);
+	if (o && o->light)
+		for (size_t i = 0; i < l.n; i++)
+			if (l.v[i]->canonical && o->light(l.v[i], o->ud))
+				mq_spec_lighten(l.v[i]);
 	mq_bases_free(bases);
 	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
 	for (size_t i = 0; i < l.n; i++) {
@@ -129,18 +134,19 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 	return parse_buffer(buf, len, display_name, base_dir, source, set, diags, NULL, NULL, NULL);
 }
 
-int mq_spec_parse_file(struct mq_mcache *c, const struct mq_manifest_file *f, const struct stat *st,
+int mq_spec_parse_file(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
 		       const char *buf, size_t len, struct mq_specset *set, struct mq_strv *diags)
 {
 	char *dir = mq_path_dirname(f->abs);
-	int r = parse_buffer(buf, len, f->display, dir, f->source, set, diags, c, f, st);
+	int r = parse_buffer(buf, len, f->display, dir, f->source, set, diags, o, f, st);
 	free(dir);
 	return r;
 }
 
-int mq_spec_load_cached(struct mq_mcache *c, const struct mq_manifest_file *f, const struct stat *st,
+int mq_spec_load_cached(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
 			struct mq_specset *set, char **content, size_t *len)
 {
+	struct mq_mcache *c = o ? o->cache : NULL;
 	if (content) {
 		*content = NULL;
 		*len = 0;
@@ -156,7 +162,7 @@ int mq_spec_load_cached(struct mq_mcache *c, const struct mq_manifest_file *f, c
 	if (content && mq_mcache_content(e, f->abs, content, len) < 0)
 		return 0;
 	struct mq_spec_list l = { 0 };
-	if (mq_mcache_emit(c, e, NULL, NULL, &l) < 0) {
+	if (mq_mcache_emit(c, e, o->light, o->ud, &l) < 0) {
 		if (content) {
 			free(*content);
 			*content = NULL;

@@ -163,17 +163,17 @@ struct mq_load_opts {
 };
 int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct mq_load_opts *opts,
 			 struct mq_specset **out, struct mq_strv *diags);
-/* Watch mode's per-file loading through the parse cache (NULL: none):
- * mq_spec_load_cached appends the specs of manifest `f` (stat `st`) from the
- * cache and returns 1 when its identity is unchanged, with its content in
- * *content when content is not NULL (read and checked against the cached
- * hash); else returns 0 and the caller reads and parses it with
- * mq_spec_parse_file, which is mq_spec_parse_buffer storing a valid result
- * in the cache. */
+/* Watch mode's per-file loading through the parse cache (o->cache; light
+ * specs where o->light says): mq_spec_load_cached appends the specs of
+ * manifest `f` (stat `st`) from the cache and returns 1 when its identity is
+ * unchanged, with its content in *content when content is not NULL (read and
+ * checked against the cached hash); else returns 0 and the caller reads and
+ * parses it with mq_spec_parse_file, which is mq_spec_parse_buffer storing a
+ * valid result in the cache. */
 struct mq_manifest_file;
-int mq_spec_load_cached(struct mq_mcache *c, const struct mq_manifest_file *f, const struct stat *st,
+int mq_spec_load_cached(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
 			struct mq_specset *set, char **content, size_t *len);
-int mq_spec_parse_file(struct mq_mcache *c, const struct mq_manifest_file *f, const struct stat *st,
+int mq_spec_parse_file(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
 		       const char *buf, size_t len, struct mq_specset *set, struct mq_strv *diags);
 /* Drop everything a light spec does not hold (see `light` above). */
 void mq_spec_lighten(struct mq_spec *spec);
