@@ -7,7 +7,7 @@
 #
 # Runs bench/apply-cold.sh, bench/apply-noop.sh and the watch benchmarks
 # bench/watch-create.sh, watch-restart.sh, watch-hung.sh, watch-idle.sh,
-# watch-rss.sh (their
+# watch-rss.sh, and bench/fleet-noop.sh (their
 # environment knobs, REPS, N, SETTLE_MAX, ..., pass through; REPS and N mean
 # something different to each, so leave them unset here unless you mean it),
 # prints each one's full output,
@@ -20,7 +20,7 @@ set -uo pipefail
 }
 worst=0
 summary=()
-for b in apply-cold apply-noop watch-create watch-restart watch-hung watch-idle watch-rss; do
+for b in apply-cold apply-noop watch-create watch-restart watch-hung watch-idle watch-rss fleet-noop; do
 	echo "=== bench/$b.sh"
 	bash "bench/$b.sh"
 	rc=$?
