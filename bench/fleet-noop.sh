@@ -75,11 +75,14 @@ printf '\xfa\xf4\xeb\xfd' >"$disks/guest.raw"
 head -c 506 /dev/zero >>"$disks/guest.raw"
 printf '\x55\xaa' >>"$disks/guest.raw"
 
-awk -v repo="$repo" -v disks="$disks" -v hosts="$HOSTS" -v per="$PER" -v here="$HERE" 'BEGIN {
+# hosts.yaml only for a maqet that knows it (an older one reads it as a vm)
+awk -v repo="$repo" -v disks="$disks" -v hosts="$HOSTS" -v per="$PER" -v here="$HERE" \
+	-v inventory="${#hostopt[@]}" 'BEGIN {
 	list = here
 	for (h = 1; h < hosts; h++)
 		list = list sprintf(", h%02d", h)
-	print "hosts: [" list "]" > (repo "/hosts.yaml")
+	if (inventory > 0)
+		print "hosts: [" list "]" > (repo "/hosts.yaml")
 	close(repo "/hosts.yaml")
 	for (h = 0; h < hosts; h++) {
 		hn = h == 0 ? here : sprintf("h%02d", h)
