@@ -67,11 +67,12 @@ void mq_strmap_put(struct mq_strmap *m, const char *key, void *val)
 		rehash(m, m->cap ? m->cap * 2 : 16);
 	uint64_t h = hash_str(key);
 	struct mq_strmap_slot *s = find(m, key, h);
-	if (!s->key) {
-		s->key = key;
-		s->hash = h;
+	if (!s->key)
 		m->n++;
-	}
+	/* an existing key takes the new pointer too: the caller may free the
+	 * old key once its value is replaced */
+	s->key = key;
+	s->hash = h;
 	s->val = val;
 }
 

@@ -28,7 +28,8 @@ struct mq_strmap {
 /* The value stored for key, or NULL. */
 void *mq_strmap_get(const struct mq_strmap *m, const char *key);
 bool mq_strmap_has(const struct mq_strmap *m, const char *key);
-/* Store key -> val (replacing the value of an existing key). */
+/* Store key -> val (replacing the value of an existing key, whose stored
+ * key pointer becomes `key`). */
 void mq_strmap_put(struct mq_strmap *m, const char *key, void *val);
 void mq_strmap_release(struct mq_strmap *m);
 /* Make room for n keys in all (no growth while they are put). */

@@ -355,6 +355,37 @@ START_TEST(test_light_specs_same_from_cache_and_parse)
 }
 END_TEST
 
+/* Watch mode keeps one cache open over many reloads (mq_mcache_begin
+ * between them): edits replace entries, and the results stay the same as
+ * without the cache. */
+START_TEST(test_reloads_in_one_cache)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	struct mq_mcache *c = open_cache(dir);
+	for (int round = 0; round < 4; round++) {
+		if (round)
+			mq_mcache_begin(c);
+		if (round == 1 || round == 3) {
+			char *mem = xasprintf("name: tools\nmemory: %dM\nstate: stopped\ndepends_on: [web, db]\n", 40 + round);
+			write_file(dir, "vms/sub/tools.yaml", mem);
+			free(mem);
+		}
+		struct mq_specset *s = load(dir, c);
+		struct mq_specset *plain = load(dir, NULL);
+		assert_same(plain, s);
+		ck_assert_uint_eq(mq_mcache_stats(c)->misses, round == 1 || round == 3 ? 1 : (round == 0 ? 3 : 0));
+		ck_assert_int_eq(mq_mcache_save(c, NULL), 0);
+		mq_specset_free(s);
+		mq_specset_free(plain);
+	}
+	mq_mcache_free(c);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cache");
@@ -365,6 +396,7 @@ int main(void)
 	tcase_add_test(tc, test_errors_never_cached);
 	tcase_add_test(tc, test_damaged_cache_ignored);
 	tcase_add_test(tc, test_light_specs_same_from_cache_and_parse);
+	tcase_add_test(tc, test_reloads_in_one_cache);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
