@@ -9,7 +9,7 @@
 # bench/watch-create.sh, watch-restart.sh, watch-hung.sh, watch-idle.sh,
 # watch-rss.sh, the snapshot benchmarks bench/snapshot-live.sh,
 # snapshot-offline.sh, snapshot-list.sh, snapshot-schedule.sh,
-# snapshot-watch.sh (their
+# snapshot-watch.sh, and bench/fleet-noop.sh (their
 # environment knobs, REPS, N, SETTLE_MAX, ..., pass through; REPS and N mean
 # something different to each, so leave them unset here unless you mean it),
 # prints each one's full output,
@@ -23,7 +23,7 @@ set -uo pipefail
 worst=0
 summary=()
 for b in apply-cold apply-noop watch-create watch-restart watch-hung watch-idle watch-rss \
-	snapshot-live snapshot-offline snapshot-list snapshot-schedule snapshot-watch; do
+	snapshot-live snapshot-offline snapshot-list snapshot-schedule snapshot-watch fleet-noop; do
 	echo "=== bench/$b.sh"
 	bash "bench/$b.sh"
 	rc=$?

@@ -84,6 +84,15 @@ int mq_cli_manifest_args(struct mq_cli *cli, const struct mq_cmd *cmd, struct mq
 /* Load and validate manifests; prints every diag to stderr.  Returns 0 and
  * *set, or MQ_EXIT_FAILURE. */
 int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set);
+/* The same through the parse cache in the state directory (cli/loadset.c),
+ * with light specs (spec.h) for the vms placed on another host than `host`
+ * (MQ_CLI_LIGHT_ELSEWHERE) or for every vm (MQ_CLI_LIGHT_ALL: names only). */
+enum mq_cli_light { MQ_CLI_LIGHT_NONE = 0, MQ_CLI_LIGHT_ELSEWHERE, MQ_CLI_LIGHT_ALL };
+int mq_cli_load_ex(struct mq_cli *cli, const struct mq_strv *paths, enum mq_cli_light light, const char *host,
+		   struct mq_specset **set);
+/* <state>/manifest-cache when the state directory exists and MAQET_NO_CACHE
+ * is not set, else NULL (caller frees). */
+char *mq_cli_cache_path(const struct mq_cli *cli);
 
 /* Pinned hosts (README "More than one host"): the host this maqet acts for,
  * --host NAME or else the machine's host name (uname).  *out is allocated.

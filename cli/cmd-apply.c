@@ -136,7 +136,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		return hrc;
 	}
 	struct mq_specset *set = NULL;
-	int rc = mq_cli_load(cli, &paths, &set);
+	int rc = mq_cli_load_ex(cli, &paths, MQ_CLI_LIGHT_ELSEWHERE, host, &set);
 	mq_strv_clear(&paths);
 	if (!rc)
 		rc = mq_cli_check_host(cli, set, host_arg);

@@ -12,7 +12,9 @@ const struct mq_cmd mq_cmd_validate = {
 	.usage = "usage: maqet validate -f PATH...\n"
 		 "\n"
 		 "Parse and validate every manifest under PATH (files or directories) and\n"
-		 "report every error as file:line:col: message.  Touches no state.\n"
+		 "report every error as file:line:col: message.  Touches no VM and no record;\n"
+		 "when the state directory exists, it refreshes the parse cache there\n"
+		 "(manifest-cache; MAQET_NO_CACHE=1 turns the cache off).\n"
 		 "\n"
 		 "  -f, --file PATH   manifest file or directory (repeatable)\n"
 		 "  -h, --help        show this help\n",
@@ -51,7 +53,7 @@ static int run_validate(struct mq_cli *cli, int argc, char **argv)
 	if (!paths.n)
 		return mq_cli_usage_error(cli, &mq_cmd_validate, "no manifests given: pass -f PATH");
 	struct mq_specset *set = NULL;
-	int rc = mq_cli_load(cli, &paths, &set);
+	int rc = mq_cli_load_ex(cli, &paths, MQ_CLI_LIGHT_ALL, NULL, &set);
 	mq_strv_clear(&paths);
 	if (rc)
 		return rc;

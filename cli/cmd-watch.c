@@ -292,6 +292,8 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	wo.paths = (const char *const *)paths.v;
 	wo.n_paths = paths.n;
 	wo.state_dir = cli->state_dir;
+	char *mcache = mq_cli_cache_path(cli);
+	wo.manifest_cache = mcache;
 	wo.runtime_dir = cli->runtime_dir;
 	wo.disk_dir = cli->disk_dir;
 	wo.log = log_line;
@@ -300,6 +302,7 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	if (mq_cli_retention(cli, &ret) < 0) {
 		mq_strv_clear(&paths);
 		free(host);
+		free(mcache);
 		return MQ_EXIT_USAGE;
 	}
 	wo.events_keep = ret.keep_per_vm;
@@ -308,6 +311,7 @@ static int run_watch(struct mq_cli *cli, int argc, char **argv)
 	int r = mq_watch_run(cli->store, &wo, &err);
 	mq_strv_clear(&paths);
 	free(host);
+	free(mcache);
 	if (r < 0)
 		return mq_cli_fail(cli, err);
 	return MQ_EXIT_OK;

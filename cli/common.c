@@ -137,17 +137,7 @@ int mq_cli_manifest_args(struct mq_cli *cli, const struct mq_cmd *cmd, struct mq
 
 int mq_cli_load(struct mq_cli *cli, const struct mq_strv *paths, struct mq_specset **set)
 {
-	struct mq_strv diags = MQ_STRV_INIT;
-	int r = mq_specset_load((const char *const *)paths->v, paths->n, set, &diags);
-	for (size_t i = 0; i < diags.n; i++)
-		fprintf(stderr, "%s\n", diags.v[i]);
-	if (r < 0 || !*set) {
-		mq_cli_err(cli, "%zu error%s in manifests; nothing was changed", diags.n, diags.n == 1 ? "" : "s");
-		mq_strv_clear(&diags);
-		return MQ_EXIT_FAILURE;
-	}
-	mq_strv_clear(&diags);
-	return 0;
+	return mq_cli_load_ex(cli, paths, MQ_CLI_LIGHT_NONE, NULL, set);
 }
 
 int mq_cli_host(struct mq_cli *cli, const struct mq_cmd *cmd, const char *given, char **out)

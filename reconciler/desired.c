@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "specs/cache.h"
 #include "specs/hosts.h"
 #include "specs/spec.h"
 #include "util/fileio.h"
 #include "util/paths.h"
 #include "util/sha256.h"
+#include "util/strmap.h"
 #include "util/xalloc.h"
 
 /* Per manifest file: the last content that validated. */
@@ -30,8 +32,12 @@ struct mq_desired_view {
 	size_t n_paths;
 	mq_desired_report_fn report;
 	void *ud;
-	struct file_cache *fc;
+	struct file_cache **fc;
 	size_t nfc;
+	struct mq_strmap fc_map; /* abs -> file_cache */
+	struct mq_mcache *cache; /* the parse cache (specs/cache.h), or NULL */
+	char *host;              /* vms placed on another host are loaded light */
+	struct mq_load_opts lo;
 	struct slot *slots;
 	size_t nslots;
 	struct mq_specset *set;
@@ -55,10 +61,14 @@ struct mq_desired_view *mq_desired_free(struct mq_desired_view *d)
 	if (!d)
 		return NULL;
 	for (size_t i = 0; i < d->nfc; i++) {
-		free(d->fc[i].abs);
-		free(d->fc[i].last_valid);
+		free(d->fc[i]->abs);
+		free(d->fc[i]->last_valid);
+		free(d->fc[i]);
 	}
 	free(d->fc);
+	mq_strmap_release(&d->fc_map);
+	mq_mcache_free(d->cache);
+	free(d->host);
 	for (size_t i = 0; i < d->nslots; i++)
 		free(d->slots[i].name);
 	free(d->slots);
@@ -106,29 +116,53 @@ void mq_desired_clear_slot(struct mq_desired_view *d, const char *slot)
 
 static struct file_cache *cache_get(struct mq_desired_view *d, const char *abs)
 {
-	for (size_t i = 0; i < d->nfc; i++)
-		if (strcmp(d->fc[i].abs, abs) == 0)
-			return &d->fc[i];
+	struct file_cache *c = mq_strmap_get(&d->fc_map, abs);
+	if (c)
+		return c;
 	d->fc = xreallocarray(d->fc, d->nfc + 1, sizeof(*d->fc));
-	struct file_cache *c = &d->fc[d->nfc++];
-	memset(c, 0, sizeof(*c));
+	c = xcalloc(1, sizeof(*c));
+	d->fc[d->nfc++] = c;
 	c->abs = xstrdup(abs);
+	mq_strmap_put(&d->fc_map, c->abs, c);
 	return c;
 }
 
 static void cache_sweep(struct mq_desired_view *d)
 {
 	size_t k = 0;
+	mq_strmap_release(&d->fc_map);
 	for (size_t i = 0; i < d->nfc; i++) {
-		if (d->fc[i].seen) {
-			d->fc[i].seen = false;
-			d->fc[k++] = d->fc[i];
+		struct file_cache *c = d->fc[i];
+		if (c->seen) {
+			c->seen = false;
+			d->fc[k++] = c;
+			mq_strmap_put(&d->fc_map, c->abs, c);
 		} else {
-			free(d->fc[i].abs);
-			free(d->fc[i].last_valid);
+			free(c->abs);
+			free(c->last_valid);
+			free(c);
 		}
 	}
 	d->nfc = k;
+}
+
+static bool light_elsewhere(const struct mq_spec *spec, void *ud)
+{
+	const char *host = ud;
+	return spec->placement_host && strcmp(spec->placement_host, host) != 0;
+}
+
+void mq_desired_use_cache(struct mq_desired_view *d, const char *path, const char *host)
+{
+	d->cache = mq_mcache_free(d->cache);
+	d->cache = mq_mcache_open(path);
+	free(d->host);
+	d->host = xstrdup_null(host);
+	d->lo = (struct mq_load_opts){ .cache = d->cache };
+	if (d->host) {
+		d->lo.light = light_elsewhere;
+		d->lo.ud = d->host;
+	}
 }
 
 /* Parse a file's last valid content into set; false when there is none. */
@@ -158,11 +192,31 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 
 	struct mq_specset *set = mq_specset_new();
 	mq_strv_extend(&set->sources, &list.sources);
+	if (d->cache)
+		mq_mcache_begin(d->cache);
 	for (size_t i = 0; i < list.n; i++) {
 		const struct mq_manifest_file *f = &list.v[i];
 		char *buf = NULL;
 		size_t len = 0;
 		struct mq_error *err = NULL;
+		/* unchanged since parsed (the parse cache, by stat identity): no parse;
+		 * its content is read once to be the file's last valid version */
+		struct stat st;
+		bool have_st = d->cache && stat(f->abs, &st) == 0;
+		if (have_st) {
+			struct file_cache *c = cache_get(d, f->abs);
+			char *content = NULL;
+			size_t clen = 0;
+			if (mq_spec_load_cached(&d->lo, f, &st, set, c->last_valid ? NULL : &content, &clen) == 1) {
+				c->seen = true;
+				if (content) {
+					c->last_valid = content;
+					c->len = clen;
+				}
+				c->invalid_hash[0] = '\0';
+				continue;
+			}
+		}
 		if (mq_read_file(f->abs, MQ_MANIFEST_MAX_BYTES, &buf, &len, &err) < 0) {
 			if (err && err->code != ENOENT) {
 				struct mq_strv d1 = MQ_STRV_INIT;
@@ -181,7 +235,7 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 		c->seen = true;
 		char *dir = mq_path_dirname(f->abs);
 		struct mq_strv pd = MQ_STRV_INIT;
-		if (mq_spec_parse_buffer(buf, len, f->display, dir, f->source, set, &pd) == 0) {
+		if (mq_spec_parse_file(have_st ? &d->lo : NULL, f, have_st ? &st : NULL, buf, len, set, &pd) == 0) {
 			free(c->last_valid);
 			c->last_valid = buf;
 			c->len = len;
@@ -198,6 +252,11 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 	}
 	cache_sweep(d);
 	mq_manifest_list_release(&list);
+	if (d->cache) {
+		struct mq_error *err = NULL;
+		mq_mcache_save(d->cache, &err); /* not written: only the next start is slower */
+		mq_error_free(err);
+	}
 
 	struct mq_strv sd = MQ_STRV_INIT;
 	/* the host inventory: an invalid hosts.yaml keeps the set in force */

@@ -21,6 +21,10 @@ struct mq_desired_view;
 
 struct mq_desired_view *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud);
 struct mq_desired_view *mq_desired_free(struct mq_desired_view *d);
+/* Reload through the parse cache at `path` (specs/cache.h): a manifest whose
+ * identity is unchanged is not parsed again.  With `host`, the vms placed on
+ * another host are light specs (spec.h: name, placement, state, ... only). */
+void mq_desired_use_cache(struct mq_desired_view *d, const char *path, const char *host);
 /* Re-read every manifest.  Returns the set in force (borrowed, never NULL). */
 const struct mq_specset *mq_desired_reload(struct mq_desired_view *d);
 const struct mq_specset *mq_desired_set(const struct mq_desired_view *d); /* NULL before the first reload */

@@ -228,7 +228,7 @@ static enum mq_restart policy_of(struct watch *w, const struct mq_vm_record *rec
 {
 	const struct mq_specset *set = mq_desired_set(w->desired);
 	const struct mq_spec *s = set ? mq_specset_find(set, rec->name) : NULL;
-	if (s)
+	if (s && !s->light) /* a light spec (placed elsewhere) has no policy: the record's */
 		return s->restart;
 	enum mq_restart p = MQ_RESTART_ON_FAILURE;
 	struct mq_spec *rs = NULL;
@@ -896,6 +896,8 @@ static int setup(struct watch *w, struct mq_error **err)
 		return r;
 	mq_loop_add_fd(w->loop, mq_mwatch_fd(w->mw), POLLIN, on_mwatch, w);
 	w->desired = mq_desired_new(w->o->paths, w->o->n_paths, desired_report, w);
+	if (w->o->manifest_cache)
+		mq_desired_use_cache(w->desired, w->o->manifest_cache, w->o->host);
 	struct mq_track_opts to = {
 		.loop = w->loop,
 		.runtime_dir = w->o->runtime_dir,

@@ -40,6 +40,7 @@ struct mq_watch_opts {
 	int64_t resync_ms;        /* default 60000; 0 disables */
 	int jobs;
 	const char *state_dir;
+	const char *manifest_cache; /* the parse cache file (specs/cache.h), or NULL */
 	const char *runtime_dir;
 	const char *disk_dir;
 	struct mq_backoff_cfg backoff;

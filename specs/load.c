@@ -2,11 +2,13 @@
  * loading entry points of spec.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "specs/cache.h"
 #include "specs/canonical.h"
 #include "specs/extends.h"
 #include "specs/fields.h"
@@ -15,6 +17,7 @@
 #include "specs/value.h"
 #include "specs/yamlread.h"
 #include "util/paths.h"
+#include "util/strmap.h"
 #include "util/xalloc.h"
 
 /* ---- documents -> specs ------------------------------------------------ */
@@ -70,9 +73,13 @@ int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name
 	return d->n > before ? -EINVAL : 0;
 }
 
-int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
-			 const char *source, struct mq_specset *set, struct mq_strv *diags)
+/* mq_spec_parse_buffer, storing a valid result in the cache `c` (when not
+ * NULL) under manifest `f` with stat `st`. */
+static int parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
+			const char *source, struct mq_specset *set, struct mq_strv *diags, const struct mq_load_opts *o,
+			const struct mq_manifest_file *f, const struct stat *st)
 {
+	struct mq_mcache *c = o ? o->cache : NULL;
 	if (!display_name)
 		display_name = "<input>";
 	char *cwd = getcwd(NULL, 0);
@@ -101,6 +108,12 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 		mq_bases_free(bases);
 		return -EINVAL;
 	}
+	if (c && f && st && !incomplete)
+		mq_mcache_store(c, f->display, f->abs, f->source, st, buf ? buf : "", buf ? len : 0, &l, 0);
+	if (o && o->light)
+		for (size_t i = 0; i < l.n; i++)
+			if (l.v[i]->canonical && o->light(l.v[i], o->ud))
+				mq_spec_lighten(l.v[i]);
 	mq_bases_free(bases);
 	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
 	for (size_t i = 0; i < l.n; i++) {
@@ -113,6 +126,61 @@ int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, 
 	free(l.v);
 	free(l.x);
 	return 0;
+}
+
+int mq_spec_parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
+			 const char *source, struct mq_specset *set, struct mq_strv *diags)
+{
+	return parse_buffer(buf, len, display_name, base_dir, source, set, diags, NULL, NULL, NULL);
+}
+
+int mq_spec_parse_file(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
+		       const char *buf, size_t len, struct mq_specset *set, struct mq_strv *diags)
+{
+	char *dir = mq_path_dirname(f->abs);
+	int r = parse_buffer(buf, len, f->display, dir, f->source, set, diags, o, f, st);
+	free(dir);
+	return r;
+}
+
+int mq_spec_load_cached(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
+			struct mq_specset *set, char **content, size_t *len)
+{
+	struct mq_mcache *c = o ? o->cache : NULL;
+	if (content) {
+		*content = NULL;
+		*len = 0;
+	}
+	if (!c)
+		return 0;
+	char *buf = NULL;
+	size_t blen = 0;
+	const struct mq_mcache_entry *e = mq_mcache_lookup(c, f->display, f->abs, f->source, st, &buf, &blen);
+	free(buf); /* on a miss the caller reads the file itself, as it always did */
+	if (!e)
+		return 0;
+	if (content && mq_mcache_content(e, f->abs, content, len) < 0)
+		return 0;
+	struct mq_spec_list l = { 0 };
+	if (mq_mcache_emit(c, e, o->light, o->ud, &l) < 0) {
+		if (content) {
+			free(*content);
+			*content = NULL;
+			*len = 0;
+		}
+		return 0;
+	}
+	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
+	for (size_t i = 0; i < l.n; i++) {
+		for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
+			if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
+				mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
+		set->specs[set->n++] = l.v[i];
+		mq_spec_extra_free(l.x[i]);
+	}
+	free(l.v);
+	free(l.x);
+	return 1;
 }
 
 /* ---- spec lists ----------------------------------------------------- */
@@ -148,7 +216,9 @@ struct walk {
 	struct mq_diags *d;
 	struct mq_spec_list specs;
 	struct mq_strv seen; /* realpaths of manifests already read */
+	struct mq_strmap seen_map; /* the same, for lookups */
 	bool incomplete;
+	const struct mq_load_opts *o; /* cache and light specs, or NULL */
 	struct mq_manifest_list *list; /* list-only mode: record files, parse nothing */
 	struct mq_bases *bases;
 };
@@ -176,11 +246,14 @@ bool mq_manifest_name_ok(const char *name)
 	return !ignored_name(name) && (ends_with(name, ".yaml") || ends_with(name, ".yml"));
 }
 
-static void load_file(struct walk *w, const char *display, const char *source)
+/* `abs` is the file's realpath when the caller knows it (NULL: look it
+ * up), `st` its stat when known. */
+static void load_file(struct walk *w, const char *display, const char *source, const char *abs_known,
+		      const struct stat *st_known)
 {
 	if (mq_path_in_bases_dir(display))
 		return; /* a shared base: read only through `extends` */
-	char *abs = realpath(display, NULL);
+	char *abs = abs_known ? xstrdup(abs_known) : realpath(display, NULL);
 	if (!abs) {
 		char *e = mq_strerror_lower(errno);
 		mq_diags_add(w->d, display, 0, 0, "%s", e);
@@ -188,11 +261,12 @@ static void load_file(struct walk *w, const char *display, const char *source)
 		w->incomplete = true;
 		return;
 	}
-	if (mq_strv_contains(&w->seen, abs)) {
+	if (mq_strmap_has(&w->seen_map, abs)) {
 		free(abs);
 		return;
 	}
 	mq_strv_push(&w->seen, abs);
+	mq_strmap_put(&w->seen_map, w->seen.v[w->seen.n - 1], NULL);
 	if (w->list) {
 		struct mq_manifest_list *l = w->list;
 		l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
@@ -202,18 +276,43 @@ static void load_file(struct walk *w, const char *display, const char *source)
 		l->n++;
 		return;
 	}
+	struct mq_mcache *cache = w->o ? w->o->cache : NULL;
+	struct stat st;
+	bool have_st = false;
+	if (cache) {
+		if (st_known) {
+			st = *st_known;
+			have_st = true;
+		} else {
+			have_st = stat(display, &st) == 0;
+		}
+	}
 	char *buf = NULL;
 	size_t len = 0;
-	if (mq_yaml_read_file(display, w->d, &buf, &len) < 0) {
+	if (have_st) {
+		const struct mq_mcache_entry *e = mq_mcache_lookup(cache, display, abs, source, &st, &buf, &len);
+		if (e && mq_mcache_emit(cache, e, w->o->light, w->o->ud, &w->specs) == 0) {
+			free(abs);
+			return;
+		}
+	}
+	if (!buf && mq_yaml_read_file(display, w->d, &buf, &len) < 0) {
 		free(abs);
 		w->incomplete = true;
 		return;
 	}
 	char *dir = mq_path_dirname(abs);
 	bool inc = false;
+	size_t before = w->d->n, from = w->specs.n;
 	mq_spec_parse_internal(buf, len, display, abs, dir, source, &w->specs, w->d, &inc, w->bases);
 	if (inc)
 		w->incomplete = true;
+	if (have_st && !inc && w->d->n == before) /* errors are never cached */
+		mq_mcache_store(cache, display, abs, source, &st, buf, len, &w->specs, from);
+	if (w->o && w->o->light && w->d->n == before)
+		for (size_t i = from; i < w->specs.n; i++)
+			if (w->specs.v[i]->canonical && w->o->light(w->specs.v[i], w->o->ud))
+				mq_spec_lighten(w->specs.v[i]);
 	free(dir);
 	free(buf);
 	free(abs);
@@ -241,21 +340,38 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 		w->incomplete = true;
 		return;
 	}
+	/* the directory's realpath, once: a file in it that is not a symlink
+	 * has realpath dir/name (realpath per file costs a readlink per
+	 * component, which adds up over thousands of manifests) */
+	char *rdir = realpath(display, NULL);
+	/* stat relative to the directory: no path walk from / per file */
+	int dfd = open(display, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	for (int i = 0; i < n; i++) {
 		const char *name = ents[i]->d_name;
 		if (!ignored_name(name) && !(level == 0 && strcmp(name, MQ_HOSTS_FILE) == 0)) {
 			char *p = mq_path_join(display, name);
 			struct stat st;
-			if (stat(p, &st) == 0) {
-				if (S_ISDIR(st.st_mode))
+			if ((dfd >= 0 ? fstatat(dfd, name, &st, 0) : stat(p, &st)) == 0) {
+				if (S_ISDIR(st.st_mode)) {
 					walk_dir(w, p, source, level + 1);
-				else if (S_ISREG(st.st_mode) && (ends_with(name, ".yaml") || ends_with(name, ".yml")))
-					load_file(w, p, source);
+				} else if (S_ISREG(st.st_mode) && (ends_with(name, ".yaml") || ends_with(name, ".yml"))) {
+					unsigned char dt = ents[i]->d_type;
+					struct stat lst;
+					bool plain = rdir && (dt == DT_REG || (dt == DT_UNKNOWN && dfd >= 0 &&
+										  fstatat(dfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+										  S_ISREG(lst.st_mode)));
+					char *abs = plain ? mq_path_join(rdir, name) : NULL;
+					load_file(w, p, source, abs, &st);
+					free(abs);
+				}
 			}
 			free(p);
 		}
 		free(ents[i]);
 	}
+	if (dfd >= 0)
+		close(dfd);
+	free(rdir);
 	free(ents);
 }
 
@@ -285,7 +401,7 @@ static void walk_paths(struct walk *wp, struct mq_diags *d, const char *const *p
 		if (S_ISDIR(st.st_mode))
 			walk_dir(wp, display, source, 0);
 		else if (S_ISREG(st.st_mode))
-			load_file(wp, display, source);
+			load_file(wp, display, source, NULL, &st);
 		else
 			mq_diags_add(d, display, 0, 0, "not a regular file or directory");
 		free(source);
@@ -296,8 +412,14 @@ static void walk_paths(struct walk *wp, struct mq_diags *d, const char *const *p
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out, struct mq_strv *diags)
 {
+	return mq_specset_load_opts(paths, n_paths, NULL, out, diags);
+}
+
+int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct mq_load_opts *opts,
+			 struct mq_specset **out, struct mq_strv *diags)
+{
 	struct mq_diags d = { 0 };
-	struct walk w = { .d = &d, .bases = mq_bases_new() };
+	struct walk w = { .d = &d, .bases = mq_bases_new(), .o = opts };
 	struct mq_specset *set = mq_specset_new();
 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
@@ -306,6 +428,7 @@ int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset 
 	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
 	mq_hosts_check_specs(set->hosts, w.specs.v, w.specs.x, w.specs.n, &d);
 	mq_strv_clear(&w.seen);
+	mq_strmap_release(&w.seen_map);
 
 	/* every base in use; a nameless file outside _bases/ that some vm
 	 * extends was read as a vm too: say where it belongs */
@@ -337,10 +460,8 @@ int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset 
 	}
 	free(w.specs.v);
 	free(w.specs.x);
-	/* sorting (and the checks, again: cheap and keeps one code path) */
-	struct mq_strv none = MQ_STRV_INIT;
-	mq_specset_check(set, &none);
-	mq_strv_clear(&none);
+	/* sorting: the checks ran above, over the same specs with their positions */
+	mq_specset_sort(set);
 	*out = set;
 	return 0;
 }
@@ -352,6 +473,7 @@ int mq_manifest_list(const char *const *paths, size_t n_paths, struct mq_manifes
 	memset(out, 0, sizeof(*out));
 	walk_paths(&w, &d, paths, n_paths, &out->sources);
 	mq_strv_clear(&w.seen);
+	mq_strmap_release(&w.seen_map);
 	if (d.n > 0) {
 		mq_diags_flush(&d, diags);
 		return -EINVAL;

@@ -64,6 +64,31 @@ struct mq_spec *mq_spec_free(struct mq_spec *spec)
 	return NULL;
 }
 
+void mq_spec_lighten(struct mq_spec *spec)
+{
+	struct mq_spec *old = xcalloc(1, sizeof(*old));
+	*old = *spec;
+	memset(spec, 0, sizeof(*spec));
+#define MQ_MOVE(f) (spec->f = old->f, memset(&old->f, 0, sizeof(old->f)))
+	MQ_MOVE(file);
+	MQ_MOVE(abs_file);
+	MQ_MOVE(source);
+	MQ_MOVE(name);
+	MQ_MOVE(placement_host);
+	MQ_MOVE(depends_on);
+	MQ_MOVE(network);
+	MQ_MOVE(n_network);
+	MQ_MOVE(bases);
+	MQ_MOVE(bases_abs);
+#undef MQ_MOVE
+	spec->line = old->line;
+	spec->col = old->col;
+	spec->state = old->state;
+	memcpy(spec->hash, old->hash, sizeof(spec->hash));
+	spec->light = true;
+	mq_spec_free(old);
+}
+
 struct mq_specset *mq_specset_new(void)
 {
 	return xcalloc(1, sizeof(struct mq_specset));

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "util/error.h"
 #include "util/strv.h"
@@ -122,6 +123,12 @@ struct mq_spec {
 	struct mq_strv arguments;   /* structured `arguments` rendered to argv tokens, in order */
 	struct mq_snapshots *snapshots; /* NULL = no `snapshots:` key */
 	char *placement_host;  /* `placement: {host: NAME}`; NULL = no placement (runs on any host) */
+	/* A light spec (mq_load_opts.light, specs/cache.h) holds only file, abs_file,
+	 * source, line, col, name, state, placement_host, depends_on, network
+	 * (forwards), hash, bases and bases_abs; canonical is NULL and every other
+	 * field is zero.  Loaders hand out light specs only where asked to, for vms
+	 * the caller never plans (e.g. placed on another host). */
+	bool light;
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */
@@ -145,6 +152,32 @@ struct mq_specset {
 
 int mq_specset_load(const char *const *paths, size_t n_paths, struct mq_specset **out,
 		    struct mq_strv *diags);
+/* The same with options: a parse cache (specs/cache.h; files whose identity
+ * is unchanged are not read) and which specs may stay light (`light` returns
+ * true for them; NULL: none).  The result is the same with or without the
+ * cache. */
+struct mq_mcache;
+struct mq_load_opts {
+	struct mq_mcache *cache;
+	bool (*light)(const struct mq_spec *spec, void *ud);
+	void *ud;
+};
+int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct mq_load_opts *opts,
+			 struct mq_specset **out, struct mq_strv *diags);
+/* Watch mode's per-file loading through the parse cache (o->cache; light
+ * specs where o->light says): mq_spec_load_cached appends the specs of
+ * manifest `f` (stat `st`) from the cache and returns 1 when its identity is
+ * unchanged, with its content in *content when content is not NULL (read and
+ * checked against the cached hash); else returns 0 and the caller reads and
+ * parses it with mq_spec_parse_file, which is mq_spec_parse_buffer storing a
+ * valid result in the cache. */
+struct mq_manifest_file;
+int mq_spec_load_cached(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
+			struct mq_specset *set, char **content, size_t *len);
+int mq_spec_parse_file(const struct mq_load_opts *o, const struct mq_manifest_file *f, const struct stat *st,
+		       const char *buf, size_t len, struct mq_specset *set, struct mq_strv *diags);
+/* Drop everything a light spec does not hold (see `light` above). */
+void mq_spec_lighten(struct mq_spec *spec);
 /* Parse one YAML buffer (for tests, fuzzing and watch mode): `display_name`
  * is used in diags, `base_dir` resolves relative paths and `extends` (the
  * bases are read from disk), `source` is stored in each spec; the bases used

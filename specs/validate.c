@@ -264,6 +264,12 @@ static int spec_cmp(const void *a, const void *b)
 	return strcmp(x->name ? x->name : "", y->name ? y->name : "");
 }
 
+void mq_specset_sort(struct mq_specset *set)
+{
+	if (set->n > 1)
+		qsort(set->specs, set->n, sizeof(*set->specs), spec_cmp);
+}
+
 int mq_specset_check(struct mq_specset *set, struct mq_strv *diags)
 {
 	struct mq_diags d = { 0 };

@@ -43,4 +43,8 @@ void mq_check_argument_conflicts(struct mq_pctx *c, const struct mq_argopts *opt
 void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x /* or NULL */, size_t n,
 			     bool names_incomplete, struct mq_diags *d);
 
+/* Sort a set by name (what mq_specset_check does after its checks), for a
+ * loader that has run the checks already. */
+void mq_specset_sort(struct mq_specset *set);
+
 #endif

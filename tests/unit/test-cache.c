@@ -1,0 +1,407 @@
+/* test-cache.c - the manifest parse cache (specs/cache.c): loading through
+ * it never changes the result, whatever path the cache took. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "specs/cache.h"
+#include "specs/canonical.h"
+#include "specs/spec.h"
+#include "util/paths.h"
+#include "util/xalloc.h"
+
+static char *mktmp(void)
+{
+	char tmpl[] = "/tmp/mq-test-cache-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(tmpl));
+	char *real = realpath(tmpl, NULL);
+	ck_assert_ptr_nonnull(real);
+	return real;
+}
+
+static void write_file(const char *dir, const char *rel, const char *content)
+{
+	char *p = xasprintf("%s/%s", dir, rel);
+	char *slash = strrchr(p, '/');
+	*slash = '\0';
+	ck_assert_int_eq(mq_mkdir_p(p, 0755, NULL), 0);
+	*slash = '/';
+	FILE *f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(content, f);
+	fclose(f);
+	free(p);
+}
+
+static void rm_rf(const char *dir)
+{
+	char *cmd = xasprintf("rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+}
+
+/* A repository that exercises every part of an entry: several documents in
+ * one file, a base (positions in the base), depends_on, forwards, args,
+ * arguments, snapshots, placement. */
+static void make_repo(const char *dir)
+{
+	write_file(dir, "vms/_bases/small.yaml", "memory: 64M\ncpu: 1\nserial: none\n"
+						 "network:\n  - type: user\n    forward: [\"tcp:2300:22\"]\n");
+	write_file(dir, "vms/web.yaml", "name: web\nextends: _bases/small.yaml\ndepends_on: [db]\n"
+					"args: [\"-no-reboot\"]\nplacement:\n  host: a\n");
+	write_file(dir, "vms/db.yaml", "name: db\nmemory: 128M\nstate: stopped\n"
+				       "storage:\n  - name: root\n    type: qcow2\n    size: 1G\n"
+				       "snapshots:\n  named: [clean]\n"
+				       "---\nname: cache\nmemory: 32M\nnetwork:\n  - type: user\n"
+				       "    forward: [\"tcp:2400:22\", \"udp:2401:53\"]\n");
+	write_file(dir, "vms/sub/tools.yaml", "name: tools\nmemory: 48M\nstate: stopped\ndepends_on: [web, db]\n");
+}
+
+static struct mq_specset *load(const char *dir, struct mq_mcache *c)
+{
+	char *p = xasprintf("%s/vms", dir);
+	const char *paths[] = { p };
+	struct mq_specset *set = NULL;
+	struct mq_strv diags = MQ_STRV_INIT;
+	struct mq_load_opts o = { .cache = c };
+	int r = mq_specset_load_opts(paths, 1, &o, &set, &diags);
+	for (size_t i = 0; i < diags.n; i++)
+		fprintf(stderr, "%s\n", diags.v[i]);
+	ck_assert_int_eq(r, 0);
+	mq_strv_clear(&diags);
+	free(p);
+	return set;
+}
+
+static void assert_strv_eq(const struct mq_strv *a, const struct mq_strv *b)
+{
+	ck_assert_uint_eq(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++)
+		ck_assert_str_eq(a->v[i], b->v[i]);
+}
+
+static void assert_same(const struct mq_specset *a, const struct mq_specset *b)
+{
+	ck_assert_uint_eq(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++) {
+		struct mq_spec *x = a->specs[i], *y = b->specs[i];
+		ck_assert_str_eq(x->name, y->name);
+		ck_assert_str_eq(x->file, y->file);
+		ck_assert_str_eq(x->abs_file, y->abs_file);
+		ck_assert_str_eq(x->source, y->source);
+		ck_assert_int_eq(x->line, y->line);
+		ck_assert_int_eq(x->col, y->col);
+		ck_assert_str_eq(x->canonical, y->canonical);
+		ck_assert_str_eq(x->hash, y->hash);
+		assert_strv_eq(&x->bases, &y->bases);
+		assert_strv_eq(&x->bases_abs, &y->bases_abs);
+		assert_strv_eq(&x->origin_keys, &y->origin_keys);
+		assert_strv_eq(&x->origin_files, &y->origin_files);
+		ck_assert(!y->light);
+		/* the rebuilt struct canonicalises to the same document: every
+		 * field came back, not only the JSON text */
+		free(y->canonical);
+		y->canonical = NULL;
+		mq_spec_make_canonical(y);
+		ck_assert_str_eq(x->canonical, y->canonical);
+	}
+}
+
+static struct mq_mcache *open_cache(const char *dir)
+{
+	char *p = xasprintf("%s/manifest-cache", dir);
+	struct mq_mcache *c = mq_mcache_open(p);
+	free(p);
+	return c;
+}
+
+static void save_free(struct mq_mcache *c)
+{
+	ck_assert_int_eq(mq_mcache_save(c, NULL), 0);
+	mq_mcache_free(c);
+}
+
+START_TEST(test_same_result_cold_warm_rehashed)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	struct mq_specset *plain = load(dir, NULL);
+	ck_assert_uint_eq(plain->n, 4);
+
+	/* cold: every file parsed and stored */
+	struct mq_mcache *c = open_cache(dir);
+	struct mq_specset *cold = load(dir, c);
+	ck_assert(!mq_mcache_stats(c)->loaded);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 3);
+	ck_assert_uint_eq(mq_mcache_stats(c)->stored, 3);
+	save_free(c);
+	assert_same(plain, cold);
+
+	/* warm: nothing parsed, every file taken by its stat */
+	c = open_cache(dir);
+	struct mq_specset *warm = load(dir, c);
+	ck_assert(mq_mcache_stats(c)->loaded);
+	ck_assert_uint_eq(mq_mcache_stats(c)->hits, 3);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 0);
+	save_free(c);
+	assert_same(plain, warm);
+
+	/* racily clean (the default margin: files written just now): read and
+	 * hashed, not parsed, same result; a file whose base is racily clean
+	 * is parsed again */
+	mq_mcache_test_set_racy_margin(MQ_MCACHE_RACY_NS);
+	c = open_cache(dir);
+	struct mq_specset *racy = load(dir, c);
+	ck_assert_uint_eq(mq_mcache_stats(c)->hits, 0);
+	ck_assert_uint_eq(mq_mcache_stats(c)->rehashed, 2);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 1);
+	save_free(c);
+	assert_same(plain, racy);
+
+	mq_specset_free(plain);
+	mq_specset_free(cold);
+	mq_specset_free(warm);
+	mq_specset_free(racy);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+static const struct mq_spec *find(const struct mq_specset *s, const char *name)
+{
+	const struct mq_spec *x = mq_specset_find(s, name);
+	ck_assert_ptr_nonnull(x);
+	return x;
+}
+
+START_TEST(test_same_size_same_mtime_edit)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	struct mq_mcache *c = open_cache(dir);
+	mq_specset_free(load(dir, c));
+	save_free(c);
+
+	/* same size, mtime put back: only ctime (and the content) tell */
+	char *p = xasprintf("%s/vms/sub/tools.yaml", dir);
+	struct stat before;
+	ck_assert_int_eq(stat(p, &before), 0);
+	write_file(dir, "vms/sub/tools.yaml", "name: tools\nmemory: 96M\nstate: stopped\ndepends_on: [web, db]\n");
+	struct timespec ts[2] = { before.st_atim, before.st_mtim };
+	ck_assert_int_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
+	struct stat after;
+	ck_assert_int_eq(stat(p, &after), 0);
+	ck_assert_int_eq(after.st_size, before.st_size);
+	ck_assert_int_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+
+	c = open_cache(dir);
+	struct mq_specset *s = load(dir, c);
+	ck_assert_uint_eq(find(s, "tools")->memory, 96ull << 20);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 1);
+	ck_assert_uint_eq(mq_mcache_stats(c)->hits, 2);
+	save_free(c);
+	struct mq_specset *plain = load(dir, NULL);
+	assert_same(plain, s);
+	mq_specset_free(s);
+	mq_specset_free(plain);
+	free(p);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_base_change_reparses)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	struct mq_mcache *c = open_cache(dir);
+	mq_specset_free(load(dir, c));
+	save_free(c);
+	write_file(dir, "vms/_bases/small.yaml", "memory: 80M\ncpu: 1\nserial: none\n"
+						 "network:\n  - type: user\n    forward: [\"tcp:2300:22\"]\n");
+	c = open_cache(dir);
+	struct mq_specset *s = load(dir, c);
+	ck_assert_uint_eq(find(s, "web")->memory, 80ull << 20);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 1); /* web.yaml only */
+	save_free(c);
+	mq_specset_free(s);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_errors_never_cached)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	write_file(dir, "vms/bad.yaml", "name: bad\nmemroy: 1G\n");
+	char *p = xasprintf("%s/vms", dir);
+	const char *paths[] = { p };
+	for (int round = 0; round < 2; round++) {
+		struct mq_mcache *c = open_cache(dir);
+		struct mq_load_opts o = { .cache = c };
+		struct mq_specset *set = NULL;
+		struct mq_strv diags = MQ_STRV_INIT;
+		ck_assert_int_eq(mq_specset_load_opts(paths, 1, &o, &set, &diags), -EINVAL);
+		ck_assert_ptr_null(set);
+		ck_assert_uint_eq(diags.n, 1);
+		ck_assert_ptr_nonnull(strstr(diags.v[0], "bad.yaml:2:1: unknown key 'memroy'"));
+		ck_assert_uint_eq(mq_mcache_stats(c)->stored, round == 0 ? 3 : 0);
+		ck_assert_uint_eq(mq_mcache_stats(c)->hits, round == 0 ? 0 : 3);
+		ck_assert_uint_eq(mq_mcache_stats(c)->misses, round == 0 ? 4 : 1);
+		mq_strv_clear(&diags);
+		save_free(c);
+	}
+	free(p);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_damaged_cache_ignored)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	struct mq_mcache *c = open_cache(dir);
+	mq_specset_free(load(dir, c));
+	save_free(c);
+	/* flip one byte in the middle of the file: the checksum catches it */
+	char *p = xasprintf("%s/manifest-cache", dir);
+	int fd = open(p, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	unsigned char b;
+	ck_assert_int_eq(pread(fd, &b, 1, st.st_size / 3), 1);
+	b ^= 0x5a;
+	ck_assert_int_eq(pwrite(fd, &b, 1, st.st_size / 3), 1);
+	close(fd);
+	c = open_cache(dir);
+	ck_assert(!mq_mcache_stats(c)->loaded);
+	struct mq_specset *s = load(dir, c);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 3);
+	save_free(c);
+	struct mq_specset *plain = load(dir, NULL);
+	assert_same(plain, s);
+	mq_specset_free(s);
+	mq_specset_free(plain);
+	/* truncated */
+	ck_assert_int_eq(truncate(p, 40), 0);
+	c = open_cache(dir);
+	ck_assert(!mq_mcache_stats(c)->loaded);
+	mq_mcache_free(c);
+	free(p);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+static bool light_not_a(const struct mq_spec *s, void *ud)
+{
+	(void)ud;
+	return !s->placement_host || strcmp(s->placement_host, "a") != 0;
+}
+
+START_TEST(test_light_specs_same_from_cache_and_parse)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	char *p = xasprintf("%s/vms", dir);
+	const char *paths[] = { p };
+	struct mq_specset *sets[3];
+	for (int round = 0; round < 3; round++) {
+		struct mq_mcache *c = round ? open_cache(dir) : NULL;
+		struct mq_load_opts o = { .cache = c, .light = light_not_a };
+		struct mq_strv diags = MQ_STRV_INIT;
+		ck_assert_int_eq(mq_specset_load_opts(paths, 1, &o, &sets[round], &diags), 0);
+		mq_strv_clear(&diags);
+		if (c)
+			save_free(c);
+	}
+	for (int round = 0; round < 3; round++) {
+		const struct mq_specset *s = sets[round];
+		ck_assert_uint_eq(s->n, 4);
+		for (size_t i = 0; i < s->n; i++) {
+			const struct mq_spec *x = s->specs[i], *y = sets[0]->specs[i];
+			bool light = strcmp(x->name, "web") != 0;
+			ck_assert_int_eq(x->light, light);
+			ck_assert_int_eq(x->canonical == NULL, light);
+			ck_assert_str_eq(x->name, y->name);
+			ck_assert_str_eq(x->hash, y->hash);
+			ck_assert_int_eq(x->state, y->state);
+			ck_assert_uint_eq(x->depends_on.n, y->depends_on.n);
+			ck_assert_uint_eq(x->n_network, y->n_network);
+			ck_assert_int_eq(x->line, y->line);
+			if (!light)
+				ck_assert_str_eq(x->canonical, y->canonical);
+		}
+	}
+	for (int round = 0; round < 3; round++)
+		mq_specset_free(sets[round]);
+	free(p);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+/* Watch mode keeps one cache open over many reloads (mq_mcache_begin
+ * between them): edits replace entries, and the results stay the same as
+ * without the cache. */
+START_TEST(test_reloads_in_one_cache)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	struct mq_mcache *c = open_cache(dir);
+	for (int round = 0; round < 4; round++) {
+		if (round)
+			mq_mcache_begin(c);
+		if (round == 1 || round == 3) {
+			char *mem = xasprintf("name: tools\nmemory: %dM\nstate: stopped\ndepends_on: [web, db]\n", 40 + round);
+			write_file(dir, "vms/sub/tools.yaml", mem);
+			free(mem);
+		}
+		struct mq_specset *s = load(dir, c);
+		struct mq_specset *plain = load(dir, NULL);
+		assert_same(plain, s);
+		ck_assert_uint_eq(mq_mcache_stats(c)->misses, round == 1 || round == 3 ? 1 : (round == 0 ? 3 : 0));
+		ck_assert_int_eq(mq_mcache_save(c, NULL), 0);
+		mq_specset_free(s);
+		mq_specset_free(plain);
+	}
+	mq_mcache_free(c);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cache");
+	TCase *tc = tcase_create("cache");
+	tcase_add_test(tc, test_same_result_cold_warm_rehashed);
+	tcase_add_test(tc, test_same_size_same_mtime_edit);
+	tcase_add_test(tc, test_base_change_reparses);
+	tcase_add_test(tc, test_errors_never_cached);
+	tcase_add_test(tc, test_damaged_cache_ignored);
+	tcase_add_test(tc, test_light_specs_same_from_cache_and_parse);
+	tcase_add_test(tc, test_reloads_in_one_cache);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
