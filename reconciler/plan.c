@@ -9,6 +9,7 @@
 #include "reconciler/lease.h"
 #include "reconciler/phase.h"
 #include "reconciler/placement.h"
+#include "specs/fromjson.h"
 #include "reconciler/proc.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
@@ -348,7 +349,13 @@ static void plan_move(struct mq_plan_item *it, const struct mq_spec *spec, const
 	bool up = mq_status_is_up(it->observed);
 	free(it->reason);
 	it->reason = NULL;
-	char *disk = o->disk_dir ? mq_lease_path(spec, o->disk_dir) : NULL;
+	/* the disk the vm runs on here is the recorded spec's (the manifest's
+	 * spec of a vm placed elsewhere may be a light one, without storage) */
+	struct mq_spec *ran = NULL;
+	if (up && it->rec && it->rec->spec_json)
+		(void)mq_spec_from_canonical(it->rec->spec_json, it->rec->source, &ran, NULL);
+	char *disk = o->disk_dir ? mq_lease_path(ran ? ran : spec, o->disk_dir) : NULL;
+	ran = mq_spec_free(ran);
 	if (disk && up) {
 		disk[strlen(disk) - strlen(MQ_LEASE_SUFFIX)] = '\0'; /* the image itself */
 		char *why = NULL;

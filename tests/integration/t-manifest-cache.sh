@@ -14,7 +14,7 @@ for i in 1 2 3; do
 	vm_yaml "b$i" 'state: stopped' 'placement: {host: b}' "network: [{type: user, forward: [\"tcp:$((2200 + i)):22\"]}]" > "$R/b/b$i.yaml"
 done
 printf 'name: a4\nextends: ../_bases/small.yaml\nstate: stopped\nplacement: {host: a}\ndepends_on: [a1]\n' > "$R/a/a4.yaml"
-printf 'name: free1\nstate: stopped\nmemory: 32M\n---\nname: free2\nstate: stopped\nmemory: 32M\ndepends_on: [b1]\n' > "$R/free.yaml"
+printf 'name: free1\nstate: stopped\nmemory: 32M\n---\nname: free2\nstate: stopped\nmemory: 32M\ndepends_on: [free1]\n' > "$R/free.yaml"
 CACHE=$STATE/manifest-cache
 
 # compare VERB ARGS...: the command's output and status with the cache (run
