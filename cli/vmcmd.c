@@ -1,10 +1,13 @@
 #include "cli/vmcmd.h"
 
 #include <getopt.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reconciler/lock.h"
+#include "reconciler/vmlock.h"
 #include "util/xalloc.h"
 
 int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char **argv, bool allow_delete_disks,
@@ -61,19 +64,35 @@ int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char 
 	return -1;
 }
 
+static void waiting(void *ud, const char *holder)
+{
+	(void)ud;
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "waiting for %s to finish...\n", holder ? holder : "another operation on the vm");
+}
+
 int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 		 int (*choose)(struct mq_cli *cli, const struct mq_vmcmd_args *a, struct mq_plan_item *it,
 			       struct mq_apply_opts *o))
 {
-	struct mq_lock lock;
+	struct mq_lock lock, vmlock;
 	struct mq_error *err = NULL;
-	if (mq_lock_acquire(&lock, cli->state_dir, "imperative", (int)a->lock_ms, &err) < 0)
+	/* The VM's own lock first (vmlock.h): a snapshot/restore job on it
+	 * runs to its end before this stop/start/rm, which waits for it. */
+	if (mq_vmlock_acquire(&vmlock, cli->state_dir, a->name, "imperative", (int)a->lock_ms, waiting, cli, &err) < 0)
 		return mq_cli_fail(cli, err);
+	if (mq_lock_acquire(&lock, cli->state_dir, "imperative", (int)a->lock_ms, &err) < 0) {
+		mq_lock_release(&vmlock);
+		return mq_cli_fail(cli, err);
+	}
 	int rc = mq_cli_open_store(cli);
 	if (rc) {
 		mq_lock_release(&lock);
+		mq_lock_release(&vmlock);
 		return rc;
 	}
+	/* its job's maqet died: end that phase first */
+	(void)mq_vmlock_recover_all(cli->store, cli->state_dir, "imperative", NULL);
 	struct mq_plan *plan = NULL;
 	rc = mq_cli_single_plan(cli, a->name, &plan);
 	if (rc == 0) {
@@ -85,5 +104,6 @@ int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 	}
 	mq_plan_free(plan);
 	mq_lock_release(&lock);
+	mq_lock_release(&vmlock);
 	return rc;
 }

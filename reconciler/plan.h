@@ -85,6 +85,7 @@ struct mq_plan_opts {
 	bool supervise;     /* watch mode: also honour `restart: never` and backoff */
 	int64_t now_ms;     /* wall clock for backoff decisions (0 = mq_now_ms()) */
 	bool adopt;         /* --adopt: a VM recorded from another source moves to this one */
+	const char *state_dir; /* optional: name the holder of a busy VM's per-VM lock (vmlock.h) */
 };
 
 /* Build the plan.  Records not declared and not prunable are left out
