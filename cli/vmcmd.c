@@ -91,8 +91,12 @@ int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 		mq_lock_release(&vmlock);
 		return rc;
 	}
-	/* its job's maqet died: end that phase first */
-	(void)mq_vmlock_recover_all(cli->store, cli->state_dir, "imperative", NULL);
+	/* a busy phase now is stale (we hold the vm's lock): its job's maqet
+	 * died; end that phase first */
+	struct mq_vm_record *rec = NULL;
+	if (mq_store_vm_get(cli->store, a->name, &rec, NULL) == 0 && mq_vmlock_busy_phase(rec))
+		(void)mq_vmlock_recover(cli->store, NULL, rec, "imperative", NULL);
+	mq_vm_record_free(rec);
 	struct mq_plan *plan = NULL;
 	rc = mq_cli_single_plan(cli, a->name, &plan);
 	if (rc == 0) {

@@ -103,14 +103,15 @@ int mq_vmlock_recover(struct mq_store *st, const char *state_dir, struct mq_vm_r
 	if (!mq_vmlock_busy_phase(rec))
 		return 0;
 	char *holder = NULL;
-	if (mq_vmlock_busy(state_dir, rec->name, &holder)) {
+	if (state_dir && mq_vmlock_busy(state_dir, rec->name, &holder)) {
 		free(holder);
 		return 0;
 	}
-	/* what the dead holder was doing is still in the file */
-	char *path = lock_path(state_dir, rec->name);
-	holder = read_holder(path);
-	free(path);
+	if (state_dir) { /* what the dead holder was doing is still in the file */
+		char *path = lock_path(state_dir, rec->name);
+		holder = read_holder(path);
+		free(path);
+	}
 	enum mq_phase p = mq_phase_get(rec);
 	bool snap = p == MQ_PHASE_SNAPSHOTTING;
 	struct mq_vm_record *n = mq_vm_record_dup(rec);

@@ -44,7 +44,9 @@ bool mq_vmlock_busy_phase(const struct mq_vm_record *rec);
 /* Caller holds the state lock.  If rec is in a busy phase and nobody holds
  * its per-VM lock, end the phase by observation and write it with its event
  * (who: "watch", "apply", ...).  rec is updated in place.  Returns 1 when
- * recovered, 0 when nothing to do (not busy, or a live job), -errno. */
+ * recovered, 0 when nothing to do (not busy, or a live job), -errno.
+ * state_dir NULL: the caller holds this VM's per-VM lock itself, so a busy
+ * phase is stale by definition. */
 int mq_vmlock_recover(struct mq_store *st, const char *state_dir, struct mq_vm_record *rec, const char *who,
 		      struct mq_error **err);
 /* The same for every recorded VM; returns how many were recovered or the
