@@ -75,28 +75,37 @@ int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 		 int (*choose)(struct mq_cli *cli, const struct mq_vmcmd_args *a, struct mq_plan_item *it,
 			       struct mq_apply_opts *o))
 {
-	struct mq_lock lock, vmlock;
+	struct mq_lock lock, vmlock = { .fd = -1 };
 	struct mq_error *err = NULL;
-	/* The VM's own lock first (vmlock.h): a snapshot/restore job on it
-	 * runs to its end before this stop/start/rm, which waits for it. */
-	if (mq_vmlock_acquire(&vmlock, cli->state_dir, a->name, "imperative", (int)a->lock_ms, waiting, cli, &err) < 0)
+	int rc = mq_cli_open_store(cli);
+	if (rc)
+		return rc;
+	/* A snapshot/restore job on the VM (phase snapshotting/restoring)
+	 * holds the VM's own lock (vmlock.h): wait for it to end, before the
+	 * state lock (lock order).  Not busy: no per-VM lock needed, since a
+	 * job starting meanwhile finds the record changed and gives up. */
+	struct mq_vm_record *rec = NULL;
+	bool busy = mq_store_vm_get(cli->store, a->name, &rec, NULL) == 0 && mq_vmlock_busy_phase(rec);
+	rec = mq_vm_record_free(rec);
+	if (busy && mq_vmlock_acquire(&vmlock, cli->state_dir, a->name, "imperative", (int)a->lock_ms, waiting, cli,
+				      &err) < 0)
 		return mq_cli_fail(cli, err);
 	if (mq_lock_acquire(&lock, cli->state_dir, "imperative", (int)a->lock_ms, &err) < 0) {
 		mq_lock_release(&vmlock);
 		return mq_cli_fail(cli, err);
 	}
-	int rc = mq_cli_open_store(cli);
-	if (rc) {
+	/* still busy: its job's maqet died (we hold its lock), or a job began
+	 * since we looked */
+	if (mq_store_vm_get(cli->store, a->name, &rec, NULL) == 0 && mq_vmlock_busy_phase(rec) &&
+	    mq_vmlock_recover(cli->store, vmlock.fd >= 0 ? NULL : cli->state_dir, rec, "imperative", NULL) == 0) {
+		mq_cli_err(cli, "cannot change vm '%s': it is busy (%s in progress); try again when it is done", a->name,
+			   rec->status);
+		mq_vm_record_free(rec);
 		mq_lock_release(&lock);
 		mq_lock_release(&vmlock);
-		return rc;
+		return MQ_EXIT_FAILURE;
 	}
-	/* a busy phase now is stale (we hold the vm's lock): its job's maqet
-	 * died; end that phase first */
-	struct mq_vm_record *rec = NULL;
-	if (mq_store_vm_get(cli->store, a->name, &rec, NULL) == 0 && mq_vmlock_busy_phase(rec))
-		(void)mq_vmlock_recover(cli->store, NULL, rec, "imperative", NULL);
-	mq_vm_record_free(rec);
+	rec = mq_vm_record_free(rec);
 	struct mq_plan *plan = NULL;
 	rc = mq_cli_single_plan(cli, a->name, &plan);
 	if (rc == 0) {
