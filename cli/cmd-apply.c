@@ -8,6 +8,7 @@
 #include "reconciler/snapplan.h"
 #include "reconciler/lock.h"
 #include "reconciler/logrot.h"
+#include "reconciler/vmlock.h"
 #include "util/parse.h"
 #include "util/xalloc.h"
 
@@ -162,6 +163,10 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		return rc;
 	}
 
+	/* A snapshot/restore job whose maqet died left its VM busy: end that
+	 * phase first (reconciler/vmlock.h).  Best effort: the plan says busy. */
+	(void)mq_vmlock_recover_all(cli->store, cli->state_dir, "apply", NULL);
+
 	/* 3. Plan against recorded + live state. */
 	struct mq_vm_record **recs = NULL;
 	size_t nrec = 0;
@@ -171,7 +176,7 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt, .host = host,
-				    .disk_dir = cli->disk_dir };
+				   .disk_dir = cli->disk_dir, .state_dir = cli->state_dir };
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 		goto out;
@@ -196,6 +201,15 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		if (plan->items[i].lease_wait) /* another host runs it: not started here (README "Pinned hosts") */
 			printf("%s%3s %s%s: %s\n", mq_c(cli, MQ_C_BOLD), "=", plan->items[i].name, mq_c(cli, MQ_C_RESET),
 			       plan->items[i].reason);
+	/* a VM with a snapshot/restore job running is skipped, not waited for
+	 * (like kubectl/compose, apply does not wait for other operations):
+	 * said once here; the exit code stays 0 */
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct mq_plan_item *it = &plan->items[i];
+		if (it->blocked && it->rec && mq_vmlock_busy_phase(it->rec))
+			mq_cli_err(cli, "warning: vm '%s' skipped: %s; run apply again when it is done", it->name,
+				   it->reason);
+	}
 	if (mq_plan_changes(plan) == 0) {
 		mq_apply_record_observations(cli->store, plan);
 		if (plan->n_away)
@@ -237,13 +251,21 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 	}
 	mq_error_free(err);
 	err = NULL;
-	/* 5. Declared snapshots, on the VMs as the pass left them. */
+	if (ar == 0)
+		mq_cli_prune_events(cli); /* event retention (README: "Events") */
+	/* 5. Declared snapshots, on the VMs as the pass left them.  Not under
+	 * the state lock: each job holds its VM's lock and takes the state lock
+	 * for its record steps only (snapshot.h), so a watch keeps supervising
+	 * the other VMs while a long one runs. */
+	mq_lock_release(&lock);
 	struct mq_snap_exec_result sres = { 0 };
 	struct mq_snap_env senv = {
 		.store = cli->store,
 		.runtime_dir = cli->runtime_dir,
 		.disk_dir = cli->disk_dir,
 		.who = "apply",
+		.state_dir = cli->state_dir,
+		.lock_timeout_ms = (int)lock_ms,
 	};
 	mq_snap_exec(plan, &mq_snapops_default, &senv, mq_cli_snap_report, cli, &sres);
 	printf("%sApply:%s %zu ok, %zu failed, %zu skipped, %zu unchanged.\n", mq_c(cli, MQ_C_BOLD),
@@ -252,8 +274,6 @@ static int run_apply(struct mq_cli *cli, int argc, char **argv)
 		printf("%sSnapshots:%s %zu taken, %zu deleted by retention, %zu failed.\n", mq_c(cli, MQ_C_BOLD),
 		       mq_c(cli, MQ_C_RESET), sres.ok, sres.deleted, sres.failed);
 	rc = (ar < 0 || res.failed || res.skipped || sres.failed) ? MQ_EXIT_FAILURE : MQ_EXIT_OK;
-	if (ar == 0)
-		mq_cli_prune_events(cli); /* event retention (README: "Events") */
 out:
 	/* running VMs' logs over the cap (README: "Logs"), also when nothing changed */
 	if (!dry)

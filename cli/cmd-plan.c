@@ -135,7 +135,7 @@ static int run_plan(struct mq_cli *cli, int argc, char **argv)
 	}
 	struct mq_plan *plan = NULL;
 	struct mq_plan_opts po = { .prune = prune, .allow_empty = allow_empty, .adopt = adopt, .host = host,
-				    .disk_dir = cli->disk_dir };
+				   .disk_dir = cli->disk_dir, .state_dir = cli->state_dir };
 	if (mq_plan_build(set, recs, nrec, &po, &plan, &err) < 0) {
 		rc = mq_cli_fail(cli, err);
 	} else {

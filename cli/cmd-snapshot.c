@@ -31,7 +31,9 @@ const struct mq_cmd mq_cmd_snapshot = {
 		 "\n"
 		 "Internal qcow2 snapshots.  A running VM is snapshotted live (QMP\n"
 		 "snapshot-save, with its memory state unless --no-vmstate); a stopped one\n"
-		 "offline with qemu-img, under the state lock.  Names: 1-64 of [A-Za-z0-9._-];\n"
+		 "offline with qemu-img.  A job holds the VM's own lock, not the state\n"
+		 "lock: watch keeps supervising the other VMs, plan/apply leave this one\n"
+		 "alone (busy), stop/restart/rm of it wait.  Names: 1-64 of [A-Za-z0-9._-];\n"
 		 "the prefixes auto-, pre-change- and pre-restore- are maqet's own.\n"
 		 "Restore first takes a pre-restore-<time> snapshot (unless --no-backup);\n"
 		 "restoring a running VM throws its memory state away and needs --force.\n"
@@ -44,7 +46,7 @@ const struct mq_cmd mq_cmd_snapshot = {
 		 "      --force          restore: allow throwing away a running VM's memory state\n"
 		 "      --no-backup      restore: skip the pre-restore snapshot\n"
 		 "  -o, --output FORMAT  table (default) or json (one object at the end)\n"
-		 "      --lock-timeout S seconds to wait for the state lock (default 60)\n"
+		 "      --lock-timeout S seconds to wait for the vm's or the state lock (default 60)\n"
 		 "      --state-dir DIR  state directory\n"
 		 "  -h, --help           show this help\n"
 		 "\n"
@@ -382,21 +384,26 @@ static const char *verb_of(enum sub s)
 	return s == SUB_CREATE ? "create" : s == SUB_RESTORE ? "restore" : "delete";
 }
 
+/* The per-VM lock is taken: say whom we wait for (on a terminal only). */
+static void on_waiting(void *ud, const char *holder)
+{
+	(void)ud;
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "waiting for %s to finish...\n", holder ? holder : "another maqet");
+}
+
+/* No state lock here: the library takes the VM's per-VM lock for the whole
+ * job and the state lock only for its record steps (snapshot.h), so watch
+ * keeps supervising the other VMs meanwhile. */
 static int do_change(struct mq_cli *cli, const struct args *a)
 {
-	struct mq_lock lock;
 	struct mq_error *err = NULL;
-	if (mq_lock_acquire(&lock, cli->state_dir, "snapshot", (int)a->lock_ms, &err) < 0)
-		return mq_cli_fail(cli, err);
 	int rc = mq_cli_open_store(cli);
-	if (rc) {
-		mq_lock_release(&lock);
+	if (rc)
 		return rc;
-	}
 	mq_audit_new_pass();
 	struct mq_vm_record *rec = NULL;
 	if (mq_store_vm_get(cli->store, a->vm, &rec, &err) < 0) {
-		mq_lock_release(&lock);
 		if (err && err->code == ENOENT) {
 			err = mq_error_free(err);
 			mq_cli_err(cli, "cannot %s snapshot of vm '%s': no vm named '%s' in state dir '%s'",
@@ -408,6 +415,9 @@ static int do_change(struct mq_cli *cli, const struct args *a)
 	struct bar b = { .on = isatty(STDERR_FILENO) && !a->json, .t0 = mq_mono_ms() };
 	struct mq_snap_env env;
 	env_init(cli, &env, &b);
+	env.state_dir = cli->state_dir;
+	env.lock_timeout_ms = (int)a->lock_ms;
+	env.waiting = on_waiting;
 	struct mq_snap_result res = { 0 };
 	int r;
 	switch (a->sub) {
@@ -439,7 +449,6 @@ static int do_change(struct mq_cli *cli, const struct args *a)
 	}
 	bar_end(&b);
 	mq_vm_record_free(rec);
-	mq_lock_release(&lock);
 	if (a->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "vm", json_object_new_string(a->vm));

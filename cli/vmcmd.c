@@ -1,10 +1,13 @@
 #include "cli/vmcmd.h"
 
 #include <getopt.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reconciler/lock.h"
+#include "reconciler/vmlock.h"
 #include "util/xalloc.h"
 
 int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char **argv, bool allow_delete_disks,
@@ -61,19 +64,48 @@ int mq_vmcmd_parse(struct mq_cli *cli, const struct mq_cmd *cmd, int argc, char 
 	return -1;
 }
 
+static void waiting(void *ud, const char *holder)
+{
+	(void)ud;
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "waiting for %s to finish...\n", holder ? holder : "another operation on the vm");
+}
+
 int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 		 int (*choose)(struct mq_cli *cli, const struct mq_vmcmd_args *a, struct mq_plan_item *it,
 			       struct mq_apply_opts *o))
 {
-	struct mq_lock lock;
+	struct mq_lock lock, vmlock = { .fd = -1 };
 	struct mq_error *err = NULL;
-	if (mq_lock_acquire(&lock, cli->state_dir, "imperative", (int)a->lock_ms, &err) < 0)
-		return mq_cli_fail(cli, err);
 	int rc = mq_cli_open_store(cli);
-	if (rc) {
-		mq_lock_release(&lock);
+	if (rc)
 		return rc;
+	/* A snapshot/restore job on the VM (phase snapshotting/restoring)
+	 * holds the VM's own lock (vmlock.h): wait for it to end, before the
+	 * state lock (lock order).  Not busy: no per-VM lock needed, since a
+	 * job starting meanwhile finds the record changed and gives up. */
+	struct mq_vm_record *rec = NULL;
+	bool busy = mq_store_vm_get(cli->store, a->name, &rec, NULL) == 0 && mq_vmlock_busy_phase(rec);
+	rec = mq_vm_record_free(rec);
+	if (busy && mq_vmlock_acquire(&vmlock, cli->state_dir, a->name, "imperative", (int)a->lock_ms, waiting, cli,
+				      &err) < 0)
+		return mq_cli_fail(cli, err);
+	if (mq_lock_acquire(&lock, cli->state_dir, "imperative", (int)a->lock_ms, &err) < 0) {
+		mq_lock_release(&vmlock);
+		return mq_cli_fail(cli, err);
 	}
+	/* still busy: its job's maqet died (we hold its lock), or a job began
+	 * since we looked */
+	if (mq_store_vm_get(cli->store, a->name, &rec, NULL) == 0 && mq_vmlock_busy_phase(rec) &&
+	    mq_vmlock_recover(cli->store, vmlock.fd >= 0 ? NULL : cli->state_dir, rec, "imperative", NULL) == 0) {
+		mq_cli_err(cli, "cannot change vm '%s': it is busy (%s in progress); try again when it is done", a->name,
+			   rec->status);
+		mq_vm_record_free(rec);
+		mq_lock_release(&lock);
+		mq_lock_release(&vmlock);
+		return MQ_EXIT_FAILURE;
+	}
+	rec = mq_vm_record_free(rec);
 	struct mq_plan *plan = NULL;
 	rc = mq_cli_single_plan(cli, a->name, &plan);
 	if (rc == 0) {
@@ -85,5 +117,6 @@ int mq_vmcmd_run(struct mq_cli *cli, const struct mq_vmcmd_args *a,
 	}
 	mq_plan_free(plan);
 	mq_lock_release(&lock);
+	mq_lock_release(&vmlock);
 	return rc;
 }

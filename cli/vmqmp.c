@@ -7,6 +7,7 @@
 
 #include "reconciler/audit.h"
 #include "reconciler/proc.h"
+#include "reconciler/vmlock.h"
 #include "util/xalloc.h"
 
 int mq_vmop_lookup(struct mq_cli *cli, struct mq_vmop *op, const char *name, const char *verb)
@@ -47,10 +48,9 @@ int mq_vmop_lookup(struct mq_cli *cli, struct mq_vmop *op, const char *name, con
 int mq_vmop_connect(struct mq_cli *cli, struct mq_vmop *op)
 {
 	struct mq_error *err = NULL;
-	char *file = xasprintf("vm-%s.lock", op->name);
 	char *what = xasprintf("maqet %s", op->verb);
-	int r = mq_lock_acquire_named(&op->vmlock, cli->state_dir, file, what, MQ_VMOP_LOCK_TIMEOUT_MS, &err);
-	free(file);
+	int r = mq_vmlock_acquire(&op->vmlock, cli->state_dir, op->name, what, MQ_VMOP_LOCK_TIMEOUT_MS, NULL, NULL,
+				  &err);
 	free(what);
 	if (r < 0) {
 		mq_error_prefix(&err, "cannot %s vm '%s'", op->verb, op->name);

@@ -3,8 +3,9 @@
  *
  * They reach QEMU through the VM's control monitor (the record's qmp_path,
  * <name>.qmp), never through watch's event connection (<name>.ev), under a
- * short per-VM lock (<state>/vm-NAME.lock) so two operator commands on one
- * VM do not interleave.  Record writes (pause, resume, an intended stop)
+ * short per-VM lock (<state>/vm-NAME.lock, reconciler/vmlock.h) so two
+ * operator commands on one VM do not interleave, nor one with a snapshot
+ * job (which holds that lock for its whole run).  Record writes (pause, resume, an intended stop)
  * also take the state lock for the read-modify-write, like every other
  * writer.
  */

@@ -130,12 +130,14 @@ enum {
 #define STOP_FROM_MASK (P(STARTING) | P(RUNNING) | P(PAUSED))
 
 /* Every down phase: start it, "stop" it (nothing to signal, records
- * stopped), snapshot or restore its disks offline, forget it. */
+ * stopped), snapshot or restore its disks offline (no QEMU: the identity of
+ * the exited one is dropped, so an offline job is recognised by pid 0 while
+ * the state lock is free; vmlock.h), forget it. */
 #define DOWN_EVENTS \
 	[EV(START_BEGIN)] = TO(STARTING, 0), \
 	[EV(STOP_OK)] = TO(STOPPED, CLEAR_PROCESS), \
-	[EV(SNAPSHOT_BEGIN)] = TO(SNAPSHOTTING, 0), \
-	[EV(RESTORE_BEGIN)] = TO(RESTORING, 0), \
+	[EV(SNAPSHOT_BEGIN)] = TO(SNAPSHOTTING, CLEAR_PROCESS), \
+	[EV(RESTORE_BEGIN)] = TO(RESTORING, CLEAR_PROCESS), \
 	[EV(FORGET)] = TO(ABSENT, CLEAR_PROCESS)
 
 /* The process of an up VM that nobody is stopping went away. */

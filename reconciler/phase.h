@@ -48,10 +48,11 @@
  *     crashed|failed
  *   running              pause            -> paused            -
  *   paused               resume           -> running           -
- *   running|paused|down  snapshot-begin   -> snapshotting      -   (live from running/paused,
- *                                                                   offline from a down phase)
+ *   running|paused       snapshot-begin   -> snapshotting      -   (live)
+ *   down (any)           snapshot-begin   -> snapshotting      clear-process  (offline: no QEMU)
  *   snapshotting         snapshot-end     -> ctx->resume_phase -   (running|paused|any down phase)
- *   running|paused|down  restore-begin    -> restoring         -
+ *   running|paused       restore-begin    -> restoring         -
+ *   down (any)           restore-begin    -> restoring         clear-process
  *   restoring            restore-end      -> ctx->resume_phase -   (running|paused|any down phase)
  *   any but absent       forget           -> absent            clear-process  (caller deletes the row;
  *                                                              stop an up VM first)

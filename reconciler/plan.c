@@ -11,6 +11,7 @@
 #include "reconciler/placement.h"
 #include "specs/fromjson.h"
 #include "reconciler/proc.h"
+#include "reconciler/vmlock.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
@@ -50,8 +51,8 @@ const char *mq_observe(const struct mq_vm_record *rec)
 	if (mq_phase_parse(rec->status, &p, NULL) < 0 || p == MQ_PHASE_ABSENT)
 		return MQ_STATUS_STOPPED; /* a status this version does not know */
 	if (mq_phase_is_up(p)) {
-		if (rec->pid <= 0)
-			return MQ_STATUS_CRASHED;
+		if (rec->pid <= 0) /* an offline snapshot/restore runs with no qemu */
+			return mq_vmlock_busy_phase(rec) ? mq_phase_name(p) : MQ_STATUS_CRASHED;
 		struct mq_pidref ref = { .pid = (pid_t)rec->pid, .start_time = rec->start_time };
 		if (mq_proc_check(&ref) != MQ_PROC_ALIVE)
 			return MQ_STATUS_CRASHED;
@@ -300,6 +301,27 @@ static void fill_item(struct mq_plan_item *it, const struct mq_spec *spec, const
 	it->blocked = in.blocked;
 	it->action = mq_plan_decide(&in);
 	it->reason = make_reason(it, &in, &restart_keys, &other_keys);
+	if (rec && mq_vmlock_busy_phase(rec) && mq_status_is_up(it->observed)) {
+		/* a snapshot/restore job runs on it (reconciler/vmlock.h): left
+		 * alone until it ends; a dead job's phase is recovered by the next
+		 * pass that takes the state lock */
+		char *holder = NULL;
+		bool live = !popts || !popts->state_dir || mq_vmlock_busy(popts->state_dir, it->name, &holder);
+		free(it->reason);
+		it->reason = live ? xasprintf("busy (%s in progress%s%s)", mq_phase_get(rec) == MQ_PHASE_RESTORING
+										? "restore" : "snapshot",
+					      holder ? ": " : "", holder ? holder : "")
+				  : xasprintf("busy (%s interrupted: its maqet went away; the next apply or watch pass "
+					      "recovers it)", rec->status);
+		free(holder);
+		free(it->block_reason);
+		it->block_reason = xstrdup(it->reason);
+		it->blocked = true;
+		it->action = MQ_ACT_NOOP;
+		mq_strv_clear(&restart_keys);
+		mq_strv_clear(&other_keys);
+		return;
+	}
 	/* One owner per VM name: a VM recorded from another source is not this
 	 * source's to change, unless moved explicitly (--adopt). */
 	if (spec && rec && rec->source && strcmp(rec->source, spec->source) != 0) {

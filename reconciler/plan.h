@@ -102,6 +102,7 @@ struct mq_plan_opts {
 	const char *host;   /* --host: act on vms placed here and unplaced ones (NULL = on all) */
 	const char *disk_dir; /* default disk location: set = check disk leases before starts
 	                         and shared storage before moves (lease.h, placement.h) */
+	const char *state_dir; /* optional: name the holder of a busy VM's per-VM lock (vmlock.h) */
 };
 
 /* Build the plan.  Records not declared and not prunable are left out

@@ -8,6 +8,7 @@
 
 #include "reconciler/img.h"
 #include "reconciler/schedule.h"
+#include "reconciler/vmlock.h"
 #include "specs/fromjson.h"
 #include "util/paths.h"
 #include "util/strbuf.h"
@@ -78,6 +79,8 @@ size_t mq_snap_plan_add(struct mq_plan *plan, const struct mq_snapops *ops, cons
 		struct mq_plan_item *it = &plan->items[i];
 		if (!it->spec || !it->spec->snapshots || it->action == MQ_ACT_DELETE)
 			continue;
+		if (it->blocked && it->rec && mq_vmlock_busy_phase(it->rec))
+			continue; /* a job runs on it: its snapshots wait for the next pass */
 		struct mq_snap_list list = { 0 };
 		bool have = false;
 		if (it->rec && it->rec->spec_json) {

@@ -17,6 +17,7 @@
 #include "reconciler/qcow2snap.h"
 #include "reconciler/qemu.h"
 #include "reconciler/qmp.h"
+#include "reconciler/vmlock.h"
 #include "specs/fromjson.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
@@ -267,7 +268,80 @@ struct op {
 	struct mq_qmp *q;
 	char **nodes; /* per storage index: the block node name (running only) */
 	unsigned job_seq;
+	struct mq_lock st; /* the state lock, while st_depth > 0 (env->state_dir mode) */
+	int st_depth;
 };
+
+/* ---- locks (env->state_dir set, see the CONTRACT in snapshot.h) ------------ */
+
+static bool self_locking(const struct mq_snap_env *env)
+{
+	return env->state_dir && !env->caller_locked;
+}
+
+static int lock_ms(const struct mq_snap_env *env)
+{
+	return env->lock_timeout_ms > 0 ? env->lock_timeout_ms : 60000;
+}
+
+static int state_lock(struct op *op, struct mq_error **err)
+{
+	if (!self_locking(op->env) || op->st_depth++ > 0)
+		return 0;
+	int r = mq_lock_acquire(&op->st, op->env->state_dir, "snapshot step", lock_ms(op->env), err);
+	if (r < 0)
+		op->st_depth = 0;
+	return r;
+}
+
+static void state_unlock(struct op *op)
+{
+	if (!self_locking(op->env) || op->st_depth <= 0)
+		return;
+	if (--op->st_depth == 0)
+		mq_lock_release(&op->st);
+}
+
+/* Replace rec's contents with src's, keeping rec->name (callers hold on to
+ * that string); src gets the old contents. */
+static void rec_swap(struct mq_vm_record *rec, struct mq_vm_record *src)
+{
+	struct mq_vm_record tmp = *rec;
+	*rec = *src;
+	*src = tmp;
+	char *name = rec->name;
+	rec->name = src->name;
+	src->name = name;
+}
+
+/* Take the VM's per-VM lock for a whole operation and read its record again
+ * (it may have changed while we waited).  No-op unless self-locking. */
+static int vm_begin(const struct mq_snap_env *env, struct mq_vm_record *rec, const char *what, struct mq_lock *vl,
+		    struct mq_error **err)
+{
+	vl->fd = -1;
+	vl->path = NULL;
+	if (!self_locking(env))
+		return 0;
+	int r = mq_vmlock_acquire(vl, env->state_dir, rec->name, what, lock_ms(env), env->waiting, env->ud, err);
+	if (r < 0)
+		return r;
+	struct mq_vm_record *cur = NULL;
+	r = mq_store_vm_get(env->store, rec->name, &cur, err);
+	if (r < 0) {
+		mq_lock_release(vl);
+		return r;
+	}
+	rec_swap(rec, cur);
+	mq_vm_record_free(cur);
+	return 0;
+}
+
+static void vm_end(struct mq_lock *vl)
+{
+	if (vl->fd >= 0)
+		mq_lock_release(vl);
+}
 
 static int job_timeout(const struct op *op)
 {
@@ -284,6 +358,8 @@ static void op_release(struct op *op)
 	op->q = mq_qmp_free(op->q);
 	op->spec = mq_spec_free(op->spec);
 	free(op->qemu_img);
+	if (op->st_depth > 0 && op->env && self_locking(op->env))
+		mq_lock_release(&op->st);
 	memset(op, 0, sizeof(*op));
 }
 
@@ -457,20 +533,34 @@ int mq_snap_list(const struct mq_snap_env *env, const struct mq_vm_record *rec, 
 static int phase_write(struct op *op, enum mq_phase_event ev, const struct mq_phase_ctx *ctx, const char *action,
 		       const char *outcome, const char *detail, struct mq_error **err)
 {
-	struct mq_vm_record *n = mq_vm_record_dup(op->rec);
-	int r = mq_phase_apply(n, ev, ctx, err);
+	int r = state_lock(op, err);
+	if (r < 0)
+		return r;
+	struct mq_vm_record *n = NULL;
+	if (self_locking(op->env)) {
+		/* the state lock was free since the last step: has anyone
+		 * (watch recording an exit) written the record meanwhile? */
+		r = mq_store_vm_get(op->env->store, op->rec->name, &n, err);
+		if (r == 0 && (n->pid != op->rec->pid || n->start_time != op->rec->start_time ||
+			       !n->status != !op->rec->status ||
+			       (n->status && strcmp(n->status, op->rec->status) != 0))) {
+			r = mq_error_set(err, ESTALE,
+					 "vm '%s' changed while the job ran: it is now %s%s%s (left as recorded)",
+					 op->rec->name, n->status ? n->status : "absent",
+					 n->last_error ? ": " : "", n->last_error ? n->last_error : "");
+			rec_swap(op->rec, n);
+		}
+	} else {
+		n = mq_vm_record_dup(op->rec);
+	}
+	if (r == 0)
+		r = mq_phase_apply(n, ev, ctx, err);
 	if (r == 0)
 		r = mq_audit_record(op->env->store, n, n->source, action, outcome, detail, err);
-	if (r == 0) {
-		struct mq_vm_record tmp = *op->rec;
-		*op->rec = *n;
-		*n = tmp;
-		/* the name stays the same string: callers hold on to it */
-		char *name = op->rec->name;
-		op->rec->name = n->name;
-		n->name = name;
-	}
+	if (r == 0)
+		rec_swap(op->rec, n);
 	mq_vm_record_free(n);
+	state_unlock(op);
 	return r;
 }
 
@@ -485,6 +575,16 @@ static const char *who(const struct op *op)
 static int check_phase(struct op *op, const char *verb, enum mq_phase *resume, struct mq_error **err)
 {
 	enum mq_phase p = mq_phase_get(op->rec);
+	char *holder = NULL;
+	if ((p == MQ_PHASE_SNAPSHOTTING || p == MQ_PHASE_RESTORING) && op->env->state_dir && op->env->caller_locked &&
+	    mq_vmlock_busy(op->env->state_dir, op->rec->name, &holder)) {
+		int r = mq_error_set(err, EBUSY, "cannot %s vm '%s': it is busy (%s %s in progress: %s); try again when "
+					 "that is done",
+				     verb, op->rec->name, p == MQ_PHASE_SNAPSHOTTING ? "a snapshot" : "a restore",
+				     "job", holder ? holder : "another maqet");
+		free(holder);
+		return r;
+	}
 	if (p == MQ_PHASE_SNAPSHOTTING || p == MQ_PHASE_RESTORING) {
 		struct mq_phase_ctx ctx = { .resume_phase = op->running ? MQ_PHASE_RUNNING : MQ_PHASE_STOPPED };
 		int r = phase_write(op, p == MQ_PHASE_SNAPSHOTTING ? MQ_PHASE_EV_SNAPSHOT_END : MQ_PHASE_EV_RESTORE_END,
@@ -986,8 +1086,14 @@ int mq_snap_create(const struct mq_snap_env *env, struct mq_vm_record *rec, cons
 {
 	struct op op;
 	struct mq_error *e = NULL;
-	int r = op_open(env, rec, &op, &e);
+	struct mq_lock vl;
+	char *what = xasprintf("snapshot '%s' of vm '%s'", o->name ? o->name : "", rec->name);
+	int r = vm_begin(env, rec, what, &vl, &e);
+	free(what);
+	if (r == 0)
+		r = op_open(env, rec, &op, &e);
 	if (r < 0) {
+		vm_end(&vl);
 		if (err)
 			*err = e;
 		else
@@ -998,6 +1104,7 @@ int mq_snap_create(const struct mq_snap_env *env, struct mq_vm_record *rec, cons
 		memset(res, 0, sizeof(*res));
 	r = create_in(&op, o, res, &e);
 	op_release(&op);
+	vm_end(&vl);
 	if (err)
 		*err = e;
 	else
@@ -1157,9 +1264,18 @@ static int restore_in(struct op *op, const struct mq_snap_restore_opts *o, struc
 	}
 	const char *mode = live_load ? "live, memory" : op->running ? "stop, offline, start" : "offline";
 	bool restarted = false;
+	bool held = false;
 	if (op->running && !live_load) {
-		r = stop_vm(op, resume, &e);
+		/* from the stop to the start again, under the state lock: with it
+		 * free, a watch pass would see the VM stopped between the steps and
+		 * start it with half-reverted disks (or stop it while starting) */
+		r = state_lock(op, &e);
+		held = r == 0;
+		if (r == 0)
+			r = stop_vm(op, resume, &e);
 		if (r < 0) {
+			if (held)
+				state_unlock(op);
 			mq_strv_clear(&drives);
 			free(vmstate_drive);
 			*err = e;
@@ -1223,6 +1339,8 @@ static int restore_in(struct op *op, const struct mq_snap_restore_opts *o, struc
 		}
 		mq_error_free(se);
 	}
+	if (held)
+		state_unlock(op);
 	size_t nd = drives.n;
 	mq_strv_clear(&drives);
 	free(vmstate_drive);
@@ -1247,13 +1365,19 @@ int mq_snap_restore(const struct mq_snap_env *env, struct mq_vm_record *rec, con
 	struct mq_error *e = NULL;
 	if (res)
 		memset(res, 0, sizeof(*res));
-	int r = op_open(env, rec, &op, &e);
+	struct mq_lock vl;
+	char *what = xasprintf("restore of vm '%s' to snapshot '%s'", rec->name, o->name ? o->name : "");
+	int r = vm_begin(env, rec, what, &vl, &e);
+	free(what);
+	if (r == 0)
+		r = op_open(env, rec, &op, &e);
 	if (r == 0) {
 		r = restore_in(&op, o, res, &e);
 		op_release(&op);
 	} else {
 		r = mq_error_prefix(&e, "cannot restore vm '%s'", rec->name);
 	}
+	vm_end(&vl);
 	if (err)
 		*err = e;
 	else
@@ -1333,13 +1457,19 @@ int mq_snap_delete(const struct mq_snap_env *env, struct mq_vm_record *rec, cons
 	struct mq_error *e = NULL;
 	if (res)
 		memset(res, 0, sizeof(*res));
-	int r = op_open(env, rec, &op, &e);
+	struct mq_lock vl;
+	char *what = xasprintf("delete of snapshot '%s' of vm '%s'", name ? name : "", rec->name);
+	int r = vm_begin(env, rec, what, &vl, &e);
+	free(what);
+	if (r == 0)
+		r = op_open(env, rec, &op, &e);
 	if (r == 0) {
 		r = delete_in(&op, name, res, &e);
 		op_release(&op);
 	} else {
 		r = mq_error_prefix(&e, "cannot delete snapshot '%s' of vm '%s'", name ? name : "", rec->name);
 	}
+	vm_end(&vl);
 	if (err)
 		*err = e;
 	else

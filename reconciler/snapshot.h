@@ -20,8 +20,20 @@
  * older maqet (auto-generated node names) work as well.
  *
  * CONTRACT for callers (CLI, apply, watch workers):
- *   - The caller holds the state lock (lock.h, <state_dir>/lock) for the whole
- *     call, so no start/stop/apply races the operation.  list needs no lock.
+ *   - Locks, two ways.  env->state_dir NULL: the caller holds the state lock
+ *     (lock.h, <state_dir>/lock) for the whole call (apply's pass).
+ *     env->state_dir set (the CLI, watch's snapshot workers): the caller
+ *     holds NO lock; the library takes the VM's per-VM lock (vmlock.h) for
+ *     the whole operation (waiting up to env->lock_timeout_ms, calling
+ *     env->waiting once when it must wait) and the state lock only around
+ *     each record step.  Each step re-reads the record under the state lock
+ *     and refuses (-ESTALE) when it changed meanwhile (e.g. watch recorded
+ *     that QEMU exited during the job): the failure is reported and the
+ *     phase watch wrote is kept.  Other writers leave a VM in a busy phase
+ *     alone (plan marks it busy).  Exception: a disk-only restore of a
+ *     running VM holds the state lock from its stop to its start again, so
+ *     no watch pass restarts the VM with half-reverted disks.  list needs
+ *     no lock.
  *   - Calls BLOCK (qemu-img runs, QMP jobs are waited for with poll() and a
  *     deadline; nothing sleeps).  Never call from inside watch's loop: run
  *     them in a worker (worker.h) or from the CLI/apply.
@@ -49,7 +61,9 @@
  *     "live, disks only", "stop, offline, start" (restore), "live" (delete).
  *     The stop and start of a disk-only restore are "stop" / "start" events.
  *   - A phase "snapshotting"/"restoring" found at the start (a maqet that
- *     died half-way) is ended first (event outcome "failed", "interrupted").
+ *     died half-way: the caller or this call holds the per-VM lock, so no job
+ *     of a live maqet runs) is ended first (event outcome "failed",
+ *     "interrupted").
  *     A VM "starting"/"stopping", or recorded up with its process gone, is
  *     refused.
  *   - env->store is an open store of the calling process (a worker opens
@@ -148,6 +162,12 @@ struct mq_snap_env {
 	int stop_timeout_ms;        /* disk-only restore of a running VM: ACPI wait; 0 = spec's stop_timeout */
 	mq_snap_progress_fn progress; /* may be NULL */
 	void *ud;
+	const char *state_dir;      /* non-NULL: the library locks (see CONTRACT) */
+	bool caller_locked;         /* with state_dir: the caller holds the state lock after all (apply):
+	                               no locking, but a VM whose per-VM lock is held is refused as busy */
+	int lock_timeout_ms;        /* with state_dir: per-VM and state lock waits; 0 = 60000 */
+	void (*waiting)(void *ud, const char *holder); /* with state_dir: called once before waiting for the
+	                                                  per-VM lock (holder may be NULL); may be NULL */
 };
 
 /* Is the VM of rec running (up phase + live recorded process)? */

@@ -73,20 +73,17 @@ static int snap_worker(int fd, void *ud)
 	const struct mq_snapshots *decl = c->spec->snapshots;
 	struct mq_error *err = NULL;
 	struct mq_store *st = NULL;
-	struct mq_lock lock;
 	int rc = 1;
-	if (mq_lock_acquire(&lock, c->o->state_dir, "watch snapshot", c->o->lock_timeout_ms ? c->o->lock_timeout_ms : 60000,
-			    &err) < 0) {
-		send_step(fd, "snapshot", "failed", err ? err->msg : "cannot take the state lock");
-		mq_error_free(err);
-		return 1;
-	}
+	/* No state lock across the jobs: the library holds the VM's per-VM
+	 * lock and takes the state lock for each record step (snapshot.h), so
+	 * watch's passes go on meanwhile. */
 	if (mq_store_open(c->o->state_dir, &st, &err) < 0) {
 		send_step(fd, "snapshot", "failed", err ? err->msg : "cannot open the state");
 		goto out;
 	}
 	struct mq_snap_env env = {
 		.store = st, .runtime_dir = c->o->runtime_dir, .disk_dir = c->o->disk_dir, .who = "watch",
+		.state_dir = c->o->state_dir, .lock_timeout_ms = c->o->lock_timeout_ms,
 	};
 	struct mq_vm_record *rec = NULL;
 	if (mq_store_vm_get(st, c->spec->name, &rec, &err) < 0) {
@@ -130,7 +127,6 @@ static int snap_worker(int fd, void *ud)
 out:
 	mq_error_free(err);
 	mq_store_free(st);
-	mq_lock_release(&lock);
 	return rc;
 }
 

@@ -11,6 +11,7 @@
  * a poll(): a pass that asks for another pass can never starve the signalfd.
  */
 #include "reconciler/watch.h"
+#include "reconciler/vmlock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -274,6 +275,8 @@ static int write_record(struct watch *w, const struct mq_vm_record *rec, const c
 static int record_exits(struct watch *w)
 {
 	mq_tracker_check_all(w->tracker); /* exits not yet noticed, with their events */
+	/* a snapshot/restore whose maqet died: end its phase (vmlock.h) */
+	(void)mq_vmlock_recover_all(w->st, w->o->state_dir, "watch", NULL);
 	struct mq_vm_record **recs = NULL;
 	size_t n = 0;
 	struct mq_error *err = NULL;
@@ -366,8 +369,8 @@ static void sync_tracking(struct watch *w)
 	}
 	for (size_t k = 0; k < n; k++) {
 		const struct mq_vm_record *r = recs[k];
-		if (!mq_phase_is_up(mq_phase_get(r)) || busy(w, r->name))
-			continue; /* down, or a pass in flight is starting/stopping it */
+		if (!mq_phase_is_up(mq_phase_get(r)) || busy(w, r->name) || (r->pid <= 0 && mq_vmlock_busy_phase(r)))
+			continue; /* down, a pass in flight is starting/stopping it, or an offline snapshot job */
 		struct mq_pidref ref = { .pid = (pid_t)r->pid, .start_time = r->start_time };
 		if (mq_tracker_has(w->tracker, r->name, &ref))
 			continue;
@@ -655,6 +658,7 @@ static void start_pass(struct mq_loop *l, void *ud)
 		.supervise = true,
 		.host = w->o->host,
 		.disk_dir = w->o->disk_dir,
+		.state_dir = w->o->state_dir,
 	};
 	/* A VM that dies while planning would be planned as "observed crashed"
 	 * without its classification: record it and plan again. */

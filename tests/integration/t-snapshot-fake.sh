@@ -58,24 +58,28 @@ pass "progress bar on a terminal only: $draws redraws in ${last}s"
 
 # ---- snapshot versus a concurrent stop and apply of the same vm --------------
 # job-step=2000: a snapshot-save job takes about 10 s (long enough for slow
-# sanitizer builds); meanwhile the vm is "snapshotting" and the state lock
-# keeps stop and apply out
+# sanitizer builds); meanwhile the vm is "snapshotting": its per-VM lock
+# makes stop wait (or give up at --lock-timeout), and apply skips it with a
+# warning (exit 0) while plan shows it busy; the state lock is free
 "$MAQET" snapshot create long p4 >"$T/bg.out" 2>&1 &
 bg=$!
 wait_until 20 sh -c "'$MAQET' status -o json | jq -e '.[] | select(.name == \"long\" and .status == \"snapshotting\")'" ||
 	fail "phase snapshotting not seen"
 run_rc rc mq stop long --lock-timeout 0
 assert_eq "$rc" 1 "stop during a snapshot"
-assert_contains "$OUT" "is locked by maqet pid $bg"
+assert_contains "$OUT" "vm 'long' is busy: locked by maqet pid $bg: snapshot 'p4' of vm 'long'"
+run_rc rc mq plan -f "$M"
+assert_contains "$OUT" "busy (snapshot in progress: maqet pid $bg: snapshot 'p4' of vm 'long')"
 run_rc rc mq apply -f "$M" --lock-timeout 0
-assert_eq "$rc" 1 "apply during a snapshot"
-assert_contains "$OUT" "is locked by maqet pid $bg"
+assert_eq "$rc" 0 "apply during a snapshot skips the busy vm: $OUT"
+assert_contains "$OUT" "warning: vm 'long' skipped: busy (snapshot in progress"
+assert_eq "$(vm_status long)" snapshotting "apply left the busy vm alone"
 proc_alive "$bg" || fail "the snapshot ended before stop and apply were tried: the check proves nothing"
 wait "$bg" || fail "background snapshot failed: $(cat "$T/bg.out")"
 assert_eq "$(vm_status long)" running "running again after the snapshot"
 run_rc rc mq stop long
 assert_eq "$rc" 0 "stop after the snapshot: $OUT"
-pass "snapshot holds the state lock: concurrent stop and apply wait or give up"
+pass "snapshot holds the vm's lock: concurrent stop waits or gives up, apply skips it, plan says busy"
 
 # ---- offline progress: a slow qemu-img ---------------------------------------
 # qemu-img is taken next to an explicit `binary:`; there a wrapper makes each

@@ -12,6 +12,7 @@
 
 #include "reconciler/lock.h"
 #include "reconciler/proc.h"
+#include "reconciler/vmlock.h"
 #include "util/xalloc.h"
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -116,6 +117,58 @@ START_TEST(lock_timeout)
 }
 END_TEST
 
+/* The per-VM lock: busy while a live process holds it (named with what it
+ * does), free again once that process is killed; a waiter gives up with a
+ * message naming the vm and the holder. */
+START_TEST(vmlock_busy_and_dead_holder)
+{
+	char tmpl[] = "/tmp/mqlock-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	ck_assert_ptr_nonnull(dir);
+	char *holder_txt = NULL;
+	ck_assert(!mq_vmlock_busy(dir, "web", &holder_txt)); /* no file yet */
+	ck_assert_ptr_null(holder_txt);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct mq_lock l;
+		if (mq_vmlock_acquire(&l, dir, "web", "snapshot 'x' of vm 'web'", 0, NULL, NULL, NULL) < 0)
+			_exit(2);
+		(void)!write(p[1], "x", 1);
+		poll(NULL, 0, 10000);
+		_exit(0);
+	}
+	char c;
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	ck_assert(mq_vmlock_busy(dir, "web", &holder_txt));
+	char *want = xasprintf("maqet pid %d: snapshot 'x' of vm 'web'", (int)pid);
+	ck_assert_str_eq(holder_txt, want);
+	free(holder_txt);
+	holder_txt = NULL;
+	ck_assert(!mq_vmlock_busy(dir, "other", NULL));
+	struct mq_lock l;
+	struct mq_error *err = NULL;
+	ck_assert_int_eq(mq_vmlock_acquire(&l, dir, "web", "me", 0, NULL, NULL, &err), -EWOULDBLOCK);
+	char *msg = xasprintf("vm 'web' is busy: locked by %s (waited 0.0 s); try again later or raise --lock-timeout",
+			      want);
+	ck_assert_str_eq(err->msg, msg);
+	free(msg);
+	free(want);
+	err = mq_error_free(err);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_assert(!mq_vmlock_busy(dir, "web", NULL)); /* a dead holder holds nothing */
+	ck_assert_int_eq(mq_vmlock_acquire(&l, dir, "web", "me", 0, NULL, NULL, &err), 0);
+	ck_assert(mq_vmlock_busy(dir, "web", NULL)); /* held by us, on another fd */
+	mq_lock_release(&l);
+	close(p[0]);
+	close(p[1]);
+	nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lock");
@@ -124,6 +177,7 @@ int main(void)
 	tcase_add_test(tc, lock_wait_release);
 	tcase_add_test(tc, lock_wait_holder_exit);
 	tcase_add_test(tc, lock_timeout);
+	tcase_add_test(tc, vmlock_busy_and_dead_holder);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
