@@ -22,6 +22,18 @@ struct file_cache {
 	bool seen;
 };
 
+/* What the last clean reload read: every listed file, every base the set
+ * extends and every hosts.yaml, with its stat (present false: absent). */
+struct seen_file {
+	char *abs, *display, *source;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtim, ctim;
+	mode_t mode;
+	bool present;
+};
+
 struct slot {
 	char *name;
 	char hash[65];
@@ -44,7 +56,137 @@ struct mq_desired_view {
 	struct mq_specset **retired; /* replaced sets that plans in flight may still borrow from */
 	size_t nretired;
 	bool unresolved;
+	struct seen_file *seen; /* the unchanged-repository check (reload_unchanged) */
+	size_t nseen;
+	int64_t seen_stamp;     /* mq_mcache_now() before those stats; 0: none */
 };
+
+static void seen_clear(struct mq_desired_view *d)
+{
+	for (size_t i = 0; i < d->nseen; i++) {
+		free(d->seen[i].abs);
+		free(d->seen[i].display);
+		free(d->seen[i].source);
+	}
+	free(d->seen);
+	d->seen = NULL;
+	d->nseen = 0;
+	d->seen_stamp = 0;
+}
+
+static void seen_set(struct seen_file *f, const struct stat *st)
+{
+	f->present = true;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	f->size = st->st_size;
+	f->mtim = st->st_mtim;
+	f->ctim = st->st_ctim;
+	f->mode = st->st_mode;
+}
+
+static void seen_fill(struct seen_file *f, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0)
+		seen_set(f, &st);
+	else
+		f->present = false;
+}
+
+static bool seen_same(const struct seen_file *a, const struct seen_file *b, int64_t stamp)
+{
+	if (a->present != b->present)
+		return false;
+	if (!a->present)
+		return true;
+	if (a->dev != b->dev || a->ino != b->ino || a->size != b->size || a->mode != b->mode ||
+	    a->mtim.tv_sec != b->mtim.tv_sec || a->mtim.tv_nsec != b->mtim.tv_nsec ||
+	    a->ctim.tv_sec != b->ctim.tv_sec || a->ctim.tv_nsec != b->ctim.tv_nsec)
+		return false;
+	struct stat st = { .st_mtim = b->mtim, .st_ctim = b->ctim };
+	return mq_mcache_stat_trusted(&st, stamp);
+}
+
+static void seen_push(struct seen_file **v, size_t *n, size_t *alloc, const char *abs, const char *display,
+		      const char *source, const struct stat *st)
+{
+	if (*n == *alloc) {
+		*alloc = *alloc ? *alloc * 2 : 64;
+		*v = xreallocarray(*v, *alloc, sizeof(**v));
+	}
+	struct seen_file *f = &(*v)[(*n)++];
+	memset(f, 0, sizeof(*f));
+	f->abs = xstrdup(abs);
+	f->display = xstrdup_null(display);
+	f->source = xstrdup_null(source);
+	if (st)
+		seen_set(f, st);
+	else
+		seen_fill(f, abs);
+}
+
+/* The files a reload of d->paths depends on besides the listed manifests:
+ * each path itself and its hosts.yaml, then every base the set extends. */
+static void seen_extra(const struct mq_desired_view *d, const struct mq_specset *set, struct seen_file **v,
+		       size_t *n, size_t *alloc)
+{
+	for (size_t i = 0; i < d->n_paths; i++) {
+		seen_push(v, n, alloc, d->paths[i], NULL, NULL, NULL);
+		char *h = mq_path_join(d->paths[i], MQ_HOSTS_FILE);
+		seen_push(v, n, alloc, h, NULL, NULL, NULL);
+		free(h);
+	}
+	for (size_t i = 0; set && i < set->bases.n; i++)
+		seen_push(v, n, alloc, set->bases.v[i], NULL, NULL, NULL);
+}
+
+static bool str_eq_null(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Whether nothing a reload reads changed since the last clean one: the same
+ * files listed (same paths, same sources), each with the same stat, that
+ * stat old enough to be trusted (as the parse cache trusts it), and the same
+ * hosts.yaml and bases.  Then the set in force is what a reload would build. */
+static bool reload_unchanged(const struct mq_desired_view *d, const struct mq_manifest_list *list)
+{
+	if (!d->seen_stamp || !d->set || list->n > d->nseen)
+		return false;
+	for (size_t i = 0; i < list->n; i++) {
+		const struct seen_file *a = &d->seen[i];
+		const struct mq_manifest_file *f = &list->v[i];
+		if (!a->display || strcmp(a->abs, f->abs) != 0 || !str_eq_null(a->display, f->display) ||
+		    !str_eq_null(a->source, f->source))
+			return false;
+		struct seen_file b = { 0 };
+		if (f->have_st) /* stat'd by the listing, after it was made */
+			seen_set(&b, &f->st);
+		else
+			seen_fill(&b, f->abs);
+		if (!seen_same(a, &b, d->seen_stamp))
+			return false;
+	}
+	size_t k = list->n;
+	for (size_t i = 0; i < d->n_paths; i++) {
+		for (int j = 0; j < 2; j++, k++) {
+			if (k >= d->nseen || d->seen[k].display)
+				return false;
+			struct seen_file b = { 0 };
+			seen_fill(&b, d->seen[k].abs);
+			if (!seen_same(&d->seen[k], &b, d->seen_stamp))
+				return false;
+		}
+	}
+	for (; k < d->nseen; k++) {
+		struct seen_file b = { 0 };
+		seen_fill(&b, d->seen[k].abs);
+		if (d->seen[k].display || !seen_same(&d->seen[k], &b, d->seen_stamp))
+			return false;
+	}
+	return true;
+}
 
 struct mq_desired_view *mq_desired_new(const char *const *paths, size_t n_paths, mq_desired_report_fn report, void *ud)
 {
@@ -75,6 +217,7 @@ struct mq_desired_view *mq_desired_free(struct mq_desired_view *d)
 	mq_specset_free(d->set);
 	mq_desired_gc(d);
 	free(d->retired);
+	seen_clear(d);
 	free(d);
 	return NULL;
 }
@@ -184,11 +327,17 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 	struct mq_manifest_list list;
 	struct mq_strv diags = MQ_STRV_INIT;
 	bool unresolved = false;
+	int64_t stamp = d->cache ? mq_mcache_now() : 0; /* before any stat */
 	if (mq_manifest_list(d->paths, d->n_paths, &list, &diags) < 0) {
 		mq_desired_report_once(d, "list", &diags, NULL);
 		unresolved = true;
 	}
 	mq_strv_clear(&diags);
+	/* a resync of an unchanged repository: stat only, the set stays */
+	if (!unresolved && d->cache && reload_unchanged(d, &list)) {
+		mq_manifest_list_release(&list);
+		return d->set;
+	}
 
 	struct mq_specset *set = mq_specset_new();
 	mq_strv_extend(&set->sources, &list.sources);
@@ -202,7 +351,13 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 		/* unchanged since parsed (the parse cache, by stat identity): no parse;
 		 * its content is read once to be the file's last valid version */
 		struct stat st;
-		bool have_st = d->cache && stat(f->abs, &st) == 0;
+		bool have_st = false;
+		if (d->cache && f->have_st) { /* the listing's stat */
+			st = f->st;
+			have_st = true;
+		} else if (d->cache) {
+			have_st = stat(f->abs, &st) == 0;
+		}
 		if (have_st) {
 			struct file_cache *c = cache_get(d, f->abs);
 			char *content = NULL;
@@ -251,6 +406,14 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 		free(buf);
 	}
 	cache_sweep(d);
+	/* what this reload read, stat'd after the stamp: a later change to any
+	 * of it either shows in its stat or leaves it too recent to trust */
+	struct seen_file *seen = NULL;
+	size_t nseen = 0, aseen = 0;
+	if (stamp && !unresolved)
+		for (size_t i = 0; i < list.n; i++)
+			seen_push(&seen, &nseen, &aseen, list.v[i].abs, list.v[i].display, list.v[i].source,
+				  list.v[i].have_st ? &list.v[i].st : NULL);
 	mq_manifest_list_release(&list);
 	if (d->cache) {
 		struct mq_error *err = NULL;
@@ -286,6 +449,20 @@ const struct mq_specset *mq_desired_reload(struct mq_desired_view *d)
 	}
 	mq_strv_clear(&sd);
 	d->unresolved = unresolved;
+	seen_clear(d);
+	if (stamp && !unresolved && d->set == set) {
+		seen_extra(d, set, &seen, &nseen, &aseen);
+		d->seen = seen;
+		d->nseen = nseen;
+		d->seen_stamp = stamp;
+	} else {
+		for (size_t i = 0; i < nseen; i++) {
+			free(seen[i].abs);
+			free(seen[i].display);
+			free(seen[i].source);
+		}
+		free(seen);
+	}
 	return d->set;
 }
 

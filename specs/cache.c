@@ -233,6 +233,17 @@ static int64_t now_ns(void)
 	return (int64_t)ts_ns(t);
 }
 
+int64_t mq_mcache_now(void)
+{
+	return now_ns();
+}
+
+bool mq_mcache_stat_trusted(const struct stat *st, int64_t stamp)
+{
+	struct ident id = ident_of(st);
+	return stamp > 0 && trusted(&id, (uint64_t)stamp);
+}
+
 /* Checksum of the meta section: FNV-1a over 64-bit words (a byte at a
  * time for the tail), so the check costs little next to the stat calls.
  * It guards against a damaged file, not against an adversary (the state

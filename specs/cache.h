@@ -76,6 +76,13 @@ const struct mq_mcache_stats *mq_mcache_stats(const struct mq_mcache *c);
  * ones at the next save (watch mode calls this before each reload). */
 void mq_mcache_begin(struct mq_mcache *c);
 
+/* The clock the cache stamps its checks with (CLOCK_REALTIME ns). */
+int64_t mq_mcache_now(void);
+/* True when a file with this stat, seen at `stamp` (mq_mcache_now() taken
+ * before the stat), cannot have changed since without its stat changing:
+ * its mtime and ctime are older than stamp by more than the racy margin. */
+bool mq_mcache_stat_trusted(const struct stat *st, int64_t stamp);
+
 /* For unit tests only: the racy margin (default MQ_MCACHE_RACY_NS), so a
  * test can see stat-only hits without waiting for the clock. */
 void mq_mcache_test_set_racy_margin(int64_t ns);

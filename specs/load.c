@@ -269,10 +269,16 @@ static void load_file(struct walk *w, const char *display, const char *source, c
 	mq_strmap_put(&w->seen_map, w->seen.v[w->seen.n - 1], NULL);
 	if (w->list) {
 		struct mq_manifest_list *l = w->list;
-		l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+		if (l->n == l->alloc) {
+			l->alloc = l->alloc ? l->alloc * 2 : 64;
+			l->v = xreallocarray(l->v, l->alloc, sizeof(*l->v));
+		}
 		l->v[l->n].display = xstrdup(display);
 		l->v[l->n].abs = abs;
 		l->v[l->n].source = xstrdup(source);
+		l->v[l->n].have_st = st_known != NULL;
+		if (st_known)
+			l->v[l->n].st = *st_known;
 		l->n++;
 		return;
 	}

@@ -197,10 +197,12 @@ struct mq_manifest_file {
 	char *display;   /* as shown in messages */
 	char *abs;       /* realpath */
 	char *source;    /* realpath of the -f argument */
+	struct stat st;  /* its stat when listed (have_st) */
+	bool have_st;
 };
 struct mq_manifest_list {
 	struct mq_manifest_file *v;
-	size_t n;
+	size_t n, alloc;
 	struct mq_strv sources;
 };
 int mq_manifest_list(const char *const *paths, size_t n_paths, struct mq_manifest_list *out,

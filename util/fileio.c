@@ -64,6 +64,8 @@ int mq_read_file(const char *path, size_t cap, char **out, size_t *len, struct m
 		return mq_error_set(err, EFBIG, "'%s' is too large (limit %zu bytes)", path, cap);
 	}
 	buf[n] = '\0';
+	if (alloc - n >= 1024) /* callers may keep it (watch keeps every manifest): no slack */
+		buf = xrealloc(buf, n + 1);
 	*out = buf;
 	if (len)
 		*len = n;

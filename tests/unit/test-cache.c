@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "reconciler/desired.h"
 #include "specs/cache.h"
 #include "specs/canonical.h"
 #include "specs/spec.h"
@@ -386,6 +387,89 @@ START_TEST(test_reloads_in_one_cache)
 }
 END_TEST
 
+/* Watch's desired view over the cache: a reload of an unchanged repository
+ * keeps the set in force (stat only); any edit, new or removed file, base
+ * change, or a stat too recent to trust builds a new one, the same as a
+ * load without the cache. */
+static void assert_view_plain(const char *dir, const struct mq_specset *s)
+{
+	struct mq_specset *plain = load(dir, NULL);
+	ck_assert_uint_eq(plain->n, s->n);
+	for (size_t i = 0; i < s->n; i++) {
+		ck_assert_str_eq(plain->specs[i]->name, s->specs[i]->name);
+		ck_assert_str_eq(plain->specs[i]->hash, s->specs[i]->hash);
+	}
+	mq_specset_free(plain);
+}
+
+START_TEST(test_view_unchanged_resync_keeps_set)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir);
+	char *vms = xasprintf("%s/vms", dir);
+	char *cpath = xasprintf("%s/manifest-cache", dir);
+	const char *paths[] = { vms };
+	struct mq_desired_view *d = mq_desired_new(paths, 1, NULL, NULL);
+	mq_desired_use_cache(d, cpath, NULL);
+	const struct mq_specset *a = mq_desired_reload(d);
+	ck_assert_uint_eq(a->n, 4);
+	ck_assert(!mq_desired_unresolved(d));
+	/* unchanged: the same set */
+	ck_assert_ptr_eq(mq_desired_reload(d), a);
+	ck_assert_ptr_eq(mq_desired_reload(d), a);
+
+	/* same size, mtime put back: ctime tells */
+	char *p = xasprintf("%s/vms/sub/tools.yaml", dir);
+	struct stat before;
+	ck_assert_int_eq(stat(p, &before), 0);
+	write_file(dir, "vms/sub/tools.yaml", "name: tools\nmemory: 96M\nstate: stopped\ndepends_on: [web, db]\nplacement: {host: a}\n");
+	struct timespec ts[2] = { before.st_atim, before.st_mtim };
+	ck_assert_int_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
+	const struct mq_specset *b = mq_desired_reload(d);
+	ck_assert_ptr_ne(b, a);
+	ck_assert_uint_eq(find(b, "tools")->memory, 96ull << 20);
+	assert_view_plain(dir, b);
+	ck_assert_ptr_eq(mq_desired_reload(d), b);
+
+	/* a base */
+	write_file(dir, "vms/_bases/small.yaml", "memory: 80M\ncpu: 1\nserial: none\n"
+						 "network:\n  - type: user\n    forward: [\"tcp:2300:22\"]\n");
+	const struct mq_specset *c = mq_desired_reload(d);
+	ck_assert_ptr_ne(c, b);
+	ck_assert_uint_eq(find(c, "web")->memory, 80ull << 20);
+	assert_view_plain(dir, c);
+	ck_assert_ptr_eq(mq_desired_reload(d), c);
+
+	/* a new file, then removed */
+	write_file(dir, "vms/sub/extra.yaml", "name: extra\nmemory: 32M\nstate: stopped\n");
+	const struct mq_specset *e = mq_desired_reload(d);
+	ck_assert_uint_eq(e->n, 5);
+	assert_view_plain(dir, e);
+	char *x = xasprintf("%s/vms/sub/extra.yaml", dir);
+	ck_assert_int_eq(unlink(x), 0);
+	const struct mq_specset *f = mq_desired_reload(d);
+	ck_assert_uint_eq(f->n, 4);
+	assert_view_plain(dir, f);
+	ck_assert_ptr_eq(mq_desired_reload(d), f);
+
+	/* files changed too recently to trust their stat: built again */
+	mq_mcache_test_set_racy_margin(MQ_MCACHE_RACY_NS);
+	const struct mq_specset *g = mq_desired_reload(d);
+	ck_assert_ptr_ne(g, f);
+	ck_assert_ptr_ne(mq_desired_reload(d), g);
+	mq_mcache_test_set_racy_margin(0);
+	mq_desired_gc(d);
+	mq_desired_free(d);
+	free(x);
+	free(p);
+	free(vms);
+	free(cpath);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cache");
@@ -397,6 +481,7 @@ int main(void)
 	tcase_add_test(tc, test_damaged_cache_ignored);
 	tcase_add_test(tc, test_light_specs_same_from_cache_and_parse);
 	tcase_add_test(tc, test_reloads_in_one_cache);
+	tcase_add_test(tc, test_view_unchanged_resync_keeps_set);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
