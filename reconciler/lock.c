@@ -113,8 +113,14 @@ int mq_lock_acquire_named(struct mq_lock *l, const char *state_dir, const char *
 	}
 	if (ifd >= 0)
 		close(ifd);
-	char buf[64];
+	/* "PID WHAT\n" names the holder for whoever waits (WHAT may be long:
+	 * "snapshot 'NAME' of vm 'VM'"); snprintf returns the untruncated length */
+	char buf[256];
 	int n = snprintf(buf, sizeof(buf), "%d %s\n", (int)getpid(), what ? what : "");
+	if (n < 0)
+		n = 0;
+	else if ((size_t)n >= sizeof(buf))
+		n = (int)sizeof(buf) - 1, buf[n - 1] = '\n';
 	if (ftruncate(fd, 0) == 0)
 		(void)mq_write_all(fd, buf, (size_t)n);
 	l->fd = fd;
