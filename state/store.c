@@ -132,6 +132,16 @@ const char *mq_store_disk_cause(int rc, int sys_errno, int *code)
 	return NULL;
 }
 
+/* WAL length at which a commit checkpoints (pages of 4 KiB), and the size
+ * a restarted log is cut back to. */
+#define MQ_STORE_WAL_PAGES 256
+#define MQ_STORE_WAL_LIMIT 1114112 /* 256 pages of 4 KiB and 64 KiB */
+#define MQ_STR2(x) #x
+#define MQ_STR(x) MQ_STR2(x)
+
+#define MQ_STORE_DAMAGED_FIX \
+	"restore it from a backup, or move the file away (with its -wal and -shm files) to start with an empty state"
+
 int mq_store_map_error(int rc, int sys_errno, const char *what, const char *dir, const char *dbpath,
 		       const char *sqlmsg, struct mq_error **err)
 {
@@ -139,6 +149,10 @@ int mq_store_map_error(int rc, int sys_errno, const char *what, const char *dir,
 	const char *cause = mq_store_disk_cause(rc, sys_errno, &code);
 	if (cause)
 		return mq_error_set(err, code, "%s: %s in state dir '%s'", what, cause, dir);
+	if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+		/* damage the check on open does not cover (the event log) */
+		return mq_error_set(err, EIO, "state database '%s' is damaged (%s: %s): " MQ_STORE_DAMAGED_FIX, dbpath,
+				    what, sqlmsg ? sqlmsg : sqlite3_errstr(rc));
 	return mq_error_set(err, sqlite_errno(rc, sys_errno), "%s in state database '%s': %s", what, dbpath,
 			    sqlmsg ? sqlmsg : sqlite3_errstr(rc));
 }
@@ -219,8 +233,7 @@ static bool is_corruption(int rc)
 static int corrupt_error(struct mq_store *s, const char *why, struct mq_error **err)
 {
 	return mq_error_set(err, EIO,
-			    "state database '%s' is damaged (%s): restore it from a backup, or move the file "
-			    "away (with its -wal and -shm files) to start with an empty state", s->path, why);
+			    "state database '%s' is damaged (%s): " MQ_STORE_DAMAGED_FIX, s->path, why);
 }
 
 /* PRAGMA quick_check / integrity_check must return exactly one row "ok". */
@@ -248,9 +261,23 @@ static int integrity_pragma(struct mq_store *s, const char *pragma, struct mq_er
 	return r;
 }
 
+/* On every open: the tables that decide what runs and what is kept (vms,
+ * snapshots).  A full quick_check walks every page, so its cost grows with
+ * the event log (about 95 ms at 15 MB) and every CLI command paid it; the
+ * event log is checked by `maqet doctor` (PRAGMA integrity_check), and damage
+ * met by any later read or write is reported with the same "damaged" error
+ * (mq_store_map_error).  A write that fails on damage fails its whole record
+ * transaction, and the transitional record goes first (reconciler/apply.c),
+ * so no VM is touched on the strength of a record that was not written. */
 static int integrity_check(struct mq_store *s, struct mq_error **err)
 {
-	return integrity_pragma(s, "PRAGMA quick_check", err);
+	int v;
+	int r = read_user_version(s, &v, err);
+	if (r == 0 && v >= 1)
+		r = integrity_pragma(s, "PRAGMA quick_check(vms)", err);
+	if (r == 0 && v >= 4 && v <= MQ_STORE_SCHEMA_VERSION) /* the step that made it; a newer one is refused */
+		r = integrity_pragma(s, "PRAGMA quick_check(snapshots)", err);
+	return r;
 }
 
 int mq_store_integrity_check(struct mq_store *s, struct mq_error **err)
@@ -386,7 +413,19 @@ static int setup_pragmas(struct mq_store *s, struct mq_error **err)
 	r = exec_const(s, "PRAGMA foreign_keys=ON", err, "cannot enable foreign keys");
 	if (r < 0)
 		return r;
-	return exec_const(s, "PRAGMA synchronous=NORMAL", err, "cannot set synchronous mode");
+	r = exec_const(s, "PRAGMA synchronous=NORMAL", err, "cannot set synchronous mode");
+	if (r < 0)
+		return r;
+	/* The first open of a command rebuilds the WAL index from every frame
+	 * in the log (its -shm is reset when no other connection is open), so
+	 * the log is kept short: checkpointed at MQ_STORE_WAL_PAGES pages and
+	 * cut back to that size when it restarts. */
+	r = exec_const(s, "PRAGMA wal_autocheckpoint=" MQ_STR(MQ_STORE_WAL_PAGES), err,
+		       "cannot set the checkpoint interval");
+	if (r < 0)
+		return r;
+	return exec_const(s, "PRAGMA journal_size_limit=" MQ_STR(MQ_STORE_WAL_LIMIT), err,
+			  "cannot set the log size limit");
 }
 
 static int open_error(struct mq_store *s, const char *path, int rc, struct mq_error **err)
@@ -488,6 +527,16 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 	 * the checkpoint on close still writes everything into maqet.db. */
 	int persist = 1;
 	(void)sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	/* And no checkpoint when the last connection closes: it cost three
+	 * fsyncs (log, state dir, database) at the end of every CLI command,
+	 * and the first write of the next one a sync of the restarted log's
+	 * header.  The log is checkpointed instead when it passes
+	 * MQ_STORE_WAL_PAGES (PRAGMA wal_autocheckpoint, by the committing
+	 * connection), which bounds what the next first open must read to
+	 * rebuild the WAL index.  Nothing committed is lost when maqet dies; a
+	 * power loss can lose the last commits, as synchronous=NORMAL already
+	 * allowed, and takes the QEMUs they describe with it. */
+	(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 
 	r = restrict_mode(s, err);
 	if (r == 0)

@@ -771,7 +771,51 @@ START_TEST(test_empty_db_refused)
 }
 END_TEST
 
+/* Overwrite eight pages from page 20 on: past the header, the schema and
+ * every table's root page, inside the rows the test wrote. */
+static void damage_pages(const char *db)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(db, &st), 0);
+	int64_t page = raw_int(db, "PRAGMA page_size");
+	ck_assert_int_gt(st.st_size, page * 40);
+	size_t len = (size_t)page * 8;
+	char *junk = xmalloc(len);
+	for (size_t i = 0; i < len; i++)
+		junk[i] = (char)(0xA5 ^ (i * 31));
+	write_bytes(db, junk, len, (off_t)(page * 20));
+	free(junk);
+}
+
+/* Damage in the table that says what runs: refused on open. */
 START_TEST(test_damaged_pages_refused)
+{
+	mq_store_free(open_ok(tmpdir));
+	char *db = tpath("maqet.db");
+	raw_exec(db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 400) "
+		     "INSERT INTO vms(name, source, spec_json, spec_hash, desired, status, created_at, updated_at) "
+		     "SELECT 'vm' || i, 's', printf('%.600c', 'x'), 'h', 'running', 'stopped', 0, 0 FROM c;"
+		     "PRAGMA wal_checkpoint(TRUNCATE);");
+	damage_pages(db);
+
+	struct mq_error *err = NULL;
+	struct mq_store *s = NULL;
+	int r = mq_store_open(tmpdir, &s, &err);
+	ck_assert_int_lt(r, 0);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(err);
+	char *want = xasprintf("state database '%s' is damaged", db);
+	ck_assert_msg(strncmp(err->msg, want, strlen(want)) == 0, "got: %s", err->msg);
+	mq_error_free(err);
+	free(want);
+	free(db);
+}
+END_TEST
+
+/* Damage in the event log is not looked for on open (its check grows with
+ * the log); reading the events meets it with the same "damaged" error, and
+ * the full check (doctor) finds it. */
+START_TEST(test_damaged_event_pages_found)
 {
 	struct mq_store *s = open_ok(tmpdir);
 	char detail[600];
@@ -781,30 +825,25 @@ START_TEST(test_damaged_pages_refused)
 	for (int i = 0; i < 400; i++)
 		ck_assert_int_eq(mq_store_event_add(s, "a", "start", "ok", detail, NULL, NULL), 0);
 	ck_assert_int_eq(mq_store_commit(s, NULL), 0);
-	mq_store_free(s); /* last close checkpoints the WAL into maqet.db */
-
+	mq_store_free(s);
 	char *db = tpath("maqet.db");
-	struct stat st;
-	ck_assert_int_eq(stat(db, &st), 0);
-	int64_t page = raw_int(db, "PRAGMA page_size");
-	ck_assert_int_gt(st.st_size, page * 20);
-	/* Overwrite a run of interior pages (header and schema page intact). */
-	size_t len = (size_t)page * 8;
-	char *junk = xmalloc(len);
-	for (size_t i = 0; i < len; i++)
-		junk[i] = (char)(0xA5 ^ (i * 31));
-	write_bytes(db, junk, len, (off_t)(page * 6));
-	free(junk);
+	raw_exec(db, "PRAGMA wal_checkpoint(TRUNCATE);");
+	damage_pages(db);
 
 	struct mq_error *err = NULL;
-	s = NULL;
-	int r = mq_store_open(tmpdir, &s, &err);
-	ck_assert_int_lt(r, 0);
-	ck_assert_ptr_null(s);
-	ck_assert_ptr_nonnull(err);
-	char *want = xasprintf("state database '%s' is damaged", db);
-	ck_assert_msg(strncmp(err->msg, want, strlen(want)) == 0, "got: %s", err->msg);
+	s = open_ok(tmpdir);
+	struct mq_event **ev = NULL;
+	size_t n = 0;
+	ck_assert_int_lt(mq_store_event_list(s, NULL, 0, &ev, &n, &err), 0);
+	char *want = xasprintf("state database '%s' is damaged (", db);
+	ck_assert_msg(err && strncmp(err->msg, want, strlen(want)) == 0, "got: %s", err ? err->msg : "(none)");
+	ck_assert_msg(strstr(err->msg, "restore it from a backup, or move the file away"), "got: %s", err->msg);
 	mq_error_free(err);
+	err = NULL;
+	ck_assert_int_lt(mq_store_integrity_check(s, &err), 0);
+	ck_assert_msg(err && strncmp(err->msg, want, strlen(want)) == 0, "got: %s", err ? err->msg : "(none)");
+	mq_error_free(err);
+	mq_store_free(s);
 	free(want);
 	free(db);
 }
@@ -1829,6 +1868,7 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_future_db_refused);
 	tcase_add_test(tc, test_garbage_db_refused);
 	tcase_add_test(tc, test_damaged_pages_refused);
+	tcase_add_test(tc, test_damaged_event_pages_found);
 	tcase_add_test(tc, test_empty_db_refused);
 	suite_add_tcase(s, tc);
 
