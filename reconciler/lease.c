@@ -66,6 +66,25 @@ static void read_holder(int fd, struct mq_lease_holder *h)
 	}
 }
 
+static int write_holder(int fd, const char *host, const char *vm, long long pid, int64_t since_ms)
+{
+	char *text = xasprintf("host %s\nvm %s\npid %lld\nsince %lld\n", host, vm, pid, (long long)since_ms);
+	size_t len = strlen(text);
+	errno = 0;
+	int r = ftruncate(fd, 0) < 0 || pwrite(fd, text, len, 0) != (ssize_t)len ? -1 : 0;
+	free(text);
+	return r;
+}
+
+int mq_lease_set_pid(int fd, pid_t pid)
+{
+	struct mq_lease_holder h;
+	read_holder(fd, &h);
+	if (write_holder(fd, h.host, h.vm, (long long)pid, h.since_ms) < 0)
+		return -(errno ? errno : EIO);
+	return 0;
+}
+
 int mq_lease_probe(const char *path, struct mq_lease_holder *h)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -111,14 +130,10 @@ int mq_lease_take(const char *path, const char *host, const char *vm, struct mq_
 	struct utsname u;
 	if (!host)
 		host = uname(&u) == 0 ? u.nodename : "?";
-	char *text = xasprintf("host %s\nvm %s\npid %lld\nsince %lld\n", host, vm, (long long)getpid(),
-			       (long long)mq_now_ms());
-	size_t len = strlen(text);
 	int r = 0;
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, text, len, 0) != (ssize_t)len)
+	if (write_holder(fd, host, vm, getpid(), mq_now_ms()) < 0)
 		r = mq_error_set(err, errno ? errno : EIO, "cannot write the disk lease '%s': %s", path,
 				 strerror(errno ? errno : EIO));
-	free(text);
 	if (r < 0) {
 		close(fd);
 		return r;

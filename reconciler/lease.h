@@ -14,6 +14,7 @@
 #define MQ_LEASE_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "specs/spec.h"
 #include "util/error.h"
@@ -43,6 +44,10 @@ int mq_lease_probe(const char *path, struct mq_lease_holder *h);
  * and close it), -EBUSY when held (*h filled when h), or -errno, with *err. */
 int mq_lease_take(const char *path, const char *host, const char *vm, struct mq_lease_holder *h,
 		  struct mq_error **err);
+
+/* Name pid (the QEMU just started with the lease fd) as the holder in the
+ * file, in place of the process that took it.  0 or -errno. */
+int mq_lease_set_pid(int fd, pid_t pid);
 
 /* "host a" / "host a (pid 123)" text for messages, into buf. */
 const char *mq_lease_holder_str(const struct mq_lease_holder *h, char *buf, size_t n);

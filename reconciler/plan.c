@@ -416,8 +416,20 @@ static void plan_lease(struct mq_plan_item *it, const struct mq_plan_opts *o)
 	if (path && mq_lease_probe(path, &h) == 1) {
 		char who[160];
 		free(it->reason);
-		it->reason = xasprintf("waiting for %s to release (disk lease %s)", mq_lease_holder_str(&h, who, sizeof(who)),
-				       path);
+		/* a QEMU of this vm from this host whose main thread has died
+		 * (a zombie leader) or that is gone: the lock goes when the
+		 * kernel closes its fds, milliseconds after its exit was seen */
+		char state = 0;
+		int ps = h.pid > 0 && h.pid < INT32_MAX ? mq_proc_stat((pid_t)h.pid, NULL, &state) : -EINVAL;
+		it->lease_own_exit = strcmp(h.vm, it->name) == 0 && (!o->host || strcmp(h.host, o->host) == 0) &&
+				     (ps == -ENOENT || (ps == 0 && (state == 'Z' || state == 'X')));
+		it->lease_pid = h.pid;
+		if (it->lease_own_exit)
+			it->reason = xasprintf("waiting for its exited QEMU (pid %lld) to release the disk lease %s",
+					       h.pid, path);
+		else
+			it->reason = xasprintf("waiting for %s to release (disk lease %s)",
+					       mq_lease_holder_str(&h, who, sizeof(who)), path);
 		free(it->block_reason);
 		it->block_reason = xstrdup(it->reason);
 		it->action = MQ_ACT_NOOP;

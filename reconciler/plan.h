@@ -74,6 +74,10 @@ struct mq_plan_item {
 	                               forget, never its disks (README "Pinned hosts") */
 	bool lease_wait;            /* would start, but its disk lease is held (another host's
 	                               QEMU runs it): no-op, blocked; watch re-plans soon */
+	long long lease_pid;        /* lease_wait: the holder's pid as the lease file names it */
+	bool lease_own_exit;        /* lease_wait, and the holder is this vm's own QEMU that has
+	                               exited: the kernel is still tearing it down (its fds close
+	                               last); watch waits on its pidfd, not a timer */
 };
 
 /* A vm placed on another host, which this host leaves alone (plan shows it

@@ -584,8 +584,11 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	if (serialfd >= 0)
 		close(serialfd);
 	serialfd = -1;
-	if (leasefd >= 0)
+	if (leasefd >= 0) {
+		if (r == 0) /* the holder named is the QEMU (its exit is what frees it) */
+			(void)mq_lease_set_pid(leasefd, pid);
 		close(leasefd); /* QEMU holds it now */
+	}
 	leasefd = -1;
 	if (r < 0) {
 		mq_error_prefix(err, "cannot start vm '%s'", spec->name);

@@ -39,6 +39,7 @@
 #include "reconciler/plan.h"
 #include "reconciler/proc.h"
 #include "reconciler/snapwatch.h"
+#include "reconciler/teardown.h"
 #include "reconciler/logrot.h"
 #include "reconciler/procexit.h"
 #include "reconciler/track.h"
@@ -81,6 +82,7 @@ struct watch {
 	struct mq_snapwatch *snaps;   /* declared snapshots: timers + workers (snapwatch.h) */
 	struct mq_logrot *logrot;     /* running VMs' logs kept under the cap (logrot.h) */
 	struct mq_gitsync *gs;        /* --git-pull (gitsync.h), NULL without */
+	struct mq_teardown *teardown; /* exited QEMUs still holding a disk lease (teardown.h) */
 
 	struct pending_exit *px;
 	size_t npx;
@@ -423,6 +425,11 @@ static void on_backoff(struct mq_loop *l, struct mq_timer *t, void *ud)
 	want_pass(w, "backoff", false);
 }
 
+static void on_teardown(void *ud)
+{
+	want_pass(ud, "exit", false);
+}
+
 static void log_plan_notes(struct watch *w, const struct mq_plan *p)
 {
 	int64_t wake = 0;
@@ -436,7 +443,11 @@ static void log_plan_notes(struct watch *w, const struct mq_plan *p)
 			if (!wake || again < wake)
 				wake = again;
 		}
-		if (it->action == MQ_ACT_NOOP && it->blocked && it->block_reason) {
+		/* its own QEMU, exited and still being torn down: re-plan the
+		 * moment its pidfd says it is gone (the timer above stays as the
+		 * fallback); a few milliseconds, not worth a log line */
+		bool quiet = it->lease_own_exit && mq_teardown_wait(w->teardown, (pid_t)it->lease_pid) == 0;
+		if (!quiet && it->action == MQ_ACT_NOOP && it->blocked && it->block_reason) {
 			char *key = xasprintf("%s\t%lld", it->name, (long long)it->wake_at);
 			if (!mq_strv_contains(&w->blocked_logged, key))
 				wlog(w, it->name, it->wake_at ? "backoff" : "blocked", it->wake_at ? "waiting" : "kept", "%s",
@@ -919,6 +930,7 @@ static int setup(struct watch *w, struct mq_error **err)
 	};
 	w->snaps = mq_snapwatch_new(w->loop, &so);
 	w->logrot = mq_logrot_new(w->loop, w->o->runtime_dir, log_cb, w);
+	w->teardown = mq_teardown_new(w->loop, on_teardown, w);
 	if (w->o->git_pull.enabled) {
 		struct mq_gitsync_opts go = {
 			.loop = w->loop, .paths = w->o->paths, .n_paths = w->o->n_paths,
@@ -1015,6 +1027,7 @@ int mq_watch_run(struct mq_store *st, const struct mq_watch_opts *o, struct mq_e
 	mq_logrot_free(w->logrot);
 	mq_gitsync_free(w->gs);
 	mq_desired_free(w->desired);
+	mq_teardown_free(w->teardown);
 	mq_loop_free(w->loop);
 	mq_mwatch_free(w->mw);
 	mq_strv_clear(&w->undeclared_logged);

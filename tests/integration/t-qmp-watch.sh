@@ -7,7 +7,6 @@
 # until `maqet resume`.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
-has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 vm_yaml w > "$M/w.yaml"
 start_watch -f "$M" --settle 100
 wait_until 30 live_pid w || fail "watch did not start w"

@@ -10,7 +10,6 @@ source "$(dirname "$0")/watchlib.sh"
 [ -x "$MQ_NOTIFY_RECV" ] || fail "notify-recv not built (MQ_NOTIFY_RECV=$MQ_NOTIFY_RECV)"
 [ -x "$MQ_FAKE_QEMU" ] || fail "fake qemu not built (MQ_FAKE_QEMU=$MQ_FAKE_QEMU)"
 
-has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 
 vm_yaml a > "$M/a.yaml"
 vm_yaml b > "$M/b.yaml"

@@ -8,8 +8,6 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
 [ -x "$MQ_FAKE_QEMU" ] || fail "fake qemu not built (MQ_FAKE_QEMU=$MQ_FAKE_QEMU)"
 
-# has_new_pid NAME OLD: NAME runs under a live pid other than OLD.
-has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 exit_events() { # vm -> JSON array of its "exit" events
 	mq events "$1" -o json | jq -c '[.[] | select(.action == "exit")]'
 }

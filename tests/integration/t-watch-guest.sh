@@ -7,7 +7,6 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
 
-has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 gm() { # name [extra yaml lines...]
 	local name=$1; shift
 	printf 'name: %s\nmemory: 32M\nstop_timeout: 10s\nstorage:\n  - {name: boot, type: raw, file: %s.img, interface: ide}\n' \

@@ -16,7 +16,6 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
 
-has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 STOPPED=()
 cont_stopped() { local p; for p in "${STOPPED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done; }
 CLEANUP_HOOKS+=(cont_stopped)

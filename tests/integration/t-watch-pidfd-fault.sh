@@ -11,7 +11,6 @@ source "$(dirname "$0")/watchlib.sh"
 : "${MQ_SHIM_PIDFD_SO:?MQ_SHIM_PIDFD_SO must point at the built shim-pidfd library}"
 [ -f "$MQ_SHIM_PIDFD_SO" ] || fail "shim not built: $MQ_SHIM_PIDFD_SO"
 
-has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 make_idle_guest "$M/idle.img"
 
 for mode in enosys emfile; do

@@ -176,6 +176,8 @@ starts_at_least() { [ "$(starts_of "$1")" -ge "$2" ]; } # name n
 status_is() { [ "$(vm_status "$1")" = "$2" ]; } # name status
 
 # Pid with proof it is alive (the status pid, not "null").
+# has_new_pid NAME OLD: NAME runs under a live pid other than OLD.
+has_new_pid() { local p; p=$(live_pid "$1") && [ "$p" != "$2" ]; }
 live_pid() { # name -> prints pid, fails if not a running pid
 	local p
 	p=$(vm_pid "$1")
