@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "reconciler/export.h"
+#include "specs/fields.h"
 #include "util/strv.h"
 
 /* The translation of one VM under way. */

@@ -345,27 +345,10 @@ static void map_placement(struct mq_export_ctx *x)
 	mq_export_row(x, MQ_EXPORT_EXACT, NULL, "nodeSelector kubernetes.io/hostname = %s", x->spec->placement_host);
 }
 
-static const struct mq_export_key kv_keys[] = {
-	{ "name", map_name },
-	{ "state", map_state },
-	{ "binary", map_binary },
-	{ "machine", map_machine },
-	{ "accel", map_accel },
-	{ "memory", map_memory },
-	{ "cpu", map_cpu },
-	{ "display", map_display },
-	{ "vga", map_vga },
-	{ "storage", map_storage },
-	{ "network", map_network },
-	{ "serial", map_serial },
-	{ "stop_timeout", map_stop_timeout },
-	{ "restart", map_restart },
-	{ "depends_on", map_depends_on },
-	{ "args", map_args },
-	{ "arguments", map_arguments },
-	{ "snapshots", map_snapshots },
-	{ "placement", map_placement },
-};
+/* one decision per manifest key: map_<key> for every row of the field table */
+#define KV_KEY(key, cls, argopt, parse, to_json, from_json) { #key, map_##key },
+static const struct mq_export_key kv_keys[] = { MQ_FIELD_ROWS(KV_KEY) };
+_Static_assert(MQ_ARRAY_SIZE(kv_keys) == MQ_FIELD_COUNT, "one decision per key");
 
 const struct mq_export_engine_ops mq_export_kubevirt_ops = {
 	.init = kv_init,

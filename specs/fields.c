@@ -2,7 +2,7 @@
  * simple keys; `storage` and `network` rows live in storage.c and network.c.
  *
  * How a row without a change class is refused at compile time:
- *   - rows exist only as lines of MQ_FIELD_ROWS(ROW) below, and ROW takes
+ *   - rows exist only as lines of MQ_FIELD_ROWS(ROW) (fields.h), and ROW takes
  *     every column positionally: a missing column is a preprocessor error
  *     ("macro requires 6 arguments"), an empty one a syntax error;
  *   - enum mq_field_class (spec.h) has no zero value, so a class left 0 is
@@ -471,34 +471,8 @@ const char mq_json_absent_marker = 0;
 
 /* ---- the table ---------------------------------------------------------- */
 
-/* One line per manifest key, in canonical key order (changing the order
- * changes every hash).  Columns, all required, positionally:
- *   ROW(key, change class, argopt, parse, to_json, from_json)
- * The key is written as an identifier (its text is #key, and F_key its
- * index).  argopt: the `arguments` option setting the same thing, or NULL.
- * Class: MQ_FIELD_RESTART when the key reaches QEMU's argv, MQ_FIELD_STATE
- * for start/stop, MQ_FIELD_RECORD when only the stored record changes. */
-#define MQ_FIELD_ROWS(ROW)                                                                                 \
-	ROW(name,         MQ_FIELD_RESTART, NULL,      name_parse,         name_to_json,         name_from_json)         \
-	ROW(state,        MQ_FIELD_STATE,   NULL,      state_parse,        state_to_json,        state_from_json)        \
-	ROW(binary,       MQ_FIELD_RESTART, NULL,      binary_parse,       binary_to_json,       binary_from_json)       \
-	ROW(machine,      MQ_FIELD_RESTART, "machine", machine_parse,      machine_to_json,      machine_from_json)      \
-	ROW(accel,        MQ_FIELD_RESTART, NULL,      accel_parse,        accel_to_json,        accel_from_json)        \
-	ROW(memory,       MQ_FIELD_RESTART, "m",       memory_parse,       memory_to_json,       memory_from_json)       \
-	ROW(cpu,          MQ_FIELD_RESTART, "smp",     cpu_parse,          cpu_to_json,          cpu_from_json)          \
-	ROW(display,      MQ_FIELD_RESTART, "display", display_parse,      display_to_json,      display_from_json)      \
-	ROW(vga,          MQ_FIELD_RESTART, "vga",     vga_parse,          vga_to_json,          vga_from_json)          \
-	ROW(storage,      MQ_FIELD_RESTART, NULL,      mq_storage_parse,   mq_storage_to_json,   mq_storage_from_json)   \
-	ROW(network,      MQ_FIELD_RESTART, NULL,      mq_network_parse,   mq_network_to_json,   mq_network_from_json)   \
-	ROW(serial,       MQ_FIELD_RESTART, NULL,      serial_parse,       serial_to_json,       serial_from_json)       \
-	ROW(stop_timeout, MQ_FIELD_RECORD,  NULL,      stop_timeout_parse, stop_timeout_to_json, stop_timeout_from_json) \
-	ROW(restart,      MQ_FIELD_RECORD,  NULL,      restart_parse,      restart_to_json,      restart_from_json)      \
-	ROW(depends_on,   MQ_FIELD_RECORD,  NULL,      depends_on_parse,   depends_on_to_json,   depends_on_from_json)   \
-	ROW(args,         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
-	ROW(arguments,    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)    \
-	ROW(snapshots,    MQ_FIELD_RECORD,  NULL,      mq_snapshots_parse, mq_snapshots_to_json, mq_snapshots_from_json) \
-	ROW(placement,    MQ_FIELD_RECORD,  NULL,      placement_parse,    placement_to_json,    placement_from_json)
-
+/* MQ_FIELD_ROWS, the table's lines, is in fields.h (export engines expand
+ * its key column too). */
 MQ_FIELD_ROWS(MQ_FIELD_CHECK_ROW)
 _Static_assert(!MQ_FIELD_CLASS_OK(0), "enum mq_field_class must have no zero value, so a forgotten class is not a class");
 

@@ -77,4 +77,40 @@ bool mq_field_class_valid(enum mq_field_class cls);
 void mq_spec_parse_document(struct mq_pctx *c, const struct mq_ynode *root, struct mq_spec *spec,
 			    struct mq_spec_extra *x);
 
+/* ---- the field table's lines -------------------------------------------- */
+
+/* One line per manifest key, in canonical key order (changing the order
+ * changes every hash).  Columns, all required, positionally:
+ *   ROW(key, change class, argopt, parse, to_json, from_json)
+ * The key is written as an identifier (its text is #key, and F_key its
+ * index).  argopt: the `arguments` option setting the same thing, or NULL.
+ * Class: MQ_FIELD_RESTART when the key reaches QEMU's argv, MQ_FIELD_STATE
+ * for start/stop, MQ_FIELD_RECORD when only the stored record changes.
+ * Only specs/fields.c expands the function columns; other users (the export
+ * engines, reconciler/export-*.c) take the key alone and drop the rest. */
+#define MQ_FIELD_ROWS(ROW)                                                                                 \
+	ROW(name,         MQ_FIELD_RESTART, NULL,      name_parse,         name_to_json,         name_from_json)         \
+	ROW(state,        MQ_FIELD_STATE,   NULL,      state_parse,        state_to_json,        state_from_json)        \
+	ROW(binary,       MQ_FIELD_RESTART, NULL,      binary_parse,       binary_to_json,       binary_from_json)       \
+	ROW(machine,      MQ_FIELD_RESTART, "machine", machine_parse,      machine_to_json,      machine_from_json)      \
+	ROW(accel,        MQ_FIELD_RESTART, NULL,      accel_parse,        accel_to_json,        accel_from_json)        \
+	ROW(memory,       MQ_FIELD_RESTART, "m",       memory_parse,       memory_to_json,       memory_from_json)       \
+	ROW(cpu,          MQ_FIELD_RESTART, "smp",     cpu_parse,          cpu_to_json,          cpu_from_json)          \
+	ROW(display,      MQ_FIELD_RESTART, "display", display_parse,      display_to_json,      display_from_json)      \
+	ROW(vga,          MQ_FIELD_RESTART, "vga",     vga_parse,          vga_to_json,          vga_from_json)          \
+	ROW(storage,      MQ_FIELD_RESTART, NULL,      mq_storage_parse,   mq_storage_to_json,   mq_storage_from_json)   \
+	ROW(network,      MQ_FIELD_RESTART, NULL,      mq_network_parse,   mq_network_to_json,   mq_network_from_json)   \
+	ROW(serial,       MQ_FIELD_RESTART, NULL,      serial_parse,       serial_to_json,       serial_from_json)       \
+	ROW(stop_timeout, MQ_FIELD_RECORD,  NULL,      stop_timeout_parse, stop_timeout_to_json, stop_timeout_from_json) \
+	ROW(restart,      MQ_FIELD_RECORD,  NULL,      restart_parse,      restart_to_json,      restart_from_json)      \
+	ROW(depends_on,   MQ_FIELD_RECORD,  NULL,      depends_on_parse,   depends_on_to_json,   depends_on_from_json)   \
+	ROW(args,         MQ_FIELD_RESTART, NULL,      args_parse,         args_to_json,         args_from_json)         \
+	ROW(arguments,    MQ_FIELD_RESTART, NULL,      arguments_parse,    arguments_to_json,    arguments_from_json)    \
+	ROW(snapshots,    MQ_FIELD_RECORD,  NULL,      mq_snapshots_parse, mq_snapshots_to_json, mq_snapshots_from_json) \
+	ROW(placement,    MQ_FIELD_RECORD,  NULL,      placement_parse,    placement_to_json,    placement_from_json)
+
+/* the number of rows, as a constant expression */
+#define MQ_FIELD_ONE(key, cls, argopt, parse, to_json, from_json) +1
+enum { MQ_FIELD_COUNT = 0 MQ_FIELD_ROWS(MQ_FIELD_ONE) };
+
 #endif

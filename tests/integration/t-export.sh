@@ -125,8 +125,8 @@ for e in nomad incus kubevirt; do
 	out=$(python3 "$CHECK" "$e" "$T/x.$e") || fail "tricky manifests as $e do not validate: $out"
 	assert_eq "$out" "ok: 5 documents" "tricky as $e"
 	# the report: every vm has a row for every manifest key of the field table
-	keys=$(sed -n 's/^\tROW(\([a-z_]*\),.*/\1/p' "$MQ_SRC/specs/fields.c" | sort | tr '\n' ' ')
-	[ -n "$keys" ] || fail "no keys read from specs/fields.c"
+	keys=$(sed -n 's/^\tROW(\([a-z_]*\),.*/\1/p' "$MQ_SRC/specs/fields.h" | sort | tr '\n' ' ')
+	[ -n "$keys" ] || fail "no keys read from specs/fields.h"
 	for vm in chain exact never share twodisk; do
 		got=$(jq -r --arg v "$vm" '[.[] | select(.vm == $v) | .key] | unique | .[]' "$T/x.$e.json" | sort | tr '\n' ' ')
 		assert_eq "$got" "$keys" "$e report rows of $vm cover every manifest key"
