@@ -931,6 +931,11 @@ static int setup(struct watch *w, struct mq_error **err)
 	w->snaps = mq_snapwatch_new(w->loop, &so);
 	w->logrot = mq_logrot_new(w->loop, w->o->runtime_dir, log_cb, w);
 	w->teardown = mq_teardown_new(w->loop, on_teardown, w);
+	/* The loop must not wait for a checkpoint's fsyncs (seconds on a disk
+	 * busy with another VM's snapshot): CLI commands checkpoint at
+	 * MQ_STORE_WAL_PAGES; watch's own commits only far beyond, as a
+	 * backstop on a host where no command runs. */
+	mq_store_set_autocheckpoint(w->st, MQ_STORE_WAL_PAGES * 16);
 	if (w->o->git_pull.enabled) {
 		struct mq_gitsync_opts go = {
 			.loop = w->loop, .paths = w->o->paths, .n_paths = w->o->n_paths,

@@ -15,7 +15,6 @@
 #include "util/paths.h"
 #include "util/xalloc.h"
 
-#define MQ_STORE_DB_NAME "maqet.db"
 #define MQ_STORE_BUSY_TIMEOUT_MS 10000
 
 /* Schema migrations: migrations[i] takes user_version i to i + 1.  Each runs
@@ -132,10 +131,10 @@ const char *mq_store_disk_cause(int rc, int sys_errno, int *code)
 	return NULL;
 }
 
-/* WAL length at which a commit checkpoints (pages of 4 KiB), and the size
- * a restarted log is cut back to. */
-#define MQ_STORE_WAL_PAGES 256
-#define MQ_STORE_WAL_LIMIT 1114112 /* 256 pages of 4 KiB and 64 KiB */
+/* The size a restarted log is cut back to: MQ_STORE_WAL_PAGES (store.h)
+ * pages of 4 KiB and 64 KiB. */
+#define MQ_STORE_WAL_LIMIT 1114112
+_Static_assert(MQ_STORE_WAL_LIMIT == MQ_STORE_WAL_PAGES * 4096 + 65536, "MQ_STORE_WAL_LIMIT follows the page count");
 #define MQ_STR2(x) #x
 #define MQ_STR(x) MQ_STR2(x)
 
@@ -278,6 +277,11 @@ static int integrity_check(struct mq_store *s, struct mq_error **err)
 	if (r == 0 && v >= 4 && v <= MQ_STORE_SCHEMA_VERSION) /* the step that made it; a newer one is refused */
 		r = integrity_pragma(s, "PRAGMA quick_check(snapshots)", err);
 	return r;
+}
+
+void mq_store_set_autocheckpoint(struct mq_store *s, int pages)
+{
+	(void)sqlite3_wal_autocheckpoint(s->db, pages);
 }
 
 int mq_store_integrity_check(struct mq_store *s, struct mq_error **err)

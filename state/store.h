@@ -34,12 +34,22 @@ struct mq_store;
 #include "state/snapshots.h"
 #include "state/vms.h"
 
+#define MQ_STORE_DB_NAME "maqet.db" /* in the state dir, with its -wal and -shm */
+
 /* Create `dir` (0700) if needed and open/migrate the database. */
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err);
 struct mq_store *mq_store_free(struct mq_store *s);   /* closes; accepts NULL */
 int mq_store_schema_version(struct mq_store *s);      /* current user_version */
-/* The full PRAGMA integrity_check (open runs the quicker quick_check): 0, or
- * -EIO with "state database 'P' is damaged (...): restore it ...". */
+/* Log length (pages of 4 KiB) at which a commit checkpoints the WAL into
+ * the database; connections are opened with it (the last close does not
+ * checkpoint: ARCHITECTURE.md, state/). */
+#define MQ_STORE_WAL_PAGES 256
+/* Pages at which this connection's commits checkpoint (0 = never); watch
+ * sets far more than MQ_STORE_WAL_PAGES so that its loop leaves the fsyncs
+ * to CLI commands. */
+void mq_store_set_autocheckpoint(struct mq_store *s, int pages);
+/* The full PRAGMA integrity_check (open checks only the vms and snapshots
+ * tables): 0, or -EIO with "state database 'P' is damaged (...): restore it ...". */
 int mq_store_integrity_check(struct mq_store *s, struct mq_error **err);
 #define MQ_STORE_SCHEMA_VERSION 5
 

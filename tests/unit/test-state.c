@@ -851,6 +851,56 @@ END_TEST
 
 /* ---- transactions and concurrency ---------------------------------------- */
 
+/* n events of ~2 KiB, one transaction each */
+static void write_big_events(struct mq_store *s, int n)
+{
+	char detail[2048];
+	memset(detail, 'e', sizeof(detail) - 1);
+	detail[sizeof(detail) - 1] = '\0';
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(mq_store_event_add(s, "a", "start", "ok", detail, NULL, NULL), 0);
+}
+
+static off_t file_size(const char *name)
+{
+	char *p = tpath(name);
+	struct stat st;
+	off_t n = stat(p, &st) == 0 ? st.st_size : -1;
+	free(p);
+	return n;
+}
+
+/* The last close leaves the log (no checkpoint, no fsyncs); a command's
+ * commits checkpoint once it passes MQ_STORE_WAL_PAGES; a connection set to
+ * 0 (as watch sets a far larger backstop) never does. */
+START_TEST(test_checkpoint_policy)
+{
+	struct mq_store *s = open_ok(tmpdir);
+	off_t db0 = file_size("maqet.db");
+	write_big_events(s, 3);
+	mq_store_free(s);
+	ck_assert_int_eq(file_size("maqet.db"), db0);
+	ck_assert_int_gt(file_size("maqet.db-wal"), 3 * 2048);
+
+	s = open_ok(tmpdir);
+	mq_store_set_autocheckpoint(s, 0);
+	write_big_events(s, 700);
+	ck_assert_int_gt(file_size("maqet.db-wal"), (off_t)MQ_STORE_WAL_PAGES * 4096);
+	ck_assert_int_eq(file_size("maqet.db"), db0);
+	mq_store_free(s);
+
+	s = open_ok(tmpdir); /* the next open reads the whole log */
+	struct mq_event **ev = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(mq_store_event_list(s, NULL, 0, &ev, &n, NULL), 0);
+	ck_assert_uint_eq(n, 703);
+	mq_event_list_free(ev, n);
+	write_big_events(s, 1); /* past the limit: this commit checkpoints */
+	ck_assert_int_gt(file_size("maqet.db"), db0 + 700 * 2048);
+	mq_store_free(s);
+}
+END_TEST
+
 START_TEST(test_transactions)
 {
 	struct mq_store *s = open_ok(tmpdir);
@@ -1869,6 +1919,7 @@ static Suite *state_suite(void)
 	tcase_add_test(tc, test_garbage_db_refused);
 	tcase_add_test(tc, test_damaged_pages_refused);
 	tcase_add_test(tc, test_damaged_event_pages_found);
+	tcase_add_test(tc, test_checkpoint_policy);
 	tcase_add_test(tc, test_empty_db_refused);
 	suite_add_tcase(s, tc);
 
