@@ -213,7 +213,13 @@ static void on_timer(struct mq_loop *l, struct mq_timer *t, void *ud)
 	c->spec = v->spec;
 	struct mq_error *err = NULL;
 	v->next_due = -1;
-	if (mq_worker_start(snap_worker, c, &v->w, &err) < 0) {
+	mq_store_suspend(v->sw->o.store);
+	int wr = mq_worker_start(snap_worker, c, &v->w, &err);
+	struct mq_error *rerr = NULL;
+	if (v->sw->o.store && mq_store_resume(v->sw->o.store, &rerr) < 0 && v->sw->o.log)
+		v->sw->o.log(v->sw->o.ud, NULL, "state", "failed", rerr ? rerr->msg : "cannot reopen the state");
+	mq_error_free(rerr);
+	if (wr < 0) {
 		if (v->sw->o.log)
 			v->sw->o.log(v->sw->o.ud, v->name, "snapshot", "failed", err ? err->msg : "cannot fork a worker");
 		mq_error_free(err);

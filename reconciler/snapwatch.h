@@ -17,9 +17,13 @@
 typedef void (*mq_snapwatch_log_fn)(void *ud, const char *vm, const char *action, const char *outcome,
 				    const char *detail);
 
+struct mq_store;
+
 struct mq_snapwatch_opts {
 	const char *state_dir, *runtime_dir, *disk_dir;
 	int lock_timeout_ms;     /* worker's wait for the state lock; 0 = 60000 */
+	struct mq_store *store;  /* the caller's connection, suspended across each worker's
+	                            fork (the worker opens its own: store.h) */
 	mq_snapwatch_log_fn log;
 	void *ud;
 };

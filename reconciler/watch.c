@@ -922,6 +922,7 @@ static int setup(struct watch *w, struct mq_error **err)
 	};
 	w->tracker = mq_tracker_new(&to);
 	struct mq_snapwatch_opts so = {
+		.store = w->st,
 		.state_dir = w->o->state_dir,
 		.runtime_dir = w->o->runtime_dir,
 		.disk_dir = w->o->disk_dir,

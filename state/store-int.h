@@ -15,6 +15,7 @@ struct mq_store {
 	char *dir;    /* the state dir, for messages about the disk */
 	char *path;   /* <dir>/maqet.db, for messages about the database */
 	char *user;   /* cached user name for event rows */
+	int autockpt; /* mq_store_set_autocheckpoint, kept across a resume; -1 = default */
 };
 
 /* The part of a failure that is about the disk under the state dir, or NULL

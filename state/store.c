@@ -281,6 +281,7 @@ static int integrity_check(struct mq_store *s, struct mq_error **err)
 
 void mq_store_set_autocheckpoint(struct mq_store *s, int pages)
 {
+	s->autockpt = pages;
 	(void)sqlite3_wal_autocheckpoint(s->db, pages);
 }
 
@@ -486,6 +487,63 @@ static int create_new(struct mq_store *s, struct mq_error **err)
 	return r;
 }
 
+/* Open s->path and configure the connection (no checks, no migration). */
+static int connect(struct mq_store *s, struct mq_error **err)
+{
+	int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		int r = open_error(s, s->path, rc, err);
+		sqlite3_close(s->db);
+		s->db = NULL;
+		return r;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+#ifdef SQLITE_DBCONFIG_DEFENSIVE
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+#endif
+	sqlite3_busy_timeout(s->db, MQ_STORE_BUSY_TIMEOUT_MS);
+	/* Keep the -wal file when the last connection closes: re-creating it
+	 * on every command's first write cost a WAL header sync and a sync of
+	 * the state dir (~7 ms per CLI command on ext4). */
+	int persist = 1;
+	(void)sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	/* And no checkpoint when the last connection closes: it cost three
+	 * fsyncs (log, state dir, database) at the end of every CLI command,
+	 * and the first write of the next one a sync of the restarted log's
+	 * header.  The log is checkpointed instead when it passes
+	 * MQ_STORE_WAL_PAGES (PRAGMA wal_autocheckpoint, by the committing
+	 * connection), which bounds what the next first open must read to
+	 * rebuild the WAL index.  Nothing committed is lost when maqet dies; a
+	 * power loss can lose the last commits, as synchronous=NORMAL already
+	 * allowed, and takes the QEMUs they describe with it. */
+	(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	return 0;
+}
+
+void mq_store_suspend(struct mq_store *s)
+{
+	if (s && s->db) {
+		sqlite3_close(s->db);
+		s->db = NULL;
+	}
+}
+
+int mq_store_resume(struct mq_store *s, struct mq_error **err)
+{
+	if (s->db)
+		return 0;
+	int r = connect(s, err);
+	if (r == 0)
+		r = setup_pragmas(s, err);
+	if (r == 0 && s->autockpt >= 0)
+		(void)sqlite3_wal_autocheckpoint(s->db, s->autockpt);
+	if (r < 0 && s->db) {
+		sqlite3_close(s->db);
+		s->db = NULL;
+	}
+	return r;
+}
+
 int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 {
 	int r = mq_mkdir_p(dir, 0700, err);
@@ -493,6 +551,7 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 		return r;
 
 	struct mq_store *s = xcalloc(1, sizeof(*s));
+	s->autockpt = -1;
 	s->dir = xstrdup(dir);
 	s->path = mq_path_join(dir, MQ_STORE_DB_NAME);
 
@@ -514,34 +573,11 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 		}
 	}
 
-	int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		r = open_error(s, s->path, rc, err);
+	r = connect(s, err);
+	if (r < 0) {
 		mq_store_free(s);
 		return r;
 	}
-	sqlite3_extended_result_codes(s->db, 1);
-#ifdef SQLITE_DBCONFIG_DEFENSIVE
-	sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
-#endif
-	sqlite3_busy_timeout(s->db, MQ_STORE_BUSY_TIMEOUT_MS);
-	/* Keep the -wal file when the last connection closes: re-creating it
-	 * on every command's first write cost a WAL header sync and a sync of
-	 * the state dir (~7 ms per CLI command on ext4).  Contents are the same:
-	 * the checkpoint on close still writes everything into maqet.db. */
-	int persist = 1;
-	(void)sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-	/* And no checkpoint when the last connection closes: it cost three
-	 * fsyncs (log, state dir, database) at the end of every CLI command,
-	 * and the first write of the next one a sync of the restarted log's
-	 * header.  The log is checkpointed instead when it passes
-	 * MQ_STORE_WAL_PAGES (PRAGMA wal_autocheckpoint, by the committing
-	 * connection), which bounds what the next first open must read to
-	 * rebuild the WAL index.  Nothing committed is lost when maqet dies; a
-	 * power loss can lose the last commits, as synchronous=NORMAL already
-	 * allowed, and takes the QEMUs they describe with it. */
-	(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
-
 	r = restrict_mode(s, err);
 	if (r == 0)
 		r = integrity_check(s, err);

@@ -48,6 +48,14 @@ int mq_store_schema_version(struct mq_store *s);      /* current user_version */
  * sets far more than MQ_STORE_WAL_PAGES so that its loop leaves the fsyncs
  * to CLI commands. */
 void mq_store_set_autocheckpoint(struct mq_store *s, int pages);
+/* Close the connection and open it again (same settings, no checks).
+ * SQLite keeps per-process state for every open database file (locks, the
+ * WAL index mapping) that a forked child inherits and must not use: a
+ * process that forks a child which opens the store itself (watch's snapshot
+ * worker) suspends around the fork.  Between the two calls the store must
+ * not be used; a failed resume leaves every later call failing. */
+void mq_store_suspend(struct mq_store *s);
+int mq_store_resume(struct mq_store *s, struct mq_error **err);
 /* The full PRAGMA integrity_check (open checks only the vms and snapshots
  * tables): 0, or -EIO with "state database 'P' is damaged (...): restore it ...". */
 int mq_store_integrity_check(struct mq_store *s, struct mq_error **err);
