@@ -15,6 +15,7 @@
 #include "specs/spec.h"
 #include "util/paths.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static char *mktmp(void)
 {
@@ -483,10 +484,5 @@ int main(void)
 	tcase_add_test(tc, test_reloads_in_one_cache);
 	tcase_add_test(tc, test_view_unchanged_resync_keeps_set);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mq_check_run(s);
 }

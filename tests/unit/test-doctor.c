@@ -18,6 +18,7 @@
 #include "reconciler/vmpaths.h"
 #include "state/store.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static char base[64];
 static char *state_dir, *rt_dir, *disk_dir;
@@ -298,9 +299,5 @@ int main(void)
 	tcase_add_test(tc, test_dead_record_fixed);
 	tcase_add_test(tc, test_live_record_untouched);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mq_check_run(s);
 }

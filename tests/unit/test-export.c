@@ -9,6 +9,7 @@
 
 #include "reconciler/export.h"
 #include "util/strbuf.h"
+#include "tests/unit/check-run.h"
 
 static const enum mq_export_engine all[] = { MQ_EXPORT_NOMAD, MQ_EXPORT_INCUS, MQ_EXPORT_KUBEVIRT };
 
@@ -178,10 +179,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }

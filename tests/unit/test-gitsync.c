@@ -23,6 +23,7 @@
 #include "util/git.h"
 #include "util/strv.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static char tmpdir[64];
 static char *git_bin;
@@ -337,10 +338,5 @@ static Suite *gitsync_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(gitsync_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(gitsync_suite());
 }

@@ -12,6 +12,7 @@
 #include "specs/spec.h"
 #include "util/fileio.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static const char *golden_dir;
 static struct mq_strv cases = MQ_STRV_INIT; /* "NAME" of every NAME.yaml, sorted */
@@ -87,11 +88,7 @@ int main(void)
 	if (cases.n)
 		tcase_add_loop_test(tc, test_golden_case, 0, (int)cases.n);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = mq_check_run(s);
 	mq_strv_clear(&cases);
-	return failed ? 1 : 0;
+	return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "reconciler/keymap.h"
+#include "tests/unit/check-run.h"
 
 static void want_combo(const char *spec, const char *const *keys, size_t n)
 {
@@ -130,10 +131,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }

@@ -20,6 +20,7 @@
 #include "specs/hosts.h"
 #include "util/fileio.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -193,10 +194,5 @@ int main(void)
 	tcase_add_test(tc, lease_lives_with_the_child);
 	tcase_add_test(tc, shared_storage);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(s);
 }

@@ -14,6 +14,7 @@
 #include "reconciler/proc.h"
 #include "reconciler/vmlock.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -179,10 +180,5 @@ int main(void)
 	tcase_add_test(tc, lock_timeout);
 	tcase_add_test(tc, vmlock_busy_and_dead_holder);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(s);
 }

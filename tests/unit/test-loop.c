@@ -21,6 +21,7 @@
 #include "reconciler/loop.h"
 #include "reconciler/proc.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* Test-only hook defined in reconciler/loop.c (not part of loop.h). */
 int mq_loop_test_check_heap(const struct mq_loop *l);
@@ -713,10 +714,5 @@ static Suite *loop_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(loop_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(loop_suite());
 }

@@ -20,6 +20,7 @@
 #include "reconciler/mwatch.h"
 #include "reconciler/proc.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* Test-only hook defined in reconciler/mwatch.c (not part of mwatch.h). */
 void mq_mwatch_test_inject_overflow(struct mq_mwatch *w);
@@ -659,10 +660,5 @@ static Suite *mwatch_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(mwatch_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(mwatch_suite());
 }

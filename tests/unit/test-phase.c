@@ -13,6 +13,7 @@
 #include "reconciler/phase.h"
 #include "state/store.h"
 #include "util/error.h"
+#include "tests/unit/check-run.h"
 
 #define NPHASE ((int)MQ_PHASE__COUNT)
 #define NEV ((int)MQ_PHASE_EV__COUNT)
@@ -779,9 +780,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }

@@ -14,6 +14,7 @@
 #include "reconciler/proc.h"
 #include "specs/spec.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* --- the decision table --------------------------------------------------- */
 
@@ -736,9 +737,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }

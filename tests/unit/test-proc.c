@@ -12,6 +12,7 @@
 
 #include "reconciler/proc.h"
 #include "util/parse.h"
+#include "tests/unit/check-run.h"
 
 /* In a forked child: drop the handlers inherited from Check (its SIGTERM
  * handler kills the whole process group) and unblock everything. */
@@ -356,10 +357,5 @@ static Suite *proc_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(proc_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(proc_suite());
 }

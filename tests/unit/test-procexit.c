@@ -9,6 +9,7 @@
 
 #include "reconciler/proc.h"
 #include "reconciler/procexit.h"
+#include "tests/unit/check-run.h"
 
 static int fd = -1;
 
@@ -97,9 +98,5 @@ int main(void)
 	tcase_add_test(tc, test_live_process_not_reported);
 	tcase_add_test(tc, test_read_empty_is_zero);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(s);
 }

@@ -24,6 +24,7 @@
 #include "util/strbuf.h"
 #include "util/strv.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
@@ -1664,10 +1665,5 @@ static Suite *qemu_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(qemu_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mq_check_run(qemu_suite());
 }

@@ -20,6 +20,7 @@
 #include "util/strbuf.h"
 #include "util/strv.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static const char *fake_path;
 
@@ -1304,10 +1305,5 @@ int main(void)
 		fake_path = NULL;
 	if (!fake_path)
 		fprintf(stderr, "test-qmp: MQ_FAKE_QEMU not set, fake-qemu tests skipped\n");
-	SRunner *sr = srunner_create(qmp_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(qmp_suite());
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "reconciler/qmptier.h"
+#include "tests/unit/check-run.h"
 
 START_TEST(test_tiers_of_named_commands)
 {
@@ -122,10 +123,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }

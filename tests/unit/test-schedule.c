@@ -9,6 +9,7 @@
 #include "reconciler/schedule.h"
 #include "util/cron.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* unix seconds of a UTC date */
 static int64_t utc(int y, int mo, int d, int h, int mi, int s)
@@ -269,10 +270,5 @@ int main(void)
 	tcase_add_test(tc, test_retention);
 	tcase_add_test(tc, test_format_age);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mq_check_run(s);
 }

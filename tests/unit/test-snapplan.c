@@ -7,6 +7,7 @@
 
 #include "reconciler/snapplan.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 static void add(struct mq_snap_list *l, const char *name, int64_t at, enum mq_snap_origin o)
 {
@@ -142,10 +143,5 @@ int main(void)
 	tcase_add_test(tc, test_scheduled);
 	tcase_add_test(tc, test_time_name);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mq_check_run(s);
 }

@@ -18,6 +18,7 @@
 #include "state/store.h"
 #include "util/error.h"
 #include "util/strv.h"
+#include "tests/unit/check-run.h"
 
 static char tmpdir[] = "/tmp/mq-snap-unit.XXXXXX";
 
@@ -524,10 +525,5 @@ static Suite *snapshot_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(snapshot_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(snapshot_suite());
 }

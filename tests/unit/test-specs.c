@@ -18,6 +18,7 @@
 #include "util/paths.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -1505,10 +1506,5 @@ int main(void)
 	tcase_add_test(files, test_valid_set_loads);
 	suite_add_tcase(s, files);
 
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mq_check_run(s);
 }

@@ -26,6 +26,7 @@
 #include "util/parse.h"
 #include "util/paths.h"
 #include "util/xalloc.h"
+#include "tests/unit/check-run.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -2003,10 +2004,5 @@ static Suite *state_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(state_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(state_suite());
 }

@@ -10,6 +10,7 @@
 
 #include "reconciler/supervise.h"
 #include "specs/spec.h"
+#include "tests/unit/check-run.h"
 
 #define T true
 #define F false
@@ -348,9 +349,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }

@@ -9,12 +9,29 @@
 #include "reconciler/loop.h"
 #include "reconciler/proc.h"
 #include "reconciler/teardown.h"
+#include "tests/unit/check-run.h"
 
 static int calls;
 static void count_cb(void *ud)
 {
 	(void)ud;
 	calls++;
+}
+
+static struct mq_loop *L;
+static struct mq_teardown *T;
+
+static void setup(void)
+{
+	calls = 0;
+	ck_assert_int_eq(mq_loop_new(&L, NULL), 0);
+	T = mq_teardown_new(L, count_cb, NULL);
+}
+
+static void teardown(void)
+{
+	mq_teardown_free(T); /* accepts what a test freed already: NULL */
+	mq_loop_free(L);
 }
 
 /* Turn the loop until cb has run `want` times or deadline_ms passed. */
@@ -38,10 +55,8 @@ static pid_t child_sleeping(void)
 
 START_TEST(test_live_process_then_exit)
 {
-	struct mq_loop *l = NULL;
-	ck_assert_int_eq(mq_loop_new(&l, NULL), 0);
-	calls = 0;
-	struct mq_teardown *t = mq_teardown_new(l, count_cb, NULL);
+	struct mq_loop *l = L;
+	struct mq_teardown *t = T;
 	pid_t p = child_sleeping();
 	ck_assert_int_eq(mq_teardown_wait(t, p), 0);
 	ck_assert_int_eq(mq_teardown_wait(t, p), 0); /* the same pid is not added twice */
@@ -59,8 +74,6 @@ START_TEST(test_live_process_then_exit)
 	ck_assert_int_eq(calls, 2);
 	int st;
 	ck_assert_int_eq(waitpid(p, &st, 0), p);
-	mq_teardown_free(t);
-	mq_loop_free(l);
 }
 END_TEST
 
@@ -68,10 +81,8 @@ END_TEST
  * every ask, never in a loop. */
 START_TEST(test_gone_pid_backs_off)
 {
-	struct mq_loop *l = NULL;
-	ck_assert_int_eq(mq_loop_new(&l, NULL), 0);
-	calls = 0;
-	struct mq_teardown *t = mq_teardown_new(l, count_cb, NULL);
+	struct mq_loop *l = L;
+	struct mq_teardown *t = T;
 	pid_t p = child_sleeping();
 	kill(p, SIGKILL);
 	int st;
@@ -90,18 +101,14 @@ START_TEST(test_gone_pid_backs_off)
 	/* 2, 4, 8, 16 ms: the fourth wait is at least 16 ms, the first well under */
 	ck_assert_int_ge(gaps[3], 16);
 	ck_assert_int_ge(gaps[3], gaps[0]);
-	mq_teardown_free(t);
-	mq_loop_free(l);
 }
 END_TEST
 
 /* Freed with waiters and a timer armed: nothing leaks, nothing fires. */
 START_TEST(test_free_while_waiting)
 {
-	struct mq_loop *l = NULL;
-	ck_assert_int_eq(mq_loop_new(&l, NULL), 0);
-	calls = 0;
-	struct mq_teardown *t = mq_teardown_new(l, count_cb, NULL);
+	struct mq_loop *l = L;
+	struct mq_teardown *t = T;
 	pid_t p = child_sleeping();
 	ck_assert_int_eq(mq_teardown_wait(t, p), 0);
 	pid_t q = child_sleeping();
@@ -110,11 +117,11 @@ START_TEST(test_free_while_waiting)
 	ck_assert_int_eq(waitpid(q, &st, 0), q);
 	ck_assert_int_eq(mq_teardown_wait(t, q), 0);
 	mq_teardown_free(t);
+	T = NULL;
 	kill(p, SIGKILL);
 	ck_assert_int_eq(waitpid(p, &st, 0), p);
 	ck_assert_int_ge(mq_loop_run_once(l, 100, NULL), 0);
 	ck_assert_int_eq(calls, 0);
-	mq_loop_free(l);
 }
 END_TEST
 
@@ -123,14 +130,10 @@ int main(void)
 	Suite *s = suite_create("teardown");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_live_process_then_exit);
 	tcase_add_test(tc, test_gone_pid_backs_off);
 	tcase_add_test(tc, test_free_while_waiting);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(s);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "reconciler/worker.h"
+#include "tests/unit/check-run.h"
 
 static struct mq_wmsg wait_msg(struct mq_worker *w, int *fd, int *rc)
 {
@@ -180,9 +181,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mq_check_run(suite());
 }
