@@ -267,6 +267,7 @@ struct op {
 	bool running;
 	struct mq_qmp *q;
 	char **nodes; /* per storage index: the block node name (running only) */
+	json_object *blocks; /* op_open's query-block answer, for the first op_list to use */
 	unsigned job_seq;
 	struct mq_lock st; /* the state lock, while st_depth > 0 (env->state_dir mode) */
 	int st_depth;
@@ -355,6 +356,7 @@ static void op_release(struct op *op)
 			free(op->nodes[i]);
 		free(op->nodes);
 	}
+	json_object_put(op->blocks);
 	op->q = mq_qmp_free(op->q);
 	op->spec = mq_spec_free(op->spec);
 	free(op->qemu_img);
@@ -380,6 +382,8 @@ static long storage_index(const struct mq_spec *spec, const char *name)
 /* query-block: the node name of every drive, and each image (for lists). */
 static int query_blocks(struct op *op, json_object **blocks, struct mq_error **err)
 {
+	json_object_put(op->blocks); /* a newer answer replaces any kept one */
+	op->blocks = NULL;
 	json_object *ret = NULL;
 	int r = mq_qmp_execute(op->q, "query-block", NULL, QMP_TIMEOUT_MS, &ret, err);
 	if (r < 0)
@@ -425,7 +429,7 @@ static int op_open(const struct mq_snap_env *env, struct mq_vm_record *rec, stru
 	if (op->running) {
 		r = mq_qmp_connect(rec->qmp_path, 5000, &op->q, err);
 		if (r == 0)
-			r = query_blocks(op, NULL, err);
+			r = query_blocks(op, &op->blocks, err);
 		if (r < 0) {
 			op_release(op);
 			return r;
@@ -446,8 +450,14 @@ static int op_list(struct op *op, struct mq_snap_list *out, struct mq_error **er
 	if (r < 0)
 		return r;
 	if (op->running) {
-		json_object *blocks = NULL;
-		r = query_blocks(op, &blocks, err);
+		/* op_open's answer when nothing was done since (every
+		 * create/restore/delete and the list itself start so): one
+		 * query-block round trip, and one parse of its snapshot
+		 * tables, less */
+		json_object *blocks = op->blocks;
+		op->blocks = NULL;
+		if (!blocks)
+			r = query_blocks(op, &blocks, err);
 		for (size_t i = 0; r == 0 && i < op->spec->n_storage; i++) {
 			if (op->spec->storage[i].type != MQ_STORAGE_QCOW2)
 				continue;
