@@ -13,6 +13,10 @@
  * worker never holds watch.lock), the signal mask is emptied and every
  * signal disposition reset to its default.  A worker dies with maqet
  * (PR_SET_PDEATHSIG): it never starts a QEMU for a maqet that is gone.
+ * Closing fds does not clear SQLite's per-process memory of the files it
+ * has open (locks, WAL index): a worker that opens the store itself is
+ * started with the parent's connection suspended (mq_store_suspend, as
+ * snapwatch.c does).
  */
 #ifndef MQ_WORKER_H
 #define MQ_WORKER_H
