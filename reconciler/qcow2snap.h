@@ -8,7 +8,7 @@
  * extra_data_size, the extra data (vm_state_size_large from 8 bytes on),
  * the id string and the name, padded to 8 bytes.  All big-endian.
  *
- * Used for stopped VMs (snapshot.c), where it answers in microseconds what
+ * Used for stopped VMs (snapop.c), where it answers in microseconds what
  * `qemu-img info --output=json` answers in tens of milliseconds; the result
  * has the same shape as qemu-img's, so both feed the same parser.  The
  * image must not be written meanwhile (the caller holds the state lock, or

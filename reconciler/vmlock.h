@@ -4,7 +4,7 @@
  * kernel drops it when its holder exits, so a dead holder never leaves it
  * taken.  The holder writes "PID WHAT" into it (WHAT e.g. "snapshot 'x'").
  * It serialises the long operations on one VM: the operator verbs that talk
- * to its QEMU (cli/vmqmp.c), snapshot create/restore/delete (snapshot.c,
+ * to its QEMU (cli/vmqmp.c), snapshot create/restore/delete (snap*.c,
  * held for the whole job while the state lock is taken only for the short
  * record steps), and stop/start/restart/rm (cli/vmcmd.c waits for it).
  *
