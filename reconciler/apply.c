@@ -69,8 +69,6 @@ struct run {
 	struct job *jobs;            /* one per plan item */
 	bool *active;                /* item needs a worker */
 	struct mq_apply_result res;
-	struct mq_strv bin_failed;   /* binaries whose check failed in this pass, */
-	struct mq_strv bin_msg;      /* and why */
 	struct mq_spec **recspecs;   /* per item: the recorded spec, rebuilt from JSON */
 	int jobs_max;
 };
@@ -212,26 +210,6 @@ static uint64_t stop_timeout_for(const struct mq_plan_item *it, const struct mq_
 	return 30000;
 }
 
-/* The QEMU binary answers --version: successes are cached for the process
- * (host.c, by file identity), failures for this pass, so a missing binary
- * fails every VM that uses it fast. */
-static int check_binary(struct run *r, const char *binary, const char **errmsg)
-{
-	long k = mq_strv_find(&r->bin_failed, binary);
-	if (k >= 0) {
-		*errmsg = r->bin_msg.v[k];
-		return -1;
-	}
-	struct mq_error *err = NULL;
-	int rc = mq_qemu_check_binary_cached(binary, NULL, &err);
-	if (rc < 0) {
-		mq_strv_push(&r->bin_failed, binary);
-		mq_strv_push(&r->bin_msg, err ? err->msg : "qemu binary check failed");
-		*errmsg = r->bin_msg.v[r->bin_msg.n - 1];
-	}
-	mq_error_free(err);
-	return rc < 0 ? -1 : 0;
-}
 
 
 /* 1 ready, 0 wait, -1 blocked (message in *why, caller frees). */
@@ -318,6 +296,13 @@ static void fail_item(struct run *r, size_t i, const char *msg)
 			prev = MQ_PHASE_RUNNING;
 		ctx.resume_phase = prev;
 		phase(rec, MQ_PHASE_EV_STOP_FAIL, &ctx);
+		/* the old QEMU runs on: the record keeps the spec it runs, so
+		 * the next apply tries the change again, and a manifest put
+		 * back is no change at all */
+		if (it->rec) {
+			mq_vm_record_set(&rec->spec_json, it->rec->spec_json);
+			mq_vm_record_set(&rec->spec_hash, it->rec->spec_hash);
+		}
 	} else {
 		mq_vm_record_set(&rec->last_error, msg);
 	}
@@ -557,6 +542,8 @@ static void handle_msg(struct run *r, size_t i, const struct mq_wmsg *m, int fd)
 		break;
 	case MQ_WMSG_STARTED:
 	case MQ_WMSG_ADOPTED:
+		if (j->spec) /* its worker's binary check passed: the next worker skips it */
+			mq_qemu_binary_remember(j->spec->binary);
 		on_started(r, i, m, fd, m->kind == MQ_WMSG_ADOPTED);
 		fd = -1;
 		break;
@@ -754,24 +741,10 @@ static void step(struct run *r)
 				free(m);
 				continue;
 			}
-			if (j->needs_start) {
-				const char *bmsg = NULL;
-				if (check_binary(r, j->spec->binary, &bmsg) < 0) {
-					char *m = xasprintf("cannot start vm '%s': %s", it->name, bmsg);
-					if (mq_status_is_up(it->observed)) {
-						/* a restart whose new binary is missing: keep the old one running */
-						struct mq_vm_record *rec = record_for(r, i);
-						mq_vm_record_set(&rec->last_error, m);
-						free(put(r, rec, item_source(it), mq_action_str(it->action), "failed", m));
-						mq_vm_record_free(rec);
-						finish(r, i, MQ_OUT_FAILED, m);
-					} else {
-						fail_item(r, i, m);
-					}
-					free(m);
-					continue;
-				}
-			}
+			/* The QEMU binary is checked (`--version`) by the VM's
+			 * worker before it stops anything (vmjob.c): a restart
+			 * whose new binary is missing keeps the old QEMU, and
+			 * this loop never waits for a process. */
 			running += (size_t)launch(r, i);
 		}
 		if (running > 0)
@@ -977,8 +950,6 @@ struct mq_applier *mq_applier_free(struct mq_applier *a)
 		mq_spec_free(r->recspecs[i]);
 	}
 	free(r->res.store_error);
-	mq_strv_clear(&r->bin_failed);
-	mq_strv_clear(&r->bin_msg);
 	free(r->recspecs);
 	free(r->jobs);
 	free(r->active);

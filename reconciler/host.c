@@ -98,36 +98,73 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+static const struct bin_cache_entry *cache_find(const char *binary)
+{
+	for (size_t i = 0; i < bin_cache_n; i++) {
+		struct stat st;
+		if (strcmp(bin_cache[i].binary, binary) == 0 && stat(bin_cache[i].resolved, &st) == 0 &&
+		    same_file(&st, &bin_cache[i].st))
+			return &bin_cache[i];
+	}
+	return NULL;
+}
+
+static void cache_add(const char *binary, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return;
+	for (size_t i = 0; i < bin_cache_n; i++)
+		if (strcmp(bin_cache[i].binary, binary) == 0) { /* replaced (an upgrade) */
+			free(bin_cache[i].resolved);
+			bin_cache[i].resolved = xstrdup(path);
+			bin_cache[i].st = st;
+			return;
+		}
+	bin_cache = xreallocarray(bin_cache, bin_cache_n + 1, sizeof(*bin_cache));
+	bin_cache[bin_cache_n].binary = xstrdup(binary);
+	bin_cache[bin_cache_n].resolved = xstrdup(path);
+	bin_cache[bin_cache_n].st = st;
+	bin_cache_n++;
+}
+
 int mq_qemu_check_binary_cached(const char *binary, char **resolved, struct mq_error **err)
 {
 	if (!binary)
 		binary = "qemu-system-x86_64";
-	for (size_t i = 0; i < bin_cache_n; i++) {
-		struct stat st;
-		if (strcmp(bin_cache[i].binary, binary) == 0 && stat(bin_cache[i].resolved, &st) == 0 &&
-		    same_file(&st, &bin_cache[i].st)) {
-			if (resolved)
-				*resolved = xstrdup(bin_cache[i].resolved);
-			return 0;
-		}
+	const struct bin_cache_entry *e = cache_find(binary);
+	if (e) {
+		if (resolved)
+			*resolved = xstrdup(e->resolved);
+		return 0;
 	}
 	char *path = NULL;
 	int r = mq_qemu_check_binary(binary, &path, NULL, err);
 	if (r < 0)
 		return r;
-	struct stat st;
-	if (stat(path, &st) == 0) {
-		bin_cache = xreallocarray(bin_cache, bin_cache_n + 1, sizeof(*bin_cache));
-		bin_cache[bin_cache_n].binary = xstrdup(binary);
-		bin_cache[bin_cache_n].resolved = xstrdup(path);
-		bin_cache[bin_cache_n].st = st;
-		bin_cache_n++;
-	}
+	cache_add(binary, path);
 	if (resolved)
 		*resolved = path;
 	else
 		free(path);
 	return 0;
+}
+
+bool mq_qemu_binary_known_good(const char *binary)
+{
+	return cache_find(binary ? binary : "qemu-system-x86_64") != NULL;
+}
+
+void mq_qemu_binary_remember(const char *binary)
+{
+	if (!binary)
+		binary = "qemu-system-x86_64";
+	if (cache_find(binary))
+		return;
+	char *path = mq_spawn_resolve(binary);
+	if (path)
+		cache_add(binary, path);
+	free(path);
 }
 
 void mq_qemu_binary_cache_clear(void)

@@ -27,6 +27,11 @@ int mq_qemu_check_binary(const char *binary, char **resolved, char **version, st
  * inode, size and mtime).  Failures are not cached.  *resolved (may be NULL)
  * gets a new string. */
 int mq_qemu_check_binary_cached(const char *binary, char **resolved, struct mq_error **err);
+/* Whether the cache holds a success for binary (no process is run). */
+bool mq_qemu_binary_known_good(const char *binary);
+/* Record binary as good without running it: a worker just started a QEMU
+ * from it (the check ran in that worker; its cache went with it). */
+void mq_qemu_binary_remember(const char *binary);
 /* Forget the cache (tests). */
 void mq_qemu_binary_cache_clear(void);
 

@@ -1,4 +1,5 @@
 #include "reconciler/vmjob.h"
+#include "reconciler/host.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -221,6 +222,14 @@ int mq_vmjob_run(int fd, void *ud)
 	int rc = 1;
 	if (j->runtime_dir)
 		mq_vm_paths_init(&paths, j->runtime_dir, j->name);
+	/* The binary answers --version before anything is stopped: a restart
+	 * whose new binary is missing keeps the old QEMU running.  A binary the
+	 * parent already saw start a QEMU is in the cache this fork inherited. */
+	if (j->start && j->spec && mq_qemu_check_binary_cached(j->spec->binary, NULL, &err) < 0) {
+		send_error(fd, "cannot start vm '%s': %s", j->name, err ? err->msg : "qemu binary check failed");
+		mq_error_free(err);
+		goto out;
+	}
 	if (j->stop) {
 		if (j->ref.pid > 0 && stop_one(j, &fd, &j->ref, j->qmp_path, j->force_stop) < 0)
 			goto out;

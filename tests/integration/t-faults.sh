@@ -26,6 +26,29 @@ pok=$(vm_pid ok)
 proc_alive "$pok" || fail "ok vm died"
 pass "one vm's failure does not stop the others"
 
+# A restart-class change to a binary that is missing: the check runs first
+# (in the vm's worker), so the running QEMU is kept, not stopped.
+cp "$M/ok.yaml" "$T/ok.yaml.good"
+sed -i 's|^binary: .*|binary: /nonexistent/qemu-system-x86_64|' "$M/ok.yaml"
+grep -q '^binary: /nonexistent/' "$M/ok.yaml" || fail "ok.yaml has no binary line to change: $(cat "$M/ok.yaml")"
+run_rc rc mq apply -f "$M"
+assert_eq "$rc" 1 "apply of a restart to a missing binary: $OUT"
+assert_contains "$OUT" "not found"
+assert_eq "$(vm_pid ok)" "$pok" "the old QEMU was kept"
+proc_alive "$pok" || fail "ok's QEMU was stopped for a binary that is missing"
+assert_eq "$(vm_status ok)" running
+assert_contains "$(vm_field ok last_error)" "not found"
+# the record still holds the spec that runs: the change is tried again ...
+run_rc rc mq plan -f "$M"
+assert_contains "$OUT" "ok"
+assert_eq "$rc" 2 "plan after the failed restart still shows the change: $OUT"
+# ... and the manifest put back is no change at all
+cp "$T/ok.yaml.good" "$M/ok.yaml"
+run_rc rc mq plan -f "$M"
+assert_not_contains "$OUT" "~ ok" "the manifest put back restarts nothing"
+assert_eq "$(vm_pid ok)" "$pok" "the old QEMU still runs"
+pass "a restart to a missing binary keeps the running QEMU and its recorded spec"
+
 # The stop ladder.
 rm "$M/boom.yaml" "$M/junk.yaml" "$M/nobin.yaml"
 fake_yaml w-quit ignore-powerdown > "$M/w-quit.yaml"
