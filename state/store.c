@@ -488,7 +488,7 @@ static int create_new(struct mq_store *s, struct mq_error **err)
 }
 
 /* Open s->path and configure the connection (no checks, no migration). */
-static int connect(struct mq_store *s, struct mq_error **err)
+static int open_connection(struct mq_store *s, struct mq_error **err)
 {
 	int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -532,7 +532,7 @@ int mq_store_resume(struct mq_store *s, struct mq_error **err)
 {
 	if (s->db)
 		return 0;
-	int r = connect(s, err);
+	int r = open_connection(s, err);
 	if (r == 0)
 		r = setup_pragmas(s, err);
 	if (r == 0 && s->autockpt >= 0)
@@ -573,7 +573,7 @@ int mq_store_open(const char *dir, struct mq_store **out, struct mq_error **err)
 		}
 	}
 
-	r = connect(s, err);
+	r = open_connection(s, err);
 	if (r < 0) {
 		mq_store_free(s);
 		return r;
