@@ -81,9 +81,12 @@ static void on_timer(struct mq_loop *l, struct mq_timer *tm, void *ud)
 }
 
 /* The process is gone but its lease was still held: ask again after 2, 4,
- * 8 ... ms (at most 256), not in a loop; entries not asked about for 10 s
- * are forgotten. */
-static void retry_gone(struct mq_teardown *t, pid_t pid)
+ * 8 ... 128 ms, not in a loop; entries not asked about for 10 s are
+ * forgotten.  After GONE_TRIES asks (about 0.4 s) the holder is not this
+ * process's teardown (a lease naming a pid that never held it, e.g. one
+ * written by an older maqet): -ESRCH, and the caller waits its usual way. */
+#define GONE_TRIES 8
+static int retry_gone(struct mq_teardown *t, pid_t pid)
 {
 	int64_t now = mq_mono_ms();
 	struct gone *g = NULL;
@@ -101,13 +104,18 @@ static void retry_gone(struct mq_teardown *t, pid_t pid)
 		g = &t->g[t->ng++];
 		*g = (struct gone){ .pid = pid };
 	}
-	g->tries += g->tries < 7;
+	if (g->tries >= GONE_TRIES) {
+		g->last_ms = now;
+		return -ESRCH;
+	}
+	g->tries++;
 	g->last_ms = now;
-	int64_t at = now + (1 << g->tries);
+	int64_t at = now + (1 << (g->tries < 7 ? g->tries : 7));
 	if (!t->timer)
 		t->timer = mq_loop_add_timer(t->loop, at, on_timer, t);
 	else if (mq_timer_deadline(t->timer) > at)
 		mq_timer_reschedule(t->timer, at);
+	return 0;
 }
 
 int mq_teardown_wait(struct mq_teardown *t, pid_t pid)
@@ -116,10 +124,8 @@ int mq_teardown_wait(struct mq_teardown *t, pid_t pid)
 		if (t->w[i]->pid == pid)
 			return 0;
 	int fd = mq_pidfd_open(pid);
-	if (fd == -ESRCH) {
-		retry_gone(t, pid);
-		return 0;
-	}
+	if (fd == -ESRCH)
+		return retry_gone(t, pid);
 	if (fd < 0)
 		return fd;
 	struct waiter *w = xcalloc(1, sizeof(*w));

@@ -22,8 +22,9 @@ struct mq_teardown *mq_teardown_new(struct mq_loop *l, void (*cb)(void *ud), voi
 /* Watch pid until it is gone; a pid already watched is not added again.
  * Returns 0 when armed; for a pid already gone (its last files are closed by
  * a kernel workqueue a little later) cb runs after 2, 4, 8 ... 128 ms on
- * repeated calls.  -errno when no pidfd can be had (the caller keeps its
- * timer). */
+ * repeated calls, and after 8 of them -ESRCH: what holds the lease is not
+ * that process.  -errno when no pidfd can be had.  On an error the caller
+ * waits (and says so) its usual way. */
 int mq_teardown_wait(struct mq_teardown *t, pid_t pid);
 size_t mq_teardown_count(const struct mq_teardown *t);
 void mq_teardown_free(struct mq_teardown *t);

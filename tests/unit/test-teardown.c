@@ -1,6 +1,7 @@
 /* test-teardown.c - waiting on the loop for exited processes to be torn
  * down (reconciler/teardown.c). */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -101,6 +102,15 @@ START_TEST(test_gone_pid_backs_off)
 	/* 2, 4, 8, 16 ms: the fourth wait is at least 16 ms, the first well under */
 	ck_assert_int_ge(gaps[3], 16);
 	ck_assert_int_ge(gaps[3], gaps[0]);
+	/* four more asks, then it gives up: not that process's teardown */
+	for (int i = 4; i < 8; i++) {
+		ck_assert_int_eq(mq_teardown_wait(t, p), 0);
+		run_until(l, i + 1, 5000);
+		ck_assert_int_eq(calls, i + 1);
+	}
+	ck_assert_int_eq(mq_teardown_wait(t, p), -ESRCH);
+	ck_assert_int_ge(mq_loop_run_once(l, 300, NULL), 0);
+	ck_assert_int_eq(calls, 8); /* no timer was armed */
 }
 END_TEST
 
