@@ -431,7 +431,8 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
 	mq_hosts_read(paths, n_paths, &set->hosts, &d);
 
-	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
+	size_t *order = xcalloc(w.specs.n + 1, sizeof(*order));
+	bool ordered = mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d, order);
 	mq_hosts_check_specs(set->hosts, w.specs.v, w.specs.x, w.specs.n, &d);
 	mq_strv_clear(&w.seen);
 	mq_strmap_release(&w.seen_map);
@@ -451,6 +452,7 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	}
 
 	if (d.n > 0) {
+		free(order);
 		mq_diags_flush(&d, diags);
 		mq_spec_list_release(&w.specs);
 		mq_specset_free(set);
@@ -466,8 +468,13 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	}
 	free(w.specs.v);
 	free(w.specs.x);
-	/* sorting: the checks ran above, over the same specs with their positions */
-	mq_specset_sort(set);
+	/* sorting: the checks ran above, over the same specs with their
+	 * positions, and sorted the names already */
+	if (ordered)
+		mq_specs_reorder(set->specs, set->n, order);
+	else
+		mq_specset_sort(set);
+	free(order);
 	*out = set;
 	return 0;
 }
