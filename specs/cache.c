@@ -840,16 +840,19 @@ static int emit_doc(struct mq_mcache *c, const struct mq_mcache_entry *e, struct
 	const unsigned char *hash = rd_bytes(r, 64);
 	uint64_t coff = rd_u64(r);
 	uint32_t clen = rd_u32(r);
-	if (r->bad || coff > e->blob_len || (uint64_t)clen + 1 > e->blob_len - coff || e->blob[coff + clen] != '\0')
+	if (r->bad || coff > e->blob_len || (uint64_t)clen + 1 > e->blob_len - coff)
 		goto bad;
 	memcpy(s->hash, hash, 64);
 	s->hash[64] = '\0';
 	s->light = true;
 	if (light && light(s, ud)) {
+		/* the canonical document is not read: its pages stay untouched */
 		*sp = s;
 		*xp = x;
 		return 0;
 	}
+	if (e->blob[coff + clen] != '\0')
+		goto bad;
 	/* the full spec, rebuilt from the canonical document (checked against its hash) */
 	struct mq_spec *full = NULL;
 	struct mq_error *err = NULL;
