@@ -45,6 +45,9 @@ struct mq_mcache_entry {
 	const char *display;       /* the index key (points into meta) */
 	bool used;
 	bool in_block;             /* one of the entries read from the file (c->block) */
+	bool superseded;           /* a newer entry for the same display path exists */
+	size_t pos;                /* index in c->v */
+	size_t used_at;            /* when this load used it (save writes in that order) */
 };
 
 struct base_state {
@@ -64,7 +67,10 @@ struct mq_mcache {
 	struct mq_mcache_entry *block; /* the entries read from the file, one allocation */
 	size_t n, alloc;
 	size_t n_old_valid;         /* entries read from the file */
-	struct mq_strmap index;     /* display -> entry (the newest) */
+	struct mq_strmap index;     /* display -> entry (the newest); built on first need */
+	bool indexed;               /* index holds every entry */
+	size_t cursor;              /* c->v index of the entry after the last one looked up */
+	size_t use_clock;           /* counts the entries used by this load */
 	struct mq_strmap bases;     /* abs -> struct base_state, per load */
 	struct mq_strv base_keys;
 	bool dirty;
@@ -317,13 +323,42 @@ static uint64_t fnv64(const unsigned char *p, size_t n)
 
 /* ---- opening ---------------------------------------------------------- */
 
-static void push_entry(struct mq_mcache *c, struct mq_mcache_entry *e)
+/* The file lists its entries in the order the last load walked the
+ * manifests, so an unchanged repository is looked up in order (c->cursor)
+ * without hashing a path; the index by display path is built the first
+ * time a lookup is out of order or a new entry is added. */
+static void ensure_index(struct mq_mcache *c)
+{
+	if (c->indexed)
+		return;
+	mq_strmap_reserve(&c->index, c->n + 64);
+	for (size_t i = 0; i < c->n; i++) {
+		struct mq_mcache_entry *old = mq_strmap_get(&c->index, c->v[i]->display);
+		if (old)
+			old->superseded = true;
+		mq_strmap_put(&c->index, c->v[i]->display, c->v[i]);
+	}
+	c->indexed = true;
+}
+
+static void append_entry(struct mq_mcache *c, struct mq_mcache_entry *e)
 {
 	if (c->n == c->alloc) {
 		c->alloc = c->alloc ? c->alloc * 2 : 64;
 		c->v = xreallocarray(c->v, c->alloc, sizeof(*c->v));
 	}
+	e->pos = c->n;
 	c->v[c->n++] = e;
+}
+
+/* A new entry (stored or refreshed): the newest for its display path. */
+static void push_entry(struct mq_mcache *c, struct mq_mcache_entry *e)
+{
+	ensure_index(c);
+	append_entry(c, e);
+	struct mq_mcache_entry *old = mq_strmap_get(&c->index, e->display);
+	if (old)
+		old->superseded = true;
 	mq_strmap_put(&c->index, e->display, e);
 }
 
@@ -335,9 +370,11 @@ static void drop_map(struct mq_mcache *c)
 			free(c->v[i]);
 	}
 	c->n = 0;
+	c->cursor = 0;
 	free(c->block);
 	c->block = NULL;
 	mq_strmap_release(&c->index);
+	c->indexed = false;
 	if (c->map)
 		munmap(c->map, c->map_len);
 	c->map = NULL;
@@ -377,7 +414,6 @@ static bool read_map(struct mq_mcache *c)
 	struct rd m2 = { meta, meta + meta_len, false };
 	if (count > meta_len / FIX_SIZE)
 		return false;
-	mq_strmap_reserve(&c->index, (size_t)count + 64);
 	c->alloc = (size_t)count + 64;
 	c->v = xreallocarray(c->v, c->alloc, sizeof(*c->v));
 	c->block = xcalloc((size_t)count + 1, sizeof(*c->block));
@@ -401,7 +437,7 @@ static bool read_map(struct mq_mcache *c)
 		e->blob = blob + boff;
 		e->blob_len = blen;
 		e->display = display;
-		push_entry(c, e);
+		append_entry(c, e);
 	}
 	if (m2.p != m2.end)
 		return false;
@@ -445,11 +481,13 @@ static void bases_reset(struct mq_mcache *c)
 void mq_mcache_begin(struct mq_mcache *c)
 {
 	/* keep only the newest entry per display path, all marked unused */
+	ensure_index(c);
 	size_t k = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		struct mq_mcache_entry *e = c->v[i];
 		if (mq_strmap_get(&c->index, e->display) == e) {
 			e->used = false;
+			e->pos = k;
 			c->v[k++] = e;
 		} else {
 			/* owned entries may be pointed at by nothing else */
@@ -459,6 +497,7 @@ void mq_mcache_begin(struct mq_mcache *c)
 		}
 	}
 	c->n = k;
+	c->cursor = 0;
 	bases_reset(c);
 	c->stamp = now_ns();
 	memset(&c->st, 0, sizeof(c->st));
@@ -557,7 +596,15 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 {
 	*buf = NULL;
 	*len = 0;
-	struct mq_mcache_entry *e = mq_strmap_get(&c->index, display);
+	struct mq_mcache_entry *e = NULL;
+	if (c->cursor < c->n && !c->v[c->cursor]->superseded && strcmp(c->v[c->cursor]->display, display) == 0) {
+		e = c->v[c->cursor];
+	} else {
+		ensure_index(c);
+		e = mq_strmap_get(&c->index, display);
+	}
+	if (e)
+		c->cursor = e->pos + 1;
 	struct rd r;
 	if (!e || !entry_key(e, display, abs, source, &r))
 		return NULL;
@@ -567,6 +614,7 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 	struct ident now = ident_of(st), was = entry_ident(e);
 	if (ident_eq(&now, &was) && trusted(&was, stamp)) {
 		e->used = true;
+		e->used_at = c->use_clock++;
 		c->st.hits++;
 		return e;
 	}
@@ -588,6 +636,7 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 	*len = 0;
 	struct mq_mcache_entry *n = refreshed(c, e, st);
 	n->used = true;
+	n->used_at = c->use_clock++;
 	push_entry(c, n);
 	c->dirty = true;
 	c->st.rehashed++;
@@ -1021,6 +1070,7 @@ void mq_mcache_store(struct mq_mcache *c, const char *display, const char *abs, 
 	e->blob_len = b.len;
 	e->display = (const char *)e->owned + display_off;
 	e->used = true;
+	e->used_at = c->use_clock++;
 	mq_strbuf_release(&m);
 	mq_strbuf_release(&b);
 	push_entry(c, e);
@@ -1037,6 +1087,12 @@ static int flush_buf(int fd, struct mq_strbuf *sb)
 	return r;
 }
 
+static int used_at_cmp(const void *a, const void *b)
+{
+	const struct mq_mcache_entry *x = *(struct mq_mcache_entry *const *)a, *y = *(struct mq_mcache_entry *const *)b;
+	return x->used_at < y->used_at ? -1 : x->used_at > y->used_at;
+}
+
 int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 {
 	if (!c->path)
@@ -1047,7 +1103,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	struct mq_strbuf sum_buf = MQ_STRBUF_INIT;
 	for (size_t i = 0; i < c->n; i++) {
 		struct mq_mcache_entry *e = c->v[i];
-		if (!e->used || mq_strmap_get(&c->index, e->display) != e)
+		if (!e->used || e->superseded)
 			continue;
 		used++;
 		meta_len += 4 + e->meta_len;
@@ -1055,15 +1111,21 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	}
 	if (!c->dirty && used == c->n_old_valid)
 		return 0;
+	/* in the order this load used them: the walk order, which the next
+	 * load looks them up in (c->cursor) */
+	struct mq_mcache_entry **in = xcalloc(used + 1, sizeof(*in));
+	for (size_t i = 0, k = 0; i < c->n; i++)
+		if (c->v[i]->used && !c->v[i]->superseded)
+			in[k++] = c->v[i];
+	if (used > 1)
+		qsort(in, used, sizeof(*in), used_at_cmp);
 	/* checksum first (a pass over the meta bytes as they will be written) */
 	uint64_t boff = 0;
 	struct csum cs;
 	csum_init(&cs);
 	mq_strbuf_init(&sum_buf);
-	for (size_t i = 0; i < c->n; i++) {
-		struct mq_mcache_entry *e = c->v[i];
-		if (!e->used || mq_strmap_get(&c->index, e->display) != e)
-			continue;
+	for (size_t i = 0; i < used; i++) {
+		struct mq_mcache_entry *e = in[i];
 		mq_strbuf_reset(&sum_buf);
 		wr_u32(&sum_buf, (uint32_t)e->meta_len);
 		wr_u64(&sum_buf, boff);
@@ -1077,6 +1139,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	if (fd < 0) {
 		int e = errno;
 		mq_strbuf_release(&sum_buf);
+		free(in);
 		free(tmp);
 		return mq_error_set(err, e, "cannot create '%s': %s", c->path, strerror(e));
 	}
@@ -1096,10 +1159,8 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	int r = 0;
 	boff = 0;
 	for (size_t pass = 0; pass < 2 && r == 0; pass++) {
-		for (size_t i = 0; i < c->n && r == 0; i++) {
-			struct mq_mcache_entry *e = c->v[i];
-			if (!e->used || mq_strmap_get(&c->index, e->display) != e)
-				continue;
+		for (size_t i = 0; i < used && r == 0; i++) {
+			struct mq_mcache_entry *e = in[i];
 			if (pass == 0) {
 				wr_u32(&w, (uint32_t)e->meta_len);
 				wr_u64(&w, boff);
@@ -1117,6 +1178,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 		r = flush_buf(fd, &w);
 	mq_strbuf_release(&w);
 	mq_strbuf_release(&sum_buf);
+	free(in);
 	close(fd);
 	if (r == 0 && rename(tmp, c->path) < 0)
 		r = -errno;

@@ -200,94 +200,97 @@ bool mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x, s
 	}
 	free(ports);
 
-	/* depends_on targets; edges[i][j] = target index or -1 */
-	long **edges = xcalloc(n + 1, sizeof(*edges));
+	/* depends_on targets; edges[i][j] = target index or -1 (nothing to
+	 * check, and no cycle possible, when no vm has any) */
 	size_t nedges = 0;
 	for (size_t i = 0; i < n; i++)
 		nedges += specs[i]->depends_on.n;
-	long *edge_v = xcalloc(nedges + 1, sizeof(long)); /* every vm's edges, in vm order */
-	for (size_t i = 0, at = 0; i < n; i++) {
-		const struct mq_spec *s = specs[i];
-		edges[i] = edge_v + at;
-		at += s->depends_on.n;
-		for (size_t j = 0; j < s->depends_on.n; j++) {
-			const char *dep = s->depends_on.v[j];
-			struct mq_pos p = pos_dep(specs, x, i, j);
-			edges[i][j] = -1;
-			if (s->name && strcmp(dep, s->name) == 0) {
-				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "vm '%s' depends on itself", s->name);
-				continue;
+	if (nedges > 0) {
+		long **edges = xcalloc(n + 1, sizeof(*edges));
+		long *edge_v = xcalloc(nedges + 1, sizeof(long)); /* every vm's edges, in vm order */
+		for (size_t i = 0, at = 0; i < n; i++) {
+			const struct mq_spec *s = specs[i];
+			edges[i] = edge_v + at;
+			at += s->depends_on.n;
+			for (size_t j = 0; j < s->depends_on.n; j++) {
+				const char *dep = s->depends_on.v[j];
+				struct mq_pos p = pos_dep(specs, x, i, j);
+				edges[i][j] = -1;
+				if (s->name && strcmp(dep, s->name) == 0) {
+					mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "vm '%s' depends on itself", s->name);
+					continue;
+				}
+				long t = lookup(refs, nu, dep);
+				if (t < 0 && !names_incomplete) {
+					char *cl = mq_clip(dep);
+					mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "depends_on: unknown vm '%s'", cl);
+					free(cl);
+				}
+				/* a dependency must run wherever the vm runs: unplaced, or
+				 * placed on the same host (starts are ordered per host) */
+				const char *th = t >= 0 ? specs[t]->placement_host : NULL;
+				if (th && (!s->placement_host || strcmp(th, s->placement_host) != 0))
+					mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col,
+						     "depends_on: vm '%s' is placed on host %s, but '%s' %s%s (maqet orders starts on "
+						     "one host only: place both on the same host, or unplace '%s')",
+						     dep, th, s->name ? s->name : "?", s->placement_host ? "is placed on host " : "",
+						     s->placement_host ? s->placement_host : "may run on any host", dep);
+				edges[i][j] = t;
 			}
-			long t = lookup(refs, nu, dep);
-			if (t < 0 && !names_incomplete) {
-				char *cl = mq_clip(dep);
-				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col, "depends_on: unknown vm '%s'", cl);
-				free(cl);
-			}
-			/* a dependency must run wherever the vm runs: unplaced, or
-			 * placed on the same host (starts are ordered per host) */
-			const char *th = t >= 0 ? specs[t]->placement_host : NULL;
-			if (th && (!s->placement_host || strcmp(th, s->placement_host) != 0))
-				mq_diags_add(d, p.file ? p.file : s->file, p.line, p.col,
-					     "depends_on: vm '%s' is placed on host %s, but '%s' %s%s (maqet orders starts on "
-					     "one host only: place both on the same host, or unplace '%s')",
-					     dep, th, s->name ? s->name : "?", s->placement_host ? "is placed on host " : "",
-					     s->placement_host ? s->placement_host : "may run on any host", dep);
-			edges[i][j] = t;
 		}
-	}
 
-	/* cycles: iterative DFS over the first vm of each name, in name order;
-	 * every back edge is one cycle, reported once. */
-	unsigned char *color = xcalloc(n + 1, 1); /* 0 white, 1 on stack, 2 done */
-	size_t *stack = xcalloc(n + 1, sizeof(size_t)), *next = xcalloc(n + 1, sizeof(size_t));
-	for (size_t r = 0; r < nu; r++) {
-		size_t root = refs[r].idx;
-		if (color[root])
-			continue;
-		size_t sp = 0;
-		stack[sp] = root;
-		next[sp] = 0;
-		sp++;
-		color[root] = 1;
-		while (sp > 0) {
-			size_t u = stack[sp - 1];
-			if (next[sp - 1] >= specs[u]->depends_on.n) {
-				color[u] = 2;
-				sp--;
+		/* cycles: iterative DFS over the first vm of each name, in name order;
+		 * every back edge is one cycle, reported once. */
+		unsigned char *color = xcalloc(n + 1, 1); /* 0 white, 1 on stack, 2 done */
+		size_t *stack = xcalloc(n + 1, sizeof(size_t)), *next = xcalloc(n + 1, sizeof(size_t));
+		for (size_t r = 0; r < nu; r++) {
+			size_t root = refs[r].idx;
+			if (color[root])
 				continue;
-			}
-			size_t j = next[sp - 1]++;
-			long t = edges[u][j];
-			if (t < 0 || (size_t)t == u)
-				continue;
-			if (color[t] == 0) {
-				color[t] = 1;
-				stack[sp] = (size_t)t;
-				next[sp] = 0;
-				sp++;
-			} else if (color[t] == 1) {
-				size_t from = 0;
-				while (stack[from] != (size_t)t)
-					from++;
-				struct mq_strbuf sb = MQ_STRBUF_INIT;
-				mq_strbuf_init(&sb);
-				for (size_t q = from; q < sp; q++)
-					mq_strbuf_addf(&sb, "%s -> ", specs[stack[q]]->name);
-				mq_strbuf_adds(&sb, specs[t]->name);
-				/* reported at the cycle's first vm, on its edge into the cycle */
-				size_t head = stack[from];
-				struct mq_pos p = pos_dep(specs, x, head, next[from] - 1);
-				mq_diags_add(d, p.file ? p.file : specs[head]->file, p.line, p.col, "dependency cycle: %s", sb.buf);
-				mq_strbuf_release(&sb);
+			size_t sp = 0;
+			stack[sp] = root;
+			next[sp] = 0;
+			sp++;
+			color[root] = 1;
+			while (sp > 0) {
+				size_t u = stack[sp - 1];
+				if (next[sp - 1] >= specs[u]->depends_on.n) {
+					color[u] = 2;
+					sp--;
+					continue;
+				}
+				size_t j = next[sp - 1]++;
+				long t = edges[u][j];
+				if (t < 0 || (size_t)t == u)
+					continue;
+				if (color[t] == 0) {
+					color[t] = 1;
+					stack[sp] = (size_t)t;
+					next[sp] = 0;
+					sp++;
+				} else if (color[t] == 1) {
+					size_t from = 0;
+					while (stack[from] != (size_t)t)
+						from++;
+					struct mq_strbuf sb = MQ_STRBUF_INIT;
+					mq_strbuf_init(&sb);
+					for (size_t q = from; q < sp; q++)
+						mq_strbuf_addf(&sb, "%s -> ", specs[stack[q]]->name);
+					mq_strbuf_adds(&sb, specs[t]->name);
+					/* reported at the cycle's first vm, on its edge into the cycle */
+					size_t head = stack[from];
+					struct mq_pos p = pos_dep(specs, x, head, next[from] - 1);
+					mq_diags_add(d, p.file ? p.file : specs[head]->file, p.line, p.col, "dependency cycle: %s", sb.buf);
+					mq_strbuf_release(&sb);
+				}
 			}
 		}
+		free(color);
+		free(stack);
+		free(next);
+		free(edge_v);
+		free(edges);
 	}
-	free(color);
-	free(stack);
-	free(next);
-	free(edge_v);
-	free(edges);
 	free(refs);
 	return ordered;
 }
