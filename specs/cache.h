@@ -72,6 +72,9 @@ struct mq_mcache *mq_mcache_open(const char *path);
 int mq_mcache_save(struct mq_mcache *c, struct mq_error **err);
 struct mq_mcache *mq_mcache_free(struct mq_mcache *c);
 const struct mq_mcache_stats *mq_mcache_stats(const struct mq_mcache *c);
+/* Entries the cache holds: about how many manifests the next load walks
+ * (a loader reserves its tables for that many, instead of growing them). */
+size_t mq_mcache_size(const struct mq_mcache *c);
 /* Start a new load: the entries used by the next walk replace the current
  * ones at the next save (watch mode calls this before each reload). */
 void mq_mcache_begin(struct mq_mcache *c);

@@ -446,6 +446,17 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	struct mq_diags d = { 0 };
 	struct walk w = { .d = &d, .bases = mq_bases_new(), .o = opts };
 	struct mq_specset *set = mq_specset_new();
+	size_t expect = mq_mcache_size(opts ? opts->cache : NULL);
+	if (expect > 0) {
+		/* sized once for the manifests the cache knows: no growing tables */
+		mq_strmap_reserve(&w.seen_map, expect + 16);
+		w.seen.alloc = expect + 16;
+		w.seen.v = xreallocarray(NULL, w.seen.alloc, sizeof(*w.seen.v));
+		w.seen.v[0] = NULL;
+		w.specs.alloc = expect + 16;
+		w.specs.v = xreallocarray(NULL, w.specs.alloc, sizeof(*w.specs.v));
+		w.specs.x = xreallocarray(NULL, w.specs.alloc, sizeof(*w.specs.x));
+	}
 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
 	mq_hosts_read(paths, n_paths, &set->hosts, &d);

@@ -1,9 +1,10 @@
 /* arena.h - refcounted blocks for many small objects that are never freed
  * one by one (the parse cache's light specs, specs/cache.c).
  *
- * One arena is one anonymous mapping, populated when it is made (MAP_POPULATE:
- * the kernel fills its pages in one go instead of one page fault per 4 KiB
- * touched); objects are bump-allocated in it, already zeroed.  Each object
+ * One arena is one anonymous mapping, populated when it is made (the kernel
+ * fills its pages in one go instead of one page fault per 4 KiB touched;
+ * large arenas ask for transparent huge pages too); objects are
+ * bump-allocated in it, already zeroed.  Each object
  * allocated takes a reference, and so does the creator; the mapping goes when
  * the last reference is dropped, whoever holds it.  So an object can live
  * exactly as long as its owner wants, as if it had been malloc'ed, while the
@@ -15,6 +16,10 @@
 #include <stddef.h>
 
 struct mq_arena;
+
+/* Arenas of at least this many bytes are made of aligned 2 MiB units
+ * marked for transparent huge pages (smaller ones are plain pages). */
+#define MQ_ARENA_HUGE_MIN ((size_t)1 << 20)
 
 /* A new arena with room for at least `size` bytes; the caller holds one
  * reference.  Out of memory aborts (xalloc.h). */
