@@ -608,6 +608,7 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 	struct mq_mcache_entry *e = NULL;
 	if (c->cursor < c->n && !c->v[c->cursor]->superseded && strcmp(c->v[c->cursor]->display, display) == 0) {
 		e = c->v[c->cursor];
+		c->st.in_order++;
 	} else {
 		ensure_index(c);
 		e = mq_strmap_get(&c->index, display);

@@ -57,6 +57,7 @@ struct mq_mcache;
 
 struct mq_mcache_stats {
 	size_t hits;     /* taken by stat identity alone */
+	size_t in_order; /* lookups that found their entry next in file order (no index needed) */
 	size_t rehashed; /* stat differed or was racy; content hash matched */
 	size_t misses;   /* parsed */
 	size_t stored;   /* parsed and valid: stored */

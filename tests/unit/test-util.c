@@ -367,6 +367,24 @@ START_TEST(test_arena)
 	mq_arena_unref(a); /* rest: the last one */
 	ck_assert_uint_eq(mq_arena_live(), live);
 	ck_assert_ptr_null(mq_arena_unref(NULL));
+
+	/* a large arena (aligned huge-page units): zeroed and writable to its end */
+	a = mq_arena_new(MQ_ARENA_HUGE_MIN + 12345);
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	size_t room = mq_arena_room(a);
+	ck_assert_uint_ge(room, MQ_ARENA_HUGE_MIN + 12345);
+	unsigned char *big = mq_arena_alloc(a, room, 1);
+	ck_assert_ptr_nonnull(big);
+	for (size_t i = 0; i < room; i += 4096) {
+		ck_assert_uint_eq(big[i], 0);
+		big[i] = 1;
+	}
+	ck_assert_uint_eq(big[room - 1], 0);
+	big[room - 1] = 1;
+	mq_arena_unref(a);
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	mq_arena_unref(a);
+	ck_assert_uint_eq(mq_arena_live(), live);
 }
 END_TEST
 
