@@ -33,7 +33,12 @@
  *           + bytes + NUL so they are used in place; length ~0 = NULL)
  *   blob    canonical JSON documents, NUL-terminated, referenced by offset
  * The file is mapped read-only and read in place; canonical JSON sits apart
- * so that the pages of vms that are not rebuilt are never touched.  It is
+ * so that the pages of vms that are not rebuilt are never touched.  Entries
+ * are written in the order the load used them (the walk order), so the next
+ * load of the same repository finds each one next in line without hashing
+ * its path (an index by path is built only when a lookup is out of order).
+ * Light specs are made in arenas (util/arena.h) that they keep alive, so
+ * they outlive the cache; a full spec is rebuilt from its canonical JSON.  It is
  * written whole (temp file + rename) only when something changed.  A file
  * that is truncated, from another version or fails its checksum is ignored
  * (and rewritten); a canonical document is checked against its hash before
