@@ -1,9 +1,6 @@
 /* maqet - declarative reconciler for QEMU virtual machines. */
-#include <malloc.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,36 +38,8 @@ static bool want_color(int fd)
 	return isatty(fd);
 }
 
-/* The heap in transparent huge pages, before anything is allocated: the
- * first sbrk reserves HEAP_PAD more than asked (M_TOP_PAD) and that range
- * is marked MADV_HUGEPAGE, so loading thousands of manifests touches a few
- * 2 MiB pages instead of thousands of 4 KiB ones (each first touch costs
- * several microseconds in a virtual machine with shadow paging).  No trim
- * below it, so the marked range stays.  Where the kernel has no huge pages
- * for us this changes nothing. */
-#define HEAP_PAD ((size_t)8 << 20)
-
-static void heap_huge_pages(void)
-{
-	const size_t huge = (size_t)2 << 20;
-	char *h0 = sbrk(0);
-	mallopt(M_TOP_PAD, (int)HEAP_PAD);
-	mallopt(M_TRIM_THRESHOLD, (int)(4 * HEAP_PAD));
-	mallopt(M_MMAP_THRESHOLD, (int)(1 << 20));
-	/* more than the heap's initial top holds: the heap grows by HEAP_PAD */
-	void *volatile p = malloc((size_t)512 << 10); /* volatile: not elided with its free() */
-	char *h1 = sbrk(0);
-	free(p);
-	if (h0 == (char *)-1 || h1 == (char *)-1 || h1 <= h0)
-		return;
-	uintptr_t a = ((uintptr_t)h0 + huge - 1) & ~(uintptr_t)(huge - 1);
-	if (a < (uintptr_t)h1)
-		(void)madvise((void *)a, (uintptr_t)h1 - a, MADV_HUGEPAGE);
-}
-
 int main(int argc, char **argv)
 {
-	heap_huge_pages();
 	struct mq_cli cli = { 0 };
 	cli.prog = "maqet";
 	cli.color = want_color(STDOUT_FILENO);
