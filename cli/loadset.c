@@ -39,20 +39,22 @@ char *mq_cli_cache_path(const struct mq_cli *cli)
 	return mq_path_join(cli->state_dir, MQ_MCACHE_FILE);
 }
 
-/* A repository of thousands of manifests: the heap grows from here in
- * transparent huge pages.  The heap is extended by a large top pad now
+/* A repository of thousands of manifests (a large parse cache): the heap
+ * grows from here in transparent huge pages.  The heap is extended by a large top pad now
  * (M_TOP_PAD; no trim below it) and that range is marked MADV_HUGEPAGE, so
  * the load touches a few 2 MiB pages instead of thousands of 4 KiB ones
  * (each first touch costs several microseconds in a virtual machine with
  * shadow paging).  Small repositories and long-lived processes (watch)
  * keep the plain heap; where the kernel has no huge pages for us this
  * changes nothing. */
-#define HUGE_HEAP_MIN_FILES 1000
+#define HUGE_HEAP_MIN_CACHE ((off_t)512 << 10) /* a cache file of about 600 manifests */
 
-static void heap_huge_pages(size_t files)
+static void heap_huge_pages(off_t cache_size)
 {
 	const size_t huge = (size_t)2 << 20, chunk = (size_t)512 << 10;
-	size_t pad = files * 1024; /* about 400 bytes of heap per manifest, twice over */
+	/* a load takes about 400 bytes of heap per manifest, and the cache
+	 * holds about 900 bytes for each: half its size, with room to spare */
+	size_t pad = (size_t)cache_size / 2;
 	pad = pad < 2 * huge ? 2 * huge : pad > 16 * huge ? 16 * huge : (pad + huge - 1) / huge * huge;
 	char *h0 = sbrk(0);
 	if (h0 == (char *)-1)
@@ -81,10 +83,11 @@ int mq_cli_load_ex(struct mq_cli *cli, const struct mq_strv *paths, enum mq_cli_
 {
 	char *path = mq_cli_cache_path(cli);
 	struct mq_load_opts o = { 0 };
+	struct stat cst;
+	if (path && stat(path, &cst) == 0 && cst.st_size >= HUGE_HEAP_MIN_CACHE)
+		heap_huge_pages(cst.st_size); /* before the cache's own tables */
 	if (path)
 		o.cache = mq_mcache_open(path);
-	if (mq_mcache_size(o.cache) >= HUGE_HEAP_MIN_FILES)
-		heap_huge_pages(mq_mcache_size(o.cache));
 	if (light == MQ_CLI_LIGHT_ALL) {
 		o.light = light_all;
 	} else if (light == MQ_CLI_LIGHT_ELSEWHERE && host) {
