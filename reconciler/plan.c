@@ -89,21 +89,40 @@ static int rec_cmp(const void *a, const void *b)
 }
 
 /* recs sorted by name (a copy of the pointers), for lookups in O(log n):
- * a fleet repository declares far more vms than one host records. */
-static const struct mq_vm_record *find_rec(struct mq_vm_record *const *sorted, size_t n, const char *name)
+ * a fleet repository declares far more vms than one host records.
+ * Index of the first record called name in sorted (n when none). */
+static size_t rec_lower(struct mq_vm_record *const *sorted, size_t n, const char *name)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(sorted[mid]->name, name);
-		if (c == 0)
-			return sorted[mid];
-		if (c < 0)
+		if (strcmp(sorted[mid]->name, name) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return NULL;
+	return lo;
+}
+
+/* find_rec (the first record called name), marking every record so called. */
+static const struct mq_vm_record *find_rec_mark(struct mq_vm_record *const *sorted, size_t n, const char *name,
+						bool *declared)
+{
+	if (!name)
+		return NULL;
+	size_t lo = rec_lower(sorted, n, name);
+	for (size_t i = lo; i < n && strcmp(sorted[i]->name, name) == 0; i++)
+		declared[i] = true;
+	return lo < n && strcmp(sorted[lo]->name, name) == 0 ? sorted[lo] : NULL;
+}
+
+/* Was rec marked (found by its name among the records called so)? */
+static bool declared_rec(struct mq_vm_record *const *sorted, size_t n, const struct mq_vm_record *rec, bool *declared)
+{
+	for (size_t i = rec_lower(sorted, n, rec->name); i < n && strcmp(sorted[i]->name, rec->name) == 0; i++)
+		if (declared[i])
+			return true;
+	return false;
 }
 
 static bool placed_elsewhere(const struct mq_spec *spec, const struct mq_plan_opts *o)
@@ -477,9 +496,12 @@ int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs
 			p->away = xcalloc(set->n - n_local, sizeof(*p->away));
 	}
 	p->items = xcalloc(n_local + nrec + 1, sizeof(*p->items));
+	/* the records some spec names (what mq_specset_find would say, without
+	 * scanning every spec per record) */
+	bool *declared = xcalloc(nrec + 1, sizeof(*declared));
 	for (size_t i = 0; i < set->n; i++) {
 		const struct mq_spec *spec = set->specs[i];
-		const struct mq_vm_record *rec = find_rec(sorted, nrec, spec->name);
+		const struct mq_vm_record *rec = find_rec_mark(sorted, nrec, spec->name, declared);
 		if (!placed_elsewhere(spec, opts)) {
 			fill_item(&p->items[p->n], spec, rec, set, prune, opts);
 			plan_lease(&p->items[p->n++], opts);
@@ -492,14 +514,16 @@ int mq_plan_build(const struct mq_specset *set, struct mq_vm_record *const *recs
 			p->away[p->n_away++] = (struct mq_plan_away){ spec->name, spec->placement_host };
 		}
 	}
-	free(sorted);
+	/* in the caller's record order */
 	for (size_t i = 0; i < nrec; i++) {
-		if (mq_specset_find(set, recs[i]->name))
+		if (declared_rec(sorted, nrec, recs[i], declared))
 			continue;
 		if (!in_sources(set, recs[i]->source))
 			continue; /* another source's vm: never touched */
 		fill_item(&p->items[p->n++], NULL, recs[i], set, prune, opts);
 	}
+	free(declared);
+	free(sorted);
 	for (size_t i = 0; i < p->n; i++) {
 		p->counts[p->items[i].action]++;
 		if (p->items[i].conflict)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "specs/fromjson.h"
 #include "specs/load.h"
+#include "util/arena.h"
 #include "util/fileio.h"
 #include "util/sha256.h"
 #include "util/strbuf.h"
@@ -42,6 +44,10 @@ struct mq_mcache_entry {
 	unsigned char *owned;      /* meta (+ blob) when not in the map */
 	const char *display;       /* the index key (points into meta) */
 	bool used;
+	bool in_block;             /* one of the entries read from the file (c->block) */
+	bool superseded;           /* a newer entry for the same display path exists */
+	size_t pos;                /* index in c->v */
+	size_t used_at;            /* when this load used it (save writes in that order) */
 };
 
 struct base_state {
@@ -58,14 +64,25 @@ struct mq_mcache {
 	int64_t stamp; /* CLOCK_REALTIME ns at open/begin, before any stat */
 
 	struct mq_mcache_entry **v; /* every entry, old and new */
+	struct mq_mcache_entry *block; /* the entries read from the file, one allocation */
 	size_t n, alloc;
 	size_t n_old_valid;         /* entries read from the file */
-	struct mq_strmap index;     /* display -> entry (the newest) */
+	struct mq_strmap index;     /* display -> entry (the newest); built on first need */
+	bool indexed;               /* index holds every entry */
+	size_t cursor;              /* c->v index of the entry after the last one looked up */
+	size_t use_clock;           /* counts the entries used by this load */
 	struct mq_strmap bases;     /* abs -> struct base_state, per load */
 	struct mq_strv base_keys;
 	bool dirty;
 	struct mq_mcache_stats st;
+	struct mq_arena *arena;     /* where light specs are made (util/arena.h) */
+	size_t arena_next;          /* size of the next arena */
 };
+
+/* Arenas for light specs: 256 KiB first (a small repository), then one
+ * 2 MiB huge page each (util/arena.h; 10,000 light specs take about 7 MiB). */
+#define ARENA_FIRST ((size_t)256 << 10)
+#define ARENA_NEXT (((size_t)2 << 20) - 4096)
 
 /* ---- small readers over a bounded buffer --------------------------------- */
 
@@ -306,13 +323,42 @@ static uint64_t fnv64(const unsigned char *p, size_t n)
 
 /* ---- opening ---------------------------------------------------------- */
 
-static void push_entry(struct mq_mcache *c, struct mq_mcache_entry *e)
+/* The file lists its entries in the order the last load walked the
+ * manifests, so an unchanged repository is looked up in order (c->cursor)
+ * without hashing a path; the index by display path is built the first
+ * time a lookup is out of order or a new entry is added. */
+static void ensure_index(struct mq_mcache *c)
+{
+	if (c->indexed)
+		return;
+	mq_strmap_reserve(&c->index, c->n + 64);
+	for (size_t i = 0; i < c->n; i++) {
+		struct mq_mcache_entry *old = mq_strmap_get(&c->index, c->v[i]->display);
+		if (old)
+			old->superseded = true;
+		mq_strmap_put(&c->index, c->v[i]->display, c->v[i]);
+	}
+	c->indexed = true;
+}
+
+static void append_entry(struct mq_mcache *c, struct mq_mcache_entry *e)
 {
 	if (c->n == c->alloc) {
 		c->alloc = c->alloc ? c->alloc * 2 : 64;
 		c->v = xreallocarray(c->v, c->alloc, sizeof(*c->v));
 	}
+	e->pos = c->n;
 	c->v[c->n++] = e;
+}
+
+/* A new entry (stored or refreshed): the newest for its display path. */
+static void push_entry(struct mq_mcache *c, struct mq_mcache_entry *e)
+{
+	ensure_index(c);
+	append_entry(c, e);
+	struct mq_mcache_entry *old = mq_strmap_get(&c->index, e->display);
+	if (old)
+		old->superseded = true;
 	mq_strmap_put(&c->index, e->display, e);
 }
 
@@ -320,10 +366,15 @@ static void drop_map(struct mq_mcache *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i]->owned);
-		free(c->v[i]);
+		if (!c->v[i]->in_block)
+			free(c->v[i]);
 	}
 	c->n = 0;
+	c->cursor = 0;
+	free(c->block);
+	c->block = NULL;
 	mq_strmap_release(&c->index);
+	c->indexed = false;
 	if (c->map)
 		munmap(c->map, c->map_len);
 	c->map = NULL;
@@ -358,14 +409,18 @@ static bool read_map(struct mq_mcache *c)
 		return false;
 	const unsigned char *meta = c->map + HDR_SIZE;
 	const char *blob = (const char *)(meta + meta_len);
+	/* every meta byte is read (checksum, lookups): map its pages in one go
+	 * rather than fault by fault (the blob stays unmapped until used);
+	 * a kernel without MADV_POPULATE_READ (before 5.14) just faults */
+	(void)madvise(c->map, (size_t)(HDR_SIZE + meta_len), MADV_POPULATE_READ);
 	if (fnv64(meta, meta_len) != sum)
 		return false;
 	struct rd m2 = { meta, meta + meta_len, false };
 	if (count > meta_len / FIX_SIZE)
 		return false;
-	mq_strmap_reserve(&c->index, (size_t)count + 64);
 	c->alloc = (size_t)count + 64;
 	c->v = xreallocarray(c->v, c->alloc, sizeof(*c->v));
+	c->block = xcalloc((size_t)count + 1, sizeof(*c->block));
 	for (uint64_t i = 0; i < count; i++) {
 		uint32_t len = rd_u32(&m2);
 		const unsigned char *p = rd_bytes(&m2, len);
@@ -379,13 +434,14 @@ static bool read_map(struct mq_mcache *c)
 		const char *display = rd_str(&er);
 		if (er.bad || !display)
 			return false;
-		struct mq_mcache_entry *e = xcalloc(1, sizeof(*e));
+		struct mq_mcache_entry *e = &c->block[i];
+		e->in_block = true;
 		e->meta = p;
 		e->meta_len = len;
 		e->blob = blob + boff;
 		e->blob_len = blen;
 		e->display = display;
-		push_entry(c, e);
+		append_entry(c, e);
 	}
 	if (m2.p != m2.end)
 		return false;
@@ -418,6 +474,11 @@ const struct mq_mcache_stats *mq_mcache_stats(const struct mq_mcache *c)
 	return &c->st;
 }
 
+size_t mq_mcache_size(const struct mq_mcache *c)
+{
+	return c ? c->n : 0;
+}
+
 static void bases_reset(struct mq_mcache *c)
 {
 	for (size_t i = 0; i < c->base_keys.n; i++)
@@ -429,21 +490,23 @@ static void bases_reset(struct mq_mcache *c)
 void mq_mcache_begin(struct mq_mcache *c)
 {
 	/* keep only the newest entry per display path, all marked unused */
+	ensure_index(c);
 	size_t k = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		struct mq_mcache_entry *e = c->v[i];
 		if (mq_strmap_get(&c->index, e->display) == e) {
 			e->used = false;
+			e->pos = k;
 			c->v[k++] = e;
-		} else if (!e->owned) {
-			free(e);
 		} else {
 			/* owned entries may be pointed at by nothing else */
 			free(e->owned);
-			free(e);
+			if (!e->in_block)
+				free(e);
 		}
 	}
 	c->n = k;
+	c->cursor = 0;
 	bases_reset(c);
 	c->stamp = now_ns();
 	memset(&c->st, 0, sizeof(c->st));
@@ -455,6 +518,7 @@ struct mq_mcache *mq_mcache_free(struct mq_mcache *c)
 		drop_map(c);
 		free(c->v);
 		bases_reset(c);
+		mq_arena_unref(c->arena);
 		free(c->path);
 		free(c);
 	}
@@ -541,7 +605,16 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 {
 	*buf = NULL;
 	*len = 0;
-	struct mq_mcache_entry *e = mq_strmap_get(&c->index, display);
+	struct mq_mcache_entry *e = NULL;
+	if (c->cursor < c->n && !c->v[c->cursor]->superseded && strcmp(c->v[c->cursor]->display, display) == 0) {
+		e = c->v[c->cursor];
+		c->st.in_order++;
+	} else {
+		ensure_index(c);
+		e = mq_strmap_get(&c->index, display);
+	}
+	if (e)
+		c->cursor = e->pos + 1;
 	struct rd r;
 	if (!e || !entry_key(e, display, abs, source, &r))
 		return NULL;
@@ -551,6 +624,7 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 	struct ident now = ident_of(st), was = entry_ident(e);
 	if (ident_eq(&now, &was) && trusted(&was, stamp)) {
 		e->used = true;
+		e->used_at = c->use_clock++;
 		c->st.hits++;
 		return e;
 	}
@@ -572,6 +646,7 @@ static const struct mq_mcache_entry *lookup(struct mq_mcache *c, const char *dis
 	*len = 0;
 	struct mq_mcache_entry *n = refreshed(c, e, st);
 	n->used = true;
+	n->used_at = c->use_clock++;
 	push_entry(c, n);
 	c->dirty = true;
 	c->st.rehashed++;
@@ -629,29 +704,97 @@ static void rd_strv(struct rd *r, struct mq_strv *out)
 	}
 }
 
-/* One document: a light spec and its positions; full when `light` says no. */
-static int emit_doc(const struct mq_mcache_entry *e, struct rd *r, const char *display, const char *abs,
-		    const char *source, bool (*light)(const struct mq_spec *, void *), void *ud, struct mq_spec **sp,
-		    struct mq_spec_extra **xp)
+/* A light spec is one allocation in the cache's arena (spec->arena) and its
+ * positions another (x->arena): one pass over the entry measures both, a
+ * second fills them.
+ * `pk` is a bump allocator over a block; without a block it only counts. */
+struct pk {
+	char *base;
+	size_t off;
+};
+
+static void *pk_alloc(struct pk *k, size_t n, size_t align)
 {
-	struct mq_spec *s = xcalloc(1, sizeof(*s));
-	struct mq_spec_extra *x = xcalloc(1, sizeof(*x));
-	s->file = xstrdup(display);
-	s->abs_file = xstrdup(abs);
-	s->source = xstrdup(source);
-	s->name = xstrdup_null(rd_str(r));
-	s->placement_host = xstrdup_null(rd_str(r));
+	k->off = (k->off + align - 1) / align * align;
+	void *p = k->base ? k->base + k->off : NULL;
+	k->off += n;
+	return p;
+}
+
+static char *pk_str(struct pk *k, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *p = pk_alloc(k, n, 1);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+/* A read-only strv in the block (NULL strings read as ""). */
+static void pk_strv(struct pk *k, struct rd *r, struct mq_strv *out)
+{
+	uint32_t n = rd_u32(r);
+	if (r->bad || n == 0)
+		return;
+	if (n > (uint32_t)(r->end - r->p)) {
+		r->bad = true;
+		return;
+	}
+	char **v = pk_alloc(k, ((size_t)n + 1) * sizeof(*v), _Alignof(char *));
+	for (uint32_t i = 0; i < n && !r->bad; i++) {
+		const char *str = rd_str(r);
+		char *c = pk_str(k, str ? str : "");
+		if (v)
+			v[i] = c;
+	}
+	if (v) {
+		v[n] = NULL;
+		out->v = v;
+		out->n = n;
+		out->alloc = (size_t)n + 1;
+	}
+}
+
+/* Reads one document's light part from r into s and x (both NULL while
+ * measuring: then only ks, kx and *nfwd advance). */
+static void read_light(struct rd *r, const char *display, const char *abs, const char *source, struct pk *ks,
+		       struct pk *kx, size_t *nfwd, struct mq_spec *s, struct mq_spec_extra *x)
+{
+	struct mq_spec tmp_s;
+	struct mq_spec_extra tmp_x;
+	bool fill = s != NULL;
+	if (!fill) {
+		s = &tmp_s;
+		x = &tmp_x;
+	}
+	s->file = pk_str(ks, display);
+	s->abs_file = pk_str(ks, abs);
+	s->source = pk_str(ks, source);
+	s->name = pk_str(ks, rd_str(r));
+	s->placement_host = pk_str(ks, rd_str(r));
 	s->state = (enum mq_desired)rd_u32(r);
 	s->line = rd_i32(r);
 	s->col = rd_i32(r);
 	x->name = rd_pos(r);
 	uint32_t nd = rd_u32(r);
 	if (!r->bad && nd > 0 && nd <= (uint32_t)(r->end - r->p)) {
-		x->deps = xcalloc(nd, sizeof(*x->deps));
+		char **v = pk_alloc(ks, ((size_t)nd + 1) * sizeof(*v), _Alignof(char *));
+		struct mq_pos *deps = pk_alloc(kx, nd * sizeof(*deps), _Alignof(struct mq_pos));
 		for (uint32_t i = 0; i < nd && !r->bad; i++) {
 			const char *dep = rd_str(r);
-			mq_strv_push(&s->depends_on, dep ? dep : "");
-			x->deps[i] = rd_pos(r);
+			char *c = pk_str(ks, dep ? dep : "");
+			struct mq_pos p = rd_pos(r);
+			if (fill) {
+				v[i] = c;
+				deps[i] = p;
+			}
+		}
+		if (fill) {
+			v[nd] = NULL;
+			s->depends_on = (struct mq_strv){ v, nd, (size_t)nd + 1 };
+			x->deps = deps;
 		}
 	} else if (nd > 0) {
 		r->bad = true;
@@ -659,37 +802,93 @@ static int emit_doc(const struct mq_mcache_entry *e, struct rd *r, const char *d
 	uint32_t nn = rd_u32(r);
 	size_t k = 0;
 	if (!r->bad && nn > 0 && nn <= (uint32_t)(r->end - r->p)) {
-		s->network = xcalloc(nn, sizeof(*s->network));
-		s->n_network = nn;
+		struct mq_network *net = pk_alloc(ks, nn * sizeof(*net), _Alignof(struct mq_network));
+		/* every forward's position, networks in order (*nfwd from the measuring pass) */
+		struct mq_pos *fwds = pk_alloc(kx, (*nfwd + 1) * sizeof(*fwds), _Alignof(struct mq_pos));
 		for (uint32_t a = 0; a < nn && !r->bad; a++) {
-			s->network[a].type = xstrdup_null(rd_str(r));
+			char *type = pk_str(ks, rd_str(r));
 			uint32_t nf = rd_u32(r);
 			if (r->bad || nf > (uint32_t)(r->end - r->p)) {
 				r->bad = true;
 				break;
 			}
-			s->network[a].forwards = xcalloc(nf + 1, sizeof(struct mq_forward));
-			s->network[a].n_forwards = nf;
-			x->fwds = xreallocarray(x->fwds, k + nf + 1, sizeof(*x->fwds));
+			struct mq_forward *fw = pk_alloc(ks, ((size_t)nf + 1) * sizeof(*fw), _Alignof(struct mq_forward));
+			if (fill) {
+				memset(fw, 0, ((size_t)nf + 1) * sizeof(*fw));
+				net[a] = (struct mq_network){ type, fw, nf };
+			}
 			for (uint32_t b = 0; b < nf && !r->bad; b++, k++) {
-				struct mq_forward *f = &s->network[a].forwards[b];
-				const unsigned char *pr = rd_bytes(r, sizeof(f->proto));
+				struct mq_forward f = { 0 };
+				const unsigned char *pr = rd_bytes(r, sizeof(f.proto));
 				if (pr) {
-					memcpy(f->proto, pr, sizeof(f->proto));
-					f->proto[sizeof(f->proto) - 1] = '\0';
+					memcpy(f.proto, pr, sizeof(f.proto));
+					f.proto[sizeof(f.proto) - 1] = '\0';
 				}
 				uint32_t ports = rd_u32(r);
-				f->host_port = (uint16_t)(ports >> 16);
-				f->guest_port = (uint16_t)(ports & 0xffff);
-				x->fwds[k] = rd_pos(r);
+				f.host_port = (uint16_t)(ports >> 16);
+				f.guest_port = (uint16_t)(ports & 0xffff);
+				struct mq_pos p = rd_pos(r);
+				if (fill && k < *nfwd) {
+					fw[b] = f;
+					fwds[k] = p;
+				}
 			}
+		}
+		if (fill) {
+			s->network = net;
+			s->n_network = nn;
+			x->fwds = fwds;
 		}
 	} else if (nn > 0) {
 		r->bad = true;
 	}
+	if (!fill) {
+		*nfwd = k;
+		kx->off += k * sizeof(struct mq_pos); /* the filling pass sizes fwds by k */
+	} else if (k != *nfwd)
+		r->bad = true; /* cannot happen: both passes read the same bytes */
 	x->placement = rd_pos(r);
-	rd_strv(r, &s->bases);
-	rd_strv(r, &s->bases_abs);
+	pk_strv(ks, r, &s->bases);
+	pk_strv(ks, r, &s->bases_abs);
+}
+
+/* One document: a light spec and its positions; full when `light` says no. */
+/* n zeroed bytes in the cache's current arena (a new one when they do not
+ * fit), with a reference on it in *owner. */
+static void *arena_get(struct mq_mcache *c, size_t n, size_t align, struct mq_arena **owner)
+{
+	void *p = c->arena ? mq_arena_alloc(c->arena, n, align) : NULL;
+	if (!p) {
+		c->arena = mq_arena_unref(c->arena);
+		size_t size = c->arena_next ? c->arena_next : ARENA_FIRST;
+		c->arena_next = ARENA_NEXT;
+		c->arena = mq_arena_new(size > n + align ? size : n + align);
+		p = mq_arena_alloc(c->arena, n, align);
+	}
+	*owner = c->arena;
+	return p;
+}
+
+static int emit_doc(struct mq_mcache *c, const struct mq_mcache_entry *e, struct rd *r, const char *display,
+		    const char *abs,
+		    const char *source, bool (*light)(const struct mq_spec *, void *), void *ud, struct mq_spec **sp,
+		    struct mq_spec_extra **xp)
+{
+	/* measure, then fill */
+	struct rd r0 = *r;
+	struct pk ks = { NULL, sizeof(struct mq_spec) }, kx = { NULL, sizeof(struct mq_spec_extra) };
+	size_t nfwd = 0;
+	read_light(&r0, display, abs, source, &ks, &kx, &nfwd, NULL, NULL);
+	if (r0.bad)
+		return -EINVAL;
+	struct mq_arena *sa, *xa;
+	struct mq_spec *s = arena_get(c, ks.off, _Alignof(max_align_t), &sa);
+	struct mq_spec_extra *x = arena_get(c, kx.off, _Alignof(max_align_t), &xa);
+	s->arena = sa;
+	x->arena = xa;
+	ks = (struct pk){ (char *)s, sizeof(*s) };
+	kx = (struct pk){ (char *)x, sizeof(*x) };
+	read_light(r, display, abs, source, &ks, &kx, &nfwd, s, x);
 	/* a light spec holds no origins (spec.h): skip them */
 	const unsigned char *origins = r->p;
 	for (int t = 0; t < 2 && !r->bad; t++) {
@@ -700,19 +899,19 @@ static int emit_doc(const struct mq_mcache_entry *e, struct rd *r, const char *d
 	const unsigned char *hash = rd_bytes(r, 64);
 	uint64_t coff = rd_u64(r);
 	uint32_t clen = rd_u32(r);
-	if (r->bad || coff > e->blob_len || (uint64_t)clen + 1 > e->blob_len - coff || e->blob[coff + clen] != '\0')
+	if (r->bad || coff > e->blob_len || (uint64_t)clen + 1 > e->blob_len - coff)
 		goto bad;
 	memcpy(s->hash, hash, 64);
 	s->hash[64] = '\0';
 	s->light = true;
 	if (light && light(s, ud)) {
+		/* the canonical document is not read: its pages stay untouched */
 		*sp = s;
 		*xp = x;
 		return 0;
 	}
-	struct rd ro = { origins, r->end, false };
-	rd_strv(&ro, &s->origin_keys);
-	rd_strv(&ro, &s->origin_files);
+	if (e->blob[coff + clen] != '\0')
+		goto bad;
 	/* the full spec, rebuilt from the canonical document (checked against its hash) */
 	struct mq_spec *full = NULL;
 	struct mq_error *err = NULL;
@@ -726,15 +925,15 @@ static int emit_doc(const struct mq_mcache_entry *e, struct rd *r, const char *d
 	}
 	free(full->file);
 	free(full->abs_file);
-	full->file = s->file;
-	full->abs_file = s->abs_file;
-	s->file = s->abs_file = NULL;
+	full->file = xstrdup(s->file);
+	full->abs_file = xstrdup(s->abs_file);
 	full->line = s->line;
 	full->col = s->col;
 	mq_strv_extend(&full->bases, &s->bases);
 	mq_strv_extend(&full->bases_abs, &s->bases_abs);
-	mq_strv_extend(&full->origin_keys, &s->origin_keys);
-	mq_strv_extend(&full->origin_files, &s->origin_files);
+	struct rd ro = { origins, r->end, false };
+	rd_strv(&ro, &full->origin_keys);
+	rd_strv(&ro, &full->origin_files);
 	mq_spec_free(s);
 	*sp = full;
 	*xp = x;
@@ -748,7 +947,6 @@ bad:
 int mq_mcache_emit(struct mq_mcache *c, const struct mq_mcache_entry *e, bool (*light)(const struct mq_spec *, void *),
 		   void *ud, struct mq_spec_list *out)
 {
-	(void)c;
 	struct rd r = { e->meta + FIX_SIZE, e->meta + e->meta_len, false };
 	const char *display = rd_str(&r), *abs = rd_str(&r), *source = rd_str(&r);
 	uint32_t nb = rd_u32(&r);
@@ -763,7 +961,7 @@ int mq_mcache_emit(struct mq_mcache *c, const struct mq_mcache_entry *e, bool (*
 	for (uint32_t i = 0; i < ndocs; i++) {
 		struct mq_spec *s = NULL;
 		struct mq_spec_extra *x = NULL;
-		if (emit_doc(e, &r, display, abs, source, light, ud, &s, &x) < 0) {
+		if (emit_doc(c, e, &r, display, abs, source, light, ud, &s, &x) < 0) {
 			mq_spec_list_release(&tmp);
 			return -EINVAL;
 		}
@@ -882,6 +1080,7 @@ void mq_mcache_store(struct mq_mcache *c, const char *display, const char *abs, 
 	e->blob_len = b.len;
 	e->display = (const char *)e->owned + display_off;
 	e->used = true;
+	e->used_at = c->use_clock++;
 	mq_strbuf_release(&m);
 	mq_strbuf_release(&b);
 	push_entry(c, e);
@@ -898,6 +1097,12 @@ static int flush_buf(int fd, struct mq_strbuf *sb)
 	return r;
 }
 
+static int used_at_cmp(const void *a, const void *b)
+{
+	const struct mq_mcache_entry *x = *(struct mq_mcache_entry *const *)a, *y = *(struct mq_mcache_entry *const *)b;
+	return x->used_at < y->used_at ? -1 : x->used_at > y->used_at;
+}
+
 int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 {
 	if (!c->path)
@@ -908,7 +1113,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	struct mq_strbuf sum_buf = MQ_STRBUF_INIT;
 	for (size_t i = 0; i < c->n; i++) {
 		struct mq_mcache_entry *e = c->v[i];
-		if (!e->used || mq_strmap_get(&c->index, e->display) != e)
+		if (!e->used || e->superseded)
 			continue;
 		used++;
 		meta_len += 4 + e->meta_len;
@@ -916,15 +1121,21 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	}
 	if (!c->dirty && used == c->n_old_valid)
 		return 0;
+	/* in the order this load used them: the walk order, which the next
+	 * load looks them up in (c->cursor) */
+	struct mq_mcache_entry **in = xcalloc(used + 1, sizeof(*in));
+	for (size_t i = 0, k = 0; i < c->n; i++)
+		if (c->v[i]->used && !c->v[i]->superseded)
+			in[k++] = c->v[i];
+	if (used > 1)
+		qsort(in, used, sizeof(*in), used_at_cmp);
 	/* checksum first (a pass over the meta bytes as they will be written) */
 	uint64_t boff = 0;
 	struct csum cs;
 	csum_init(&cs);
 	mq_strbuf_init(&sum_buf);
-	for (size_t i = 0; i < c->n; i++) {
-		struct mq_mcache_entry *e = c->v[i];
-		if (!e->used || mq_strmap_get(&c->index, e->display) != e)
-			continue;
+	for (size_t i = 0; i < used; i++) {
+		struct mq_mcache_entry *e = in[i];
 		mq_strbuf_reset(&sum_buf);
 		wr_u32(&sum_buf, (uint32_t)e->meta_len);
 		wr_u64(&sum_buf, boff);
@@ -938,6 +1149,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	if (fd < 0) {
 		int e = errno;
 		mq_strbuf_release(&sum_buf);
+		free(in);
 		free(tmp);
 		return mq_error_set(err, e, "cannot create '%s': %s", c->path, strerror(e));
 	}
@@ -957,10 +1169,8 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 	int r = 0;
 	boff = 0;
 	for (size_t pass = 0; pass < 2 && r == 0; pass++) {
-		for (size_t i = 0; i < c->n && r == 0; i++) {
-			struct mq_mcache_entry *e = c->v[i];
-			if (!e->used || mq_strmap_get(&c->index, e->display) != e)
-				continue;
+		for (size_t i = 0; i < used && r == 0; i++) {
+			struct mq_mcache_entry *e = in[i];
 			if (pass == 0) {
 				wr_u32(&w, (uint32_t)e->meta_len);
 				wr_u64(&w, boff);
@@ -978,6 +1188,7 @@ int mq_mcache_save(struct mq_mcache *c, struct mq_error **err)
 		r = flush_buf(fd, &w);
 	mq_strbuf_release(&w);
 	mq_strbuf_release(&sum_buf);
+	free(in);
 	close(fd);
 	if (r == 0 && rename(tmp, c->path) < 0)
 		r = -errno;

@@ -33,7 +33,12 @@
  *           + bytes + NUL so they are used in place; length ~0 = NULL)
  *   blob    canonical JSON documents, NUL-terminated, referenced by offset
  * The file is mapped read-only and read in place; canonical JSON sits apart
- * so that the pages of vms that are not rebuilt are never touched.  It is
+ * so that the pages of vms that are not rebuilt are never touched.  Entries
+ * are written in the order the load used them (the walk order), so the next
+ * load of the same repository finds each one next in line without hashing
+ * its path (an index by path is built only when a lookup is out of order).
+ * Light specs are made in arenas (util/arena.h) that they keep alive, so
+ * they outlive the cache; a full spec is rebuilt from its canonical JSON.  It is
  * written whole (temp file + rename) only when something changed.  A file
  * that is truncated, from another version or fails its checksum is ignored
  * (and rewritten); a canonical document is checked against its hash before
@@ -57,6 +62,7 @@ struct mq_mcache;
 
 struct mq_mcache_stats {
 	size_t hits;     /* taken by stat identity alone */
+	size_t in_order; /* lookups that found their entry next in file order (no index needed) */
 	size_t rehashed; /* stat differed or was racy; content hash matched */
 	size_t misses;   /* parsed */
 	size_t stored;   /* parsed and valid: stored */
@@ -72,6 +78,9 @@ struct mq_mcache *mq_mcache_open(const char *path);
 int mq_mcache_save(struct mq_mcache *c, struct mq_error **err);
 struct mq_mcache *mq_mcache_free(struct mq_mcache *c);
 const struct mq_mcache_stats *mq_mcache_stats(const struct mq_mcache *c);
+/* Entries the cache holds: about how many manifests the next load walks
+ * (a loader reserves its tables for that many, instead of growing them). */
+size_t mq_mcache_size(const struct mq_mcache *c);
 /* Start a new load: the entries used by the next walk replace the current
  * ones at the next save (watch mode calls this before each reload). */
 void mq_mcache_begin(struct mq_mcache *c);

@@ -186,10 +186,15 @@ void mq_hosts_check_specs(const struct mq_hosts *h, struct mq_spec **specs, stru
 	if (!h)
 		return;
 	char *list = NULL;
+	const char *known = NULL; /* the last host found listed: vms come in runs per host */
 	for (size_t i = 0; i < n; i++) {
 		const struct mq_spec *s = specs[i];
-		if (!s->placement_host || mq_hosts_has(h, s->placement_host))
+		if (!s->placement_host || (known && strcmp(s->placement_host, known) == 0))
 			continue;
+		if (mq_hosts_has(h, s->placement_host)) {
+			known = s->placement_host;
+			continue;
+		}
 		if (!list)
 			list = mq_hosts_list_text(h);
 		struct mq_pos p = x && x[i] && x[i]->placement.line ? x[i]->placement

@@ -17,6 +17,7 @@
 #include "specs/value.h"
 #include "specs/yamlread.h"
 #include "util/paths.h"
+#include "util/strbuf.h"
 #include "util/strmap.h"
 #include "util/xalloc.h"
 
@@ -261,12 +262,11 @@ static void load_file(struct walk *w, const char *display, const char *source, c
 		w->incomplete = true;
 		return;
 	}
-	if (mq_strmap_has(&w->seen_map, abs)) {
+	if (!mq_strmap_add(&w->seen_map, abs, NULL)) {
 		free(abs);
 		return;
 	}
-	mq_strv_push(&w->seen, abs);
-	mq_strmap_put(&w->seen_map, w->seen.v[w->seen.n - 1], NULL);
+	mq_strv_push_take(&w->seen, abs); /* abs stays valid (borrowed) until the walk ends */
 	if (w->list) {
 		struct mq_manifest_list *l = w->list;
 		if (l->n == l->alloc) {
@@ -274,7 +274,7 @@ static void load_file(struct walk *w, const char *display, const char *source, c
 			l->v = xreallocarray(l->v, l->alloc, sizeof(*l->v));
 		}
 		l->v[l->n].display = xstrdup(display);
-		l->v[l->n].abs = abs;
+		l->v[l->n].abs = xstrdup(abs);
 		l->v[l->n].source = xstrdup(source);
 		l->v[l->n].have_st = st_known != NULL;
 		if (st_known)
@@ -297,13 +297,10 @@ static void load_file(struct walk *w, const char *display, const char *source, c
 	size_t len = 0;
 	if (have_st) {
 		const struct mq_mcache_entry *e = mq_mcache_lookup(cache, display, abs, source, &st, &buf, &len);
-		if (e && mq_mcache_emit(cache, e, w->o->light, w->o->ud, &w->specs) == 0) {
-			free(abs);
+		if (e && mq_mcache_emit(cache, e, w->o->light, w->o->ud, &w->specs) == 0)
 			return;
-		}
 	}
 	if (!buf && mq_yaml_read_file(display, w->d, &buf, &len) < 0) {
-		free(abs);
 		w->incomplete = true;
 		return;
 	}
@@ -321,12 +318,19 @@ static void load_file(struct walk *w, const char *display, const char *source, c
 				mq_spec_lighten(w->specs.v[i]);
 	free(dir);
 	free(buf);
-	free(abs);
 }
 
 static int name_cmp(const struct dirent **a, const struct dirent **b)
 {
 	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* sb = dir and the slash mq_path_join(dir, name) puts before a name */
+static void join_prefix(struct mq_strbuf *sb, const char *dir)
+{
+	mq_strbuf_adds(sb, dir);
+	if (*dir && dir[strlen(dir) - 1] != '/')
+		mq_strbuf_adds(sb, "/");
 }
 
 static void walk_dir(struct walk *w, const char *display, const char *source, int level)
@@ -352,10 +356,22 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 	char *rdir = realpath(display, NULL);
 	/* stat relative to the directory: no path walk from / per file */
 	int dfd = open(display, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* display/name and rdir/name (as mq_path_join), in two buffers reused per name */
+	struct mq_strbuf pb = MQ_STRBUF_INIT, ab = MQ_STRBUF_INIT;
+	mq_strbuf_init(&pb);
+	mq_strbuf_init(&ab);
+	join_prefix(&pb, display);
+	size_t pl = pb.len, al = 0;
+	if (rdir) {
+		join_prefix(&ab, rdir);
+		al = ab.len;
+	}
 	for (int i = 0; i < n; i++) {
 		const char *name = ents[i]->d_name;
 		if (!ignored_name(name) && !(level == 0 && strcmp(name, MQ_HOSTS_FILE) == 0)) {
-			char *p = mq_path_join(display, name);
+			mq_strbuf_setlen(&pb, pl);
+			mq_strbuf_adds(&pb, name);
+			const char *p = pb.buf;
 			struct stat st;
 			if ((dfd >= 0 ? fstatat(dfd, name, &st, 0) : stat(p, &st)) == 0) {
 				if (S_ISDIR(st.st_mode)) {
@@ -366,15 +382,18 @@ static void walk_dir(struct walk *w, const char *display, const char *source, in
 					bool plain = rdir && (dt == DT_REG || (dt == DT_UNKNOWN && dfd >= 0 &&
 										  fstatat(dfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
 										  S_ISREG(lst.st_mode)));
-					char *abs = plain ? mq_path_join(rdir, name) : NULL;
-					load_file(w, p, source, abs, &st);
-					free(abs);
+					if (plain) {
+						mq_strbuf_setlen(&ab, al);
+						mq_strbuf_adds(&ab, name);
+					}
+					load_file(w, p, source, plain ? ab.buf : NULL, &st);
 				}
 			}
-			free(p);
 		}
 		free(ents[i]);
 	}
+	mq_strbuf_release(&pb);
+	mq_strbuf_release(&ab);
 	if (dfd >= 0)
 		close(dfd);
 	free(rdir);
@@ -427,11 +446,23 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	struct mq_diags d = { 0 };
 	struct walk w = { .d = &d, .bases = mq_bases_new(), .o = opts };
 	struct mq_specset *set = mq_specset_new();
+	size_t expect = mq_mcache_size(opts ? opts->cache : NULL);
+	if (expect > 0) {
+		/* sized once for the manifests the cache knows: no growing tables */
+		mq_strmap_reserve(&w.seen_map, expect + 16);
+		w.seen.alloc = expect + 16;
+		w.seen.v = xreallocarray(NULL, w.seen.alloc, sizeof(*w.seen.v));
+		w.seen.v[0] = NULL;
+		w.specs.alloc = expect + 16;
+		w.specs.v = xreallocarray(NULL, w.specs.alloc, sizeof(*w.specs.v));
+		w.specs.x = xreallocarray(NULL, w.specs.alloc, sizeof(*w.specs.x));
+	}
 
 	walk_paths(&w, &d, paths, n_paths, &set->sources);
 	mq_hosts_read(paths, n_paths, &set->hosts, &d);
 
-	mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d);
+	size_t *order = xcalloc(w.specs.n + 1, sizeof(*order));
+	bool ordered = mq_specs_check_internal(w.specs.v, w.specs.x, w.specs.n, w.incomplete, &d, order);
 	mq_hosts_check_specs(set->hosts, w.specs.v, w.specs.x, w.specs.n, &d);
 	mq_strv_clear(&w.seen);
 	mq_strmap_release(&w.seen_map);
@@ -451,6 +482,7 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	}
 
 	if (d.n > 0) {
+		free(order);
 		mq_diags_flush(&d, diags);
 		mq_spec_list_release(&w.specs);
 		mq_specset_free(set);
@@ -466,8 +498,13 @@ int mq_specset_load_opts(const char *const *paths, size_t n_paths, const struct 
 	}
 	free(w.specs.v);
 	free(w.specs.x);
-	/* sorting: the checks ran above, over the same specs with their positions */
-	mq_specset_sort(set);
+	/* sorting: the checks ran above, over the same specs with their
+	 * positions, and sorted the names already */
+	if (ordered)
+		mq_specs_reorder(set->specs, set->n, order);
+	else
+		mq_specset_sort(set);
+	free(order);
 	*out = set;
 	return 0;
 }

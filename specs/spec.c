@@ -20,12 +20,17 @@
 #include "specs/spec.h"
 #include "specs/hosts.h"
 #include "specs/snapshots.h"
+#include "util/arena.h"
 #include "util/xalloc.h"
 
 struct mq_spec *mq_spec_free(struct mq_spec *spec)
 {
 	if (!spec)
 		return NULL;
+	if (spec->arena) {
+		mq_arena_unref(spec->arena);
+		return NULL;
+	}
 	free(spec->file);
 	free(spec->abs_file);
 	free(spec->source);

@@ -94,6 +94,7 @@ struct mq_snapshots {
 	struct mq_snap_before *before_change; /* NULL = none */
 };
 
+struct mq_arena;
 struct mq_spec {
 	/* where it came from */
 	char *file;            /* manifest path as displayed in messages */
@@ -129,6 +130,10 @@ struct mq_spec {
 	 * field is zero.  Loaders hand out light specs only where asked to, for vms
 	 * the caller never plans (e.g. placed on another host). */
 	bool light;
+	/* Non-NULL: the spec and every string and array it points to live in
+	 * this arena (util/arena.h; the light specs the parse cache hands out,
+	 * specs/cache.c): read-only, mq_spec_free only drops its reference. */
+	struct mq_arena *arena;
 
 	char *canonical;       /* canonical JSON */
 	char hash[65];         /* sha256 hex of canonical */

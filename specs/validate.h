@@ -22,11 +22,13 @@ struct mq_pos {
 };
 
 /* Positions the set-level checks need, kept beside each spec while loading. */
+struct mq_arena;
 struct mq_spec_extra {
 	struct mq_pos name;  /* the name value */
 	struct mq_pos *deps; /* one per spec->depends_on entry */
 	struct mq_pos *fwds; /* one per forward, networks in order */
 	struct mq_pos placement; /* the placement host value (line 0 when absent) */
+	struct mq_arena *arena; /* non-NULL: x, deps and fwds live in it (specs/cache.c) */
 };
 struct mq_spec_extra *mq_spec_extra_free(struct mq_spec_extra *x);
 
@@ -40,8 +42,13 @@ void mq_check_argument_conflicts(struct mq_pctx *c, const struct mq_argopts *opt
  * `x` (or NULL) gives exact positions.  When `names_incomplete` is set,
  * unknown depends_on targets are not reported (some manifests could not be
  * read). */
-void mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x /* or NULL */, size_t n,
-			     bool names_incomplete, struct mq_diags *d);
+bool mq_specs_check_internal(struct mq_spec **specs, struct mq_spec_extra **x /* or NULL */, size_t n,
+			     bool names_incomplete, struct mq_diags *d, size_t *order /* or NULL */);
+/* The names' sort gives the set's order for free: with `order` (n entries),
+ * a check of specs that all have a name fills it with their indices sorted
+ * by name (ties by index) and returns true; mq_specs_reorder puts specs in
+ * that order (what mq_specset_sort would give a set without duplicates). */
+void mq_specs_reorder(struct mq_spec **specs, size_t n, const size_t *order);
 
 /* Sort a set by name (what mq_specset_check does after its checks), for a
  * loader that has run the checks already. */

@@ -76,6 +76,21 @@ void mq_strmap_put(struct mq_strmap *m, const char *key, void *val)
 	s->val = val;
 }
 
+bool mq_strmap_add(struct mq_strmap *m, const char *key, void *val)
+{
+	if ((m->n + 1) * 4 > m->cap * 3)
+		rehash(m, m->cap ? m->cap * 2 : 16);
+	uint64_t h = hash_str(key);
+	struct mq_strmap_slot *s = find(m, key, h);
+	if (s->key)
+		return false;
+	m->n++;
+	s->key = key;
+	s->hash = h;
+	s->val = val;
+	return true;
+}
+
 void mq_strmap_release(struct mq_strmap *m)
 {
 	free(m->slots);

@@ -31,6 +31,9 @@ bool mq_strmap_has(const struct mq_strmap *m, const char *key);
 /* Store key -> val (replacing the value of an existing key, whose stored
  * key pointer becomes `key`). */
 void mq_strmap_put(struct mq_strmap *m, const char *key, void *val);
+/* Store key -> val only when key is not in the map yet (one lookup for
+ * both): true when stored, false (map unchanged) when it was there. */
+bool mq_strmap_add(struct mq_strmap *m, const char *key, void *val);
 void mq_strmap_release(struct mq_strmap *m);
 /* Make room for n keys in all (no growth while they are put). */
 void mq_strmap_reserve(struct mq_strmap *m, size_t n); /* frees the table, not keys or values */

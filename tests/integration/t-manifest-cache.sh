@@ -103,3 +103,29 @@ rm -f "$CACHE"
 compare plan --host a -f "$R"
 [ -s "$CACHE" ] || fail "the cache was not written again"
 pass "a damaged or deleted cache is ignored and rebuilt"
+
+# A repository of more than a thousand manifests (the load's heap in huge
+# pages, light specs over several arenas, entries looked up in file order):
+# the same output with and without the cache, errors located the same.
+B=$M/big
+mkdir -p "$B"
+printf 'hosts: [h0, h1, h2, h3, h4, h5]\n' > "$B/hosts.yaml"
+for h in 0 1 2 3 4 5; do
+	mkdir -p "$B/h$h"
+	for i in $(seq 0 199); do
+		printf 'name: v%d-%03d\nstate: stopped\nmemory: 32M\nplacement: {host: h%d}\nnetwork: [{type: user, forward: ["tcp:%d:22"]}]\n' \
+			"$h" "$i" "$h" "$((30000 + h * 200 + i))" > "$B/h$h/v$h-$i.yaml"
+	done
+done
+printf 'name: v0-dep\nstate: stopped\nplacement: {host: h0}\ndepends_on: [v0-007]\n' > "$B/h0/v0-dep.yaml"
+compare validate -f "$B"
+assert_contains "$OUT" "1201 vms valid"
+compare plan --host h0 -f "$B"
+compare plan --host h3 -f "$B"
+printf 'name: v9-dup\nstate: stopped\nplacement: {host: h2}\nnetwork: [{type: user, forward: ["tcp:30401:22"]}]\n' > "$B/h2/v9-dup.yaml"
+compare validate -f "$B"
+assert_contains "$OUT" "v9-dup.yaml:4:"
+assert_contains "$OUT" "host port tcp:30401 is already forwarded by vm 'v2-001'"
+rm "$B/h2/v9-dup.yaml" "$B/h1/v1-50.yaml"
+compare plan --host h1 -f "$B"
+pass "a repository of 1200 manifests prints the same with and without the cache"

@@ -13,6 +13,7 @@
 #include "specs/cache.h"
 #include "specs/canonical.h"
 #include "specs/spec.h"
+#include "util/arena.h"
 #include "util/paths.h"
 #include "util/xalloc.h"
 #include "tests/unit/check-run.h"
@@ -316,6 +317,7 @@ static bool light_not_a(const struct mq_spec *s, void *ud)
 
 START_TEST(test_light_specs_same_from_cache_and_parse)
 {
+	size_t arenas = mq_arena_live();
 	mq_mcache_test_set_racy_margin(0);
 	char *dir = mktmp();
 	make_repo(dir);
@@ -349,9 +351,56 @@ START_TEST(test_light_specs_same_from_cache_and_parse)
 				ck_assert_str_eq(x->canonical, y->canonical);
 		}
 	}
+	/* the light specs outlived their caches (freed above): their arenas
+	 * go with the last spec */
+	ck_assert_uint_gt(mq_arena_live(), arenas);
 	for (int round = 0; round < 3; round++)
 		mq_specset_free(sets[round]);
+	ck_assert_uint_eq(mq_arena_live(), arenas);
 	free(p);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+
+/* Entries are looked up in the order the cache file lists them (the last
+ * walk's) without hashing; a walk that skips an entry (a removed file) or
+ * meets a new file falls back to the index and gives the same result; the
+ * file is written in walk order, so the next load finds everything in
+ * order again. */
+static void load_expect(const char *dir, size_t hits, size_t in_order, size_t stored)
+{
+	struct mq_specset *plain = load(dir, NULL);
+	struct mq_mcache *c = open_cache(dir);
+	struct mq_specset *s = load(dir, c);
+	assert_same(plain, s);
+	ck_assert_uint_eq(mq_mcache_stats(c)->hits, hits);
+	ck_assert_uint_eq(mq_mcache_stats(c)->in_order, in_order);
+	ck_assert_uint_eq(mq_mcache_stats(c)->stored, stored);
+	ck_assert_uint_eq(mq_mcache_stats(c)->misses, stored);
+	mq_specset_free(s);
+	mq_specset_free(plain);
+	save_free(c);
+}
+
+START_TEST(test_lookups_in_walk_order)
+{
+	mq_mcache_test_set_racy_margin(0);
+	char *dir = mktmp();
+	make_repo(dir); /* walked: db.yaml, sub/tools.yaml, web.yaml */
+	load_expect(dir, 0, 0, 3);
+	load_expect(dir, 3, 3, 0);
+	/* tools.yaml removed: web's entry is not next in the file */
+	char *tools = xasprintf("%s/vms/sub/tools.yaml", dir);
+	ck_assert_int_eq(unlink(tools), 0);
+	free(tools);
+	load_expect(dir, 2, 1, 0);
+	load_expect(dir, 2, 2, 0);
+	/* a new file between db and web */
+	write_file(dir, "vms/dns.yaml", "name: dns\nmemory: 16M\nstate: stopped\n");
+	load_expect(dir, 2, 2, 1);
+	load_expect(dir, 3, 3, 0);
 	rm_rf(dir);
 	free(dir);
 }
@@ -482,6 +531,7 @@ int main(void)
 	tcase_add_test(tc, test_damaged_cache_ignored);
 	tcase_add_test(tc, test_light_specs_same_from_cache_and_parse);
 	tcase_add_test(tc, test_reloads_in_one_cache);
+	tcase_add_test(tc, test_lookups_in_walk_order);
 	tcase_add_test(tc, test_view_unchanged_resync_keeps_set);
 	suite_add_tcase(s, tc);
 	return mq_check_run(s);

@@ -454,6 +454,34 @@ START_TEST(test_build_prune_scope_and_guard)
 }
 END_TEST
 
+/* Records no spec declares are found by marking (not a scan of the set per
+ * record) and listed after the specs in the caller's record order. */
+START_TEST(test_build_undeclared_records_in_caller_order)
+{
+	struct mq_specset *now = parse("name: b\n", "/src");
+	struct mq_specset *old = parse("name: z\n---\nname: b\n---\nname: a\n", "/src");
+	struct mq_vm_record *recs[3];
+	recs[0] = rec_from_spec(mq_specset_find(old, "z"), MQ_STATUS_STOPPED);
+	recs[1] = rec_from_spec(mq_specset_find(old, "b"), MQ_STATUS_STOPPED);
+	recs[2] = rec_from_spec(mq_specset_find(old, "a"), MQ_STATUS_STOPPED);
+	struct mq_plan *p = NULL;
+	struct mq_plan_opts po = { .prune = true };
+	ck_assert_int_eq(mq_plan_build(now, recs, 3, &po, &p, NULL), 0);
+	ck_assert_uint_eq(p->n, 3);
+	ck_assert_str_eq(p->items[0].name, "b");
+	ck_assert_int_eq(p->items[0].action, MQ_ACT_START);
+	ck_assert_str_eq(p->items[1].name, "z");
+	ck_assert_int_eq(p->items[1].action, MQ_ACT_DELETE);
+	ck_assert_str_eq(p->items[2].name, "a");
+	ck_assert_int_eq(p->items[2].action, MQ_ACT_DELETE);
+	mq_plan_free(p);
+	for (int i = 0; i < 3; i++)
+		mq_vm_record_free(recs[i]);
+	mq_specset_free(now);
+	mq_specset_free(old);
+}
+END_TEST
+
 START_TEST(test_build_idempotent)
 {
 	struct mq_specset *now = parse("name: a\n# comment\nmemory: 1G\ncpu: 2\n", "/src");
@@ -728,6 +756,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_build_rolled_back);
 	tcase_add_test(tc, test_build_owner_and_interrupted);
 	tcase_add_test(tc, test_build_prune_scope_and_guard);
+	tcase_add_test(tc, test_build_undeclared_records_in_caller_order);
 	tcase_add_test(tc, test_build_idempotent);
 	tcase_add_test(tc, test_build_restart_policy);
 	tcase_add_test(tc, test_build_placement);

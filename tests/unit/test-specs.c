@@ -1447,6 +1447,48 @@ START_TEST(test_snapshot_names)
 }
 END_TEST
 
+/* The set's order comes from the names' sort in the checks (compared by an
+ * 8-byte prefix key, then the rest): the same as strcmp order, also for
+ * names that share a long prefix or are shorter than 8 bytes; ports are
+ * keyed by protocol and port (tcp and udp on one port do not conflict). */
+START_TEST(test_set_order_and_port_keys)
+{
+	static const char *const names[] = { "vm-long-name-b", "vm-long-name-a", "vm", "vm-long-name-a2",
+					     "vm-lon", "vm-long-n", "a", "vm-long-name", "zz" };
+	struct mq_specset *set = mq_specset_new();
+	struct mq_strv diags = MQ_STRV_INIT;
+	for (size_t i = 0; i < MQ_ARRAY_SIZE(names); i++) {
+		char *y = xasprintf("name: %s\nnetwork:\n  - type: user\n    forward: [\"%s:%zu:22\"]\n", names[i],
+				    i % 2 ? "udp" : "tcp", 7000 + i / 2);
+		char *f = xasprintf("%s.yaml", names[i]);
+		ck_assert_int_eq(mq_spec_parse_buffer(y, strlen(y), f, "/", "/", set, &diags), 0);
+		free(y);
+		free(f);
+	}
+	/* pairs (tcp:7000, udp:7000), (tcp:7001, udp:7001), ... never conflict */
+	ck_assert_int_eq(mq_specset_check(set, &diags), 0);
+	ck_assert_uint_eq(set->n, MQ_ARRAY_SIZE(names));
+	for (size_t i = 1; i < set->n; i++)
+		ck_assert_int_lt(strcmp(set->specs[i - 1]->name, set->specs[i]->name), 0);
+	ck_assert_str_eq(set->specs[0]->name, "a");
+	ck_assert_str_eq(set->specs[1]->name, "vm");
+	ck_assert_str_eq(set->specs[2]->name, "vm-lon");
+	ck_assert_str_eq(set->specs[3]->name, "vm-long-n");
+	ck_assert_str_eq(set->specs[4]->name, "vm-long-name");
+	ck_assert_str_eq(set->specs[5]->name, "vm-long-name-a");
+	ck_assert_str_eq(set->specs[6]->name, "vm-long-name-a2");
+	/* the same protocol and port twice: located at the second */
+	const char *dup = "name: late\nnetwork:\n  - type: user\n    forward: [\"udp:7000:53\"]\n";
+	ck_assert_int_eq(mq_spec_parse_buffer(dup, strlen(dup), "late.yaml", "/", "/", set, &diags), 0);
+	ck_assert_int_eq(mq_specset_check(set, &diags), -EINVAL);
+	ck_assert_uint_eq(diags.n, 1);
+	ck_assert_str_eq(diags.v[0], "late.yaml:1:1: host port udp:7000 is already forwarded by vm 'vm-long-name-a' "
+				     "(vm-long-name-a.yaml:1:1)");
+	mq_strv_clear(&diags);
+	mq_specset_free(set);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("specs");
@@ -1504,6 +1546,7 @@ int main(void)
 	tcase_add_test(files, test_errors_from_several_files);
 	tcase_add_test(files, test_set_checks);
 	tcase_add_test(files, test_valid_set_loads);
+	tcase_add_test(files, test_set_order_and_port_keys);
 	suite_add_tcase(s, files);
 
 	return mq_check_run(s);

@@ -2,17 +2,21 @@
  * sha256, path resolution and the system-directory guard. */
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/arena.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/parse.h"
 #include "util/paths.h"
 #include "util/sha256.h"
 #include "util/strbuf.h"
+#include "util/strmap.h"
 #include "util/strv.h"
 #include "util/xalloc.h"
 #include "tests/unit/check-run.h"
@@ -314,6 +318,77 @@ START_TEST(test_fileio)
 }
 END_TEST
 
+START_TEST(test_strmap_add)
+{
+	struct mq_strmap m = MQ_STRMAP_INIT;
+	char keys[200][8];
+	int vals[200];
+	for (int i = 0; i < 200; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		ck_assert(mq_strmap_add(&m, keys[i], &vals[i])); /* grows past 16 slots */
+	}
+	char again[8] = "k17";
+	int other = 0;
+	ck_assert(!mq_strmap_add(&m, again, &other)); /* present: unchanged */
+	ck_assert_ptr_eq(mq_strmap_get(&m, "k17"), &vals[17]);
+	ck_assert_uint_eq(m.n, 200);
+	for (int i = 0; i < 200; i++)
+		ck_assert_ptr_eq(mq_strmap_get(&m, keys[i]), &vals[i]);
+	ck_assert(!mq_strmap_has(&m, "k200"));
+	mq_strmap_release(&m);
+}
+END_TEST
+
+START_TEST(test_arena)
+{
+	size_t live = mq_arena_live();
+	struct mq_arena *a = mq_arena_new(100);
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	ck_assert_uint_ge(mq_arena_room(a), 100);
+	unsigned char *p = mq_arena_alloc(a, 10, 1);
+	ck_assert_ptr_nonnull(p);
+	for (int i = 0; i < 10; i++)
+		ck_assert_uint_eq(p[i], 0); /* zeroed */
+	memset(p, 0xab, 10);
+	double *d = mq_arena_alloc(a, sizeof(double), _Alignof(double));
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq((uintptr_t)d % _Alignof(double), 0);
+	ck_assert_ptr_null(mq_arena_alloc(a, mq_arena_room(a) + 1, 1)); /* does not fit: no reference */
+	unsigned char *rest = mq_arena_alloc(a, mq_arena_room(a), 1);
+	ck_assert_ptr_nonnull(rest);
+	ck_assert_uint_eq(mq_arena_room(a), 0);
+	ck_assert_ptr_null(mq_arena_alloc(a, 1, 1));
+	/* the creator's reference goes first: the objects keep it alive */
+	ck_assert_ptr_null(mq_arena_unref(a));
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	ck_assert_uint_eq(p[9], 0xab);
+	mq_arena_unref(a); /* p */
+	mq_arena_unref(a); /* d */
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	mq_arena_unref(a); /* rest: the last one */
+	ck_assert_uint_eq(mq_arena_live(), live);
+	ck_assert_ptr_null(mq_arena_unref(NULL));
+
+	/* a large arena (aligned huge-page units): zeroed and writable to its end */
+	a = mq_arena_new(MQ_ARENA_HUGE_MIN + 12345);
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	size_t room = mq_arena_room(a);
+	ck_assert_uint_ge(room, MQ_ARENA_HUGE_MIN + 12345);
+	unsigned char *big = mq_arena_alloc(a, room, 1);
+	ck_assert_ptr_nonnull(big);
+	for (size_t i = 0; i < room; i += 4096) {
+		ck_assert_uint_eq(big[i], 0);
+		big[i] = 1;
+	}
+	ck_assert_uint_eq(big[room - 1], 0);
+	big[room - 1] = 1;
+	mq_arena_unref(a);
+	ck_assert_uint_eq(mq_arena_live(), live + 1);
+	mq_arena_unref(a);
+	ck_assert_uint_eq(mq_arena_live(), live);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("util");
@@ -327,6 +402,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_paths_empty_and_root);
 	tcase_add_test(tc, test_runtime_dir_short);
 	tcase_add_test(tc, test_fileio);
+	tcase_add_test(tc, test_strmap_add);
+	tcase_add_test(tc, test_arena);
 	suite_add_tcase(s, tc);
 	return s;
 }
