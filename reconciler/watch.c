@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "reconciler/apply.h"
@@ -83,6 +84,8 @@ struct watch {
 	struct mq_logrot *logrot;     /* running VMs' logs kept under the cap (logrot.h) */
 	struct mq_gitsync *gs;        /* --git-pull (gitsync.h), NULL without */
 	struct mq_teardown *teardown; /* exited QEMUs still holding a disk lease (teardown.h) */
+	unsigned resyncs;             /* periodic resyncs so far */
+	bool inotify_blind;           /* a -f path on a filesystem whose changes inotify may miss */
 
 	struct pending_exit *px;
 	size_t npx;
@@ -768,10 +771,44 @@ static void on_mwatch(struct mq_loop *l, struct mq_source *s, int fd, short reve
 	arm_settle(w);
 }
 
+/* A periodic resync re-plans every VM.  It also re-stats every manifest
+ * where inotify can miss a change (a network or FUSE filesystem: other
+ * hosts' writes; overlayfs: writes to a lower layer), and elsewhere every
+ * MQ_WATCH_WALK_EVERY-th time only: there inotify reports every write,
+ * create, rename and delete (an IN_Q_OVERFLOW or SIGHUP resyncs in full at
+ * once), and a stat of 10,000 manifests every minute was most of an idle
+ * watch's CPU on a fleet repository (bench/fleet-noop.sh). */
+#define MQ_WATCH_WALK_EVERY 10
+
+static bool fs_inotify_blind(const char *path)
+{
+	struct statfs sf;
+	if (statfs(path, &sf) < 0)
+		return true; /* cannot tell: walk */
+	switch ((unsigned long)sf.f_type) {
+	case 0x6969UL:     /* NFS */
+	case 0x517BUL:     /* SMB */
+	case 0xFF534D42UL: /* CIFS */
+	case 0xFE534D42UL: /* SMB2 */
+	case 0x65735546UL: /* FUSE */
+	case 0x00C36400UL: /* Ceph */
+	case 0x01021997UL: /* 9p */
+	case 0x5346414FUL: /* AFS */
+	case 0x01161970UL: /* GFS2 */
+	case 0x7461636FUL: /* OCFS2 */
+	case 0x47504653UL: /* GPFS */
+	case 0x794C7630UL: /* overlayfs */
+		return true;
+	default:
+		return false;
+	}
+}
+
 static void on_resync(struct mq_loop *l, struct mq_timer *t, void *ud)
 {
 	struct watch *w = ud;
-	want_pass(w, "resync", true);
+	w->resyncs++;
+	want_pass(w, "resync", w->inotify_blind || w->resyncs % MQ_WATCH_WALK_EVERY == 0);
 	mq_timer_reschedule(t, mq_mono_ms() + w->o->resync_ms);
 }
 
@@ -963,6 +1000,8 @@ static int setup(struct watch *w, struct mq_error **err)
 		}
 		free(lp);
 	}
+	for (size_t i = 0; i < w->o->n_paths && !w->inotify_blind; i++)
+		w->inotify_blind = fs_inotify_blind(w->o->paths[i]);
 	if (w->o->resync_ms > 0)
 		w->resync_timer = mq_loop_add_timer_in(w->loop, w->o->resync_ms, on_resync, w);
 	/* VMs started by CLI commands while we run hand their event monitor over. */
