@@ -524,6 +524,26 @@ char *mq_snapop_event_detail(const struct op *op, const char *name, enum mq_snap
 	return mq_strbuf_detach(&sb);
 }
 
+/* The operation's closing phase write (ev, back to `resume`) with its
+ * event, outcome r (and *e) of the operation: the operation's own error
+ * wins; a failed record write is the error of an operation that worked. */
+int mq_snapop_finish(struct op *op, enum mq_phase_event ev, enum mq_phase resume, const char *action,
+		     const char *name, enum mq_snap_origin origin, const char *mode, int64_t t0, int r,
+		     struct mq_error **e)
+{
+	char *d = mq_snapop_event_detail(op, name, origin, mode, t0, r < 0 ? *e : NULL);
+	struct mq_phase_ctx ctx = { .resume_phase = resume };
+	struct mq_error *pe = NULL;
+	int pr = mq_snapop_phase_write(op, ev, &ctx, action, r < 0 ? "failed" : "ok", d, &pe);
+	free(d);
+	if (r == 0 && pr < 0) {
+		*e = pe;
+		return pr;
+	}
+	mq_error_free(pe);
+	return r;
+}
+
 /* A refusal: the event (best effort) and the error. */
 int mq_snapop_refuse(struct op *op, const char *action, struct mq_error **err)
 {

@@ -221,18 +221,8 @@ static int restore_in(struct op *op, const struct mq_snap_restore_opts *o, struc
 		}
 	}
 	if (mq_phase_get(op->rec) == MQ_PHASE_RESTORING) {
-		d = mq_snapop_event_detail(op, o->name, origin, mode, t0, r < 0 ? e : NULL);
-		struct mq_phase_ctx ctx = { .resume_phase = resume };
-		struct mq_error *pe = NULL;
-		int pr = mq_snapop_phase_write(op, MQ_PHASE_EV_RESTORE_END, &ctx, "snapshot-restore", r < 0 ? "failed" : "ok", d,
-				     &pe);
-		free(d);
-		if (r == 0 && pr < 0) {
-			r = pr;
-			e = pe;
-			pe = NULL;
-		}
-		mq_error_free(pe);
+		r = mq_snapop_finish(op, MQ_PHASE_EV_RESTORE_END, resume, "snapshot-restore", o->name, origin, mode, t0,
+				     r, &e);
 	}
 	if (restarted) { /* running again, as before, whether the revert worked or not */
 		struct mq_error *se = NULL;
@@ -333,18 +323,8 @@ static int delete_in(struct op *op, const char *name, struct mq_snap_result *res
 	if (r == 0)
 		r = mq_store_snap_delete(op->env->store, vm, name, &e);
 	if (mq_phase_get(op->rec) == MQ_PHASE_SNAPSHOTTING) {
-		d = mq_snapop_event_detail(op, name, origin, mode, t0, r < 0 ? e : NULL);
-		struct mq_phase_ctx ctx = { .resume_phase = resume };
-		struct mq_error *pe = NULL;
-		int pr = mq_snapop_phase_write(op, MQ_PHASE_EV_SNAPSHOT_END, &ctx, "snapshot-delete", r < 0 ? "failed" : "ok", d,
-				     &pe);
-		free(d);
-		if (r == 0 && pr < 0) {
-			r = pr;
-			e = pe;
-			pe = NULL;
-		}
-		mq_error_free(pe);
+		r = mq_snapop_finish(op, MQ_PHASE_EV_SNAPSHOT_END, resume, "snapshot-delete", name, origin, mode, t0, r,
+				     &e);
 	}
 	if (r < 0) {
 		mq_strv_clear(&drives);

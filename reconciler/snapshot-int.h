@@ -63,6 +63,10 @@ int mq_snapop_vm_begin(const struct mq_snap_env *env, struct mq_vm_record *rec, 
 		struct mq_lock *vl, struct mq_error **err);
 void mq_snapop_vm_end(struct mq_lock *vl);
 
+int mq_snapop_finish(struct op *op, enum mq_phase_event ev, enum mq_phase resume, const char *action,
+		     const char *name, enum mq_snap_origin origin, const char *mode, int64_t t0, int r,
+		     struct mq_error **e);
+
 /* snapshot.c */
 int mq_snapop_create_in(struct op *op, const struct mq_snap_create_opts *o, struct mq_snap_result *res,
 		struct mq_error **err);

@@ -389,17 +389,8 @@ int mq_snapop_create_in(struct op *op, const struct mq_snap_create_opts *o, stru
 		if (r < 0) /* without its origin it would look external: take it back */
 			(void)mq_snapop_delete_on(op, o->name, &drives, false, NULL);
 	}
-	d = mq_snapop_event_detail(op, o->name, o->origin, mode, t0, r < 0 ? e : NULL);
-	struct mq_phase_ctx ctx = { .resume_phase = resume };
-	struct mq_error *pe = NULL;
-	int pr = mq_snapop_phase_write(op, MQ_PHASE_EV_SNAPSHOT_END, &ctx, "snapshot-create", r < 0 ? "failed" : "ok", d, &pe);
-	free(d);
-	if (r == 0 && pr < 0) {
-		r = pr;
-		e = pe;
-		pe = NULL;
-	}
-	mq_error_free(pe);
+	r = mq_snapop_finish(op, MQ_PHASE_EV_SNAPSHOT_END, resume, "snapshot-create", o->name, o->origin, mode, t0, r,
+			     &e);
 	if (r < 0) {
 		mq_strv_clear(&drives);
 		*err = e;
