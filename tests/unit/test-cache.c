@@ -17,36 +17,7 @@
 #include "util/paths.h"
 #include "util/xalloc.h"
 #include "tests/unit/check-run.h"
-
-static char *mktmp(void)
-{
-	char tmpl[] = "/tmp/mq-test-cache-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	char *real = realpath(tmpl, NULL);
-	ck_assert_ptr_nonnull(real);
-	return real;
-}
-
-static void write_file(const char *dir, const char *rel, const char *content)
-{
-	char *p = xasprintf("%s/%s", dir, rel);
-	char *slash = strrchr(p, '/');
-	*slash = '\0';
-	ck_assert_int_eq(mq_mkdir_p(p, 0755, NULL), 0);
-	*slash = '/';
-	FILE *f = fopen(p, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(content, f);
-	fclose(f);
-	free(p);
-}
-
-static void rm_rf(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
-}
+#include "tests/unit/tmpfiles.h"
 
 /* A repository that exercises every part of an entry: several documents in
  * one file, a base (positions in the base), depends_on, forwards, args,
@@ -132,7 +103,7 @@ static void save_free(struct mq_mcache *c)
 START_TEST(test_same_result_cold_warm_rehashed)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	struct mq_specset *plain = load(dir, NULL);
 	ck_assert_uint_eq(plain->n, 4);
@@ -186,7 +157,7 @@ static const struct mq_spec *find(const struct mq_specset *s, const char *name)
 START_TEST(test_same_size_same_mtime_edit)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	struct mq_mcache *c = open_cache(dir);
 	mq_specset_free(load(dir, c));
@@ -223,7 +194,7 @@ END_TEST
 START_TEST(test_base_change_reparses)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	struct mq_mcache *c = open_cache(dir);
 	mq_specset_free(load(dir, c));
@@ -244,7 +215,7 @@ END_TEST
 START_TEST(test_errors_never_cached)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	write_file(dir, "vms/bad.yaml", "name: bad\nmemroy: 1G\n");
 	char *p = xasprintf("%s/vms", dir);
@@ -273,7 +244,7 @@ END_TEST
 START_TEST(test_damaged_cache_ignored)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	struct mq_mcache *c = open_cache(dir);
 	mq_specset_free(load(dir, c));
@@ -319,7 +290,7 @@ START_TEST(test_light_specs_same_from_cache_and_parse)
 {
 	size_t arenas = mq_arena_live();
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	char *p = xasprintf("%s/vms", dir);
 	const char *paths[] = { p };
@@ -387,7 +358,7 @@ static void load_expect(const char *dir, size_t hits, size_t in_order, size_t st
 START_TEST(test_lookups_in_walk_order)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir); /* walked: db.yaml, sub/tools.yaml, web.yaml */
 	load_expect(dir, 0, 0, 3);
 	load_expect(dir, 3, 3, 0);
@@ -412,7 +383,7 @@ END_TEST
 START_TEST(test_reloads_in_one_cache)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	struct mq_mcache *c = open_cache(dir);
 	for (int round = 0; round < 4; round++) {
@@ -455,7 +426,7 @@ static void assert_view_plain(const char *dir, const struct mq_specset *s)
 START_TEST(test_view_unchanged_resync_keeps_set)
 {
 	mq_mcache_test_set_racy_margin(0);
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("cache");
 	make_repo(dir);
 	char *vms = xasprintf("%s/vms", dir);
 	char *cpath = xasprintf("%s/manifest-cache", dir);

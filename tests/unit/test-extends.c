@@ -12,36 +12,7 @@
 #include "util/paths.h"
 #include "util/xalloc.h"
 #include "tests/unit/check-run.h"
-
-static char *mktmp(void)
-{
-	char tmpl[] = "/tmp/mq-test-extends-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	char *real = realpath(tmpl, NULL);
-	ck_assert_ptr_nonnull(real);
-	return real;
-}
-
-static void write_file(const char *dir, const char *rel, const char *content)
-{
-	char *p = xasprintf("%s/%s", dir, rel);
-	char *slash = strrchr(p, '/');
-	*slash = '\0';
-	ck_assert_int_eq(mq_mkdir_p(p, 0755, NULL), 0);
-	*slash = '/';
-	FILE *f = fopen(p, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(content, f);
-	fclose(f);
-	free(p);
-}
-
-static void rm_rf(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
-}
+#include "tests/unit/tmpfiles.h"
 
 /* Load DIR/rel from inside DIR (so diags show relative names). */
 static int load_in(const char *dir, const char *rel, struct mq_specset **set, struct mq_strv *diags)
@@ -78,7 +49,7 @@ static char *load_err(const char *dir, const char *rel)
 
 START_TEST(test_merge_kinds)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	write_file(dir, "vms/_bases/base.yaml",
 		   "machine: pc\n"
 		   "memory: 256M\n"
@@ -162,7 +133,7 @@ END_TEST
 
 START_TEST(test_list_and_chain_order)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	write_file(dir, "_bases/a.yaml", "extends: c.yaml\nmemory: 128M\ncpu: 1\n");
 	write_file(dir, "_bases/b.yaml", "memory: 256M\n");
 	write_file(dir, "_bases/c.yaml", "machine: pc\ncpu: 4\nmemory: 64M\n");
@@ -204,7 +175,7 @@ END_TEST
 
 START_TEST(test_hash_unchanged_when_moving_values)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	write_file(dir, "disk.img", "x");
 	/* everything in the manifest */
 	write_file(dir, "one/web.yaml",
@@ -233,7 +204,7 @@ END_TEST
 
 START_TEST(test_errors_located)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	write_file(dir, "_bases/bad.yaml", "machine: pc\nmemory: lots\nstorage:\n  - name: root\n    type: floppy\n");
 	write_file(dir, "_bases/good.yaml", "machine: pc\n");
 	write_file(dir, "_bases/named.yaml", "memory: 1G\nname: x\n");
@@ -330,7 +301,7 @@ END_TEST
 
 START_TEST(test_bases_dir_rule)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	/* a nameless file outside _bases/ that a vm extends: a clear error */
 	write_file(dir, "vms/common.yaml", "memory: 256M\n");
 	write_file(dir, "vms/web.yaml", "name: web\nextends: common.yaml\n");
@@ -367,7 +338,7 @@ END_TEST
 START_TEST(test_parse_buffer_resolves_bases)
 {
 	/* the watch loop parses file by file through mq_spec_parse_buffer */
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	write_file(dir, "_bases/b.yaml", "memory: 300M\n");
 	struct mq_specset *set = mq_specset_new();
 	struct mq_strv diags = MQ_STRV_INIT;
@@ -383,7 +354,7 @@ END_TEST
 
 START_TEST(test_render)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	write_file(dir, "vms/_bases/b.yaml", "memory: 256M\nmachine: pc\nargs: [\"-a\"]\n");
 	write_file(dir, "vms/web.yaml", "extends: _bases/b.yaml\nname: web\nmemory: \"512M\"\n");
 	write_file(dir, "vms/db.yaml", "name: db\ncpu: 2\n");
@@ -419,7 +390,7 @@ END_TEST
 
 START_TEST(test_pyimport_convert)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("extends");
 	char *outf = xasprintf("%s/web.yaml", dir);
 	struct mq_pyconv_in in = {
 		.name = "web", .id = "abc", .status = "running",

@@ -19,6 +19,7 @@
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 #include "tests/unit/check-run.h"
+#include "tests/unit/tmpfiles.h"
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -94,29 +95,6 @@ static char *hash_of(const char *yaml)
 	char *h = xstrdup(p.set->specs[0]->hash);
 	parsed_release(&p);
 	return h;
-}
-
-static char *mktmp(void)
-{
-	char tmpl[] = "/tmp/mq-test-specs-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	char *real = realpath(tmpl, NULL);
-	ck_assert_ptr_nonnull(real);
-	return real;
-}
-
-static void write_file(const char *dir, const char *rel, const char *content)
-{
-	char *p = xasprintf("%s/%s", dir, rel);
-	char *slash = strrchr(p, '/');
-	*slash = '\0';
-	ck_assert_int_eq(mq_mkdir_p(p, 0755, NULL), 0);
-	*slash = '/';
-	FILE *f = fopen(p, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(content, f);
-	fclose(f);
-	free(p);
 }
 
 /* ---- defaults and keys ---------------------------------------------- */
@@ -1049,13 +1027,6 @@ END_TEST
 
 /* ---- files and directories ------------------------------------------ */
 
-static void rm_rf(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
-}
-
 static int load(const char *path, struct mq_specset **set, struct mq_strv *diags)
 {
 	const char *paths[] = { path };
@@ -1064,7 +1035,7 @@ static int load(const char *path, struct mq_specset **set, struct mq_strv *diags
 
 START_TEST(test_directory_walk)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	write_file(dir, "vms/b.yaml", "name: b\n");
 	write_file(dir, "vms/a.yml", "name: a\n");
 	write_file(dir, "vms/sub/c.yaml", "name: c\n---\nname: d\n");
@@ -1136,7 +1107,7 @@ END_TEST
 
 START_TEST(test_relative_paths)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	write_file(dir, "vms/web.yaml",
 		   "name: web\nstorage:\n  - {name: root, file: ../disks/root.qcow2, backing_file: base.qcow2}\n"
 		   "  - {name: s, type: virtfs, path: ./share, mount_tag: s}\n");
@@ -1169,7 +1140,7 @@ END_TEST
 
 START_TEST(test_system_dirs_refused)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	char *link = xasprintf("%s/etc-link", dir);
 	ck_assert_int_eq(symlink("/etc", link), 0);
 	write_file(dir, "web.yaml",
@@ -1198,7 +1169,7 @@ END_TEST
 
 START_TEST(test_big_file)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	char *p = xasprintf("%s/big.yaml", dir);
 	FILE *f = fopen(p, "w");
 	ck_assert_ptr_nonnull(f);
@@ -1222,7 +1193,7 @@ END_TEST
 
 START_TEST(test_errors_from_several_files)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	write_file(dir, "vms/b.yaml", "name: b\ncpu: lots\n");
 	write_file(dir, "vms/a.yaml", "name: a\nmemory: 4Q\nzzz: 1\n");
 	write_file(dir, "vms/c.yaml", "name: [\n");
@@ -1245,7 +1216,7 @@ END_TEST
 
 START_TEST(test_set_checks)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	write_file(dir, "vms/a.yaml", "name: a\nnetwork:\n  - forward:\n      - tcp:8080:80\ndepends_on: [b]\n");
 	write_file(dir, "vms/b.yaml", "name: b\ndepends_on: [c]\n---\nname: c\ndepends_on: [a, b, db, c]\n");
 	write_file(dir, "vms/d.yaml", "name: a\nnetwork: [{forward: [udp:8080:80, tcp:8080:8080]}]\n");
@@ -1283,7 +1254,7 @@ END_TEST
 
 START_TEST(test_valid_set_loads)
 {
-	char *dir = mktmp();
+	char *dir = mq_test_tmpdir("specs");
 	write_file(dir, "vms/db.yaml", "name: db\nnetwork: [{forward: [tcp:5432:5432]}]\n");
 	write_file(dir, "vms/web.yaml", "name: web\ndepends_on: [db]\nnetwork: [{forward: [tcp:8080:80, udp:8080:80]}]\n");
 	write_file(dir, "other.yaml", "name: cache\n");
