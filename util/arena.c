@@ -1,5 +1,6 @@
 /* arena.c - refcounted bump-allocated blocks (see arena.h). */
 #include "util/arena.h"
+#include "util/xalloc.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -16,11 +17,6 @@ struct mq_arena {
 
 static size_t live;
 
-static void oom(size_t n)
-{
-	fprintf(stderr, "maqet: out of memory (mapping %zu bytes)\n", n);
-	abort();
-}
 
 #define HDR ((sizeof(struct mq_arena) + 15) & ~(size_t)15)
 
@@ -56,7 +52,7 @@ struct mq_arena *mq_arena_new(size_t size)
 	long pg = sysconf(_SC_PAGESIZE);
 	size_t page = pg > 0 ? (size_t)pg : 4096;
 	if (size > SIZE_MAX - HDR - HUGE)
-		oom(size);
+		mq_oom(size);
 	void *m;
 	size_t total;
 	if (size + HDR >= MQ_ARENA_HUGE_MIN) {
@@ -69,7 +65,7 @@ struct mq_arena *mq_arena_new(size_t size)
 			m = NULL;
 	}
 	if (!m)
-		oom(total);
+		mq_oom(total);
 	struct mq_arena *a = m;
 	a->size = total;
 	a->used = HDR;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void oom(size_t n)
+void mq_oom(size_t n)
 {
 	fprintf(stderr, "maqet: out of memory allocating %zu bytes\n", n);
 	abort();
@@ -17,7 +17,7 @@ void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		oom(n);
+		mq_oom(n);
 	return p;
 }
 
@@ -25,7 +25,7 @@ void *xcalloc(size_t nmemb, size_t size)
 {
 	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
 	if (!p)
-		oom(nmemb * size);
+		mq_oom(nmemb * size);
 	return p;
 }
 
@@ -33,14 +33,14 @@ void *xrealloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);
 	if (!q)
-		oom(n);
+		mq_oom(n);
 	return q;
 }
 
 void *xreallocarray(void *p, size_t nmemb, size_t sz)
 {
 	if (sz && nmemb > SIZE_MAX / sz)
-		oom(SIZE_MAX);
+		mq_oom(SIZE_MAX);
 	return xrealloc(p, nmemb * sz);
 }
 
@@ -48,7 +48,7 @@ char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
 	if (!p)
-		oom(strlen(s) + 1);
+		mq_oom(strlen(s) + 1);
 	return p;
 }
 
@@ -61,7 +61,7 @@ char *xstrndup(const char *s, size_t n)
 {
 	char *p = strndup(s, n);
 	if (!p)
-		oom(n + 1);
+		mq_oom(n + 1);
 	return p;
 }
 
@@ -69,7 +69,7 @@ char *xvasprintf(const char *fmt, va_list ap)
 {
 	char *s = NULL;
 	if (vasprintf(&s, fmt, ap) < 0)
-		oom(0);
+		mq_oom(0);
 	return s;
 }
 

@@ -36,4 +36,8 @@ void mq_closep(int *fd);
 
 #define MQ_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The one out-of-memory end: a message on stderr and abort() (the only
+ * print in util/, as no caller can recover). */
+__attribute__((noreturn)) void mq_oom(size_t n);
+
 #endif

@@ -7,9 +7,9 @@
 # no event), which the walk picks up within ten resyncs.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/watchlib.sh"
-[ -x "$MQ_FAKE_QEMU" ] || fail "fake qemu not built (MQ_FAKE_QEMU=$MQ_FAKE_QEMU)"
 
-fake_yaml a normal "state: running" > "$M/a.yaml"
+make_idle_guest "$T/a.raw"
+idle_yaml a "$T/a.raw" "state: running" > "$M/a.yaml"
 mkdir -p "$T/elsewhere"
 ln "$M/a.yaml" "$T/elsewhere/a.yaml"
 start_watch -f "$M" --settle 100 --resync 1
@@ -17,7 +17,7 @@ pa=$(live_pid a) || fail "a not running after startup"
 
 # rewrite the same inode through the other name: no event in $M
 r0=$(pass_count resync)
-fake_yaml a normal "state: stopped" > "$T/elsewhere/a.yaml"
+idle_yaml a "$T/a.raw" "state: stopped" > "$T/elsewhere/a.yaml"
 [ "$(stat -c %i "$M/a.yaml")" = "$(stat -c %i "$T/elsewhere/a.yaml")" ] || fail "the hard link was replaced, not rewritten"
 grep -q "state: stopped" "$M/a.yaml" || fail "the change is not visible through the watched name"
 wait_until 30 status_is a stopped || fail "a change inotify missed was not picked up by a resync walk: $(vm_status a)"
