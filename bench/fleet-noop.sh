@@ -71,9 +71,7 @@ else
 fi
 
 # the idle guest: cli; hlt; jmp back, then the boot signature
-printf '\xfa\xf4\xeb\xfd' >"$disks/guest.raw"
-head -c 506 /dev/zero >>"$disks/guest.raw"
-printf '\x55\xaa' >>"$disks/guest.raw"
+bench_idle_guest "$disks/guest.raw"
 
 # hosts.yaml only for a maqet that knows it (an older one reads it as a vm)
 awk -v repo="$repo" -v disks="$disks" -v hosts="$HOSTS" -v per="$PER" -v here="$HERE" \

@@ -29,9 +29,7 @@ bench_init() {
 	done
 	[[ -x $MAQET ]] || bench_die "maqet binary '$MAQET' not found: build it (meson setup build && ninja -C build) or set MAQET"
 	local t
-	for t in cc pkg-config pgrep sort mktemp; do
-		command -v "$t" >/dev/null || bench_die "'$t' is needed"
-	done
+	bench_need cc pkg-config pgrep sort mktemp
 	BENCH_TMP=$(mktemp -d /tmp/mqbench.XXXXXX) || bench_die "mktemp failed"
 	MAQET_RUNTIME_DIR=$(mktemp -d /tmp/mqb.XXXXXX) || bench_die "mktemp failed"
 	export MAQET_RUNTIME_DIR
@@ -82,6 +80,24 @@ bench_cleanup() {
 	fi
 	[[ -n ${BENCH_TMP:-} && -d $BENCH_TMP ]] && rm -rf "$BENCH_TMP"
 	exit "$rc"
+}
+
+# bench_need TOOL...: die unless every TOOL is on PATH.
+bench_need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null || bench_die "'$t' is needed"
+	done
+}
+
+# bench_idle_guest FILE: a 512-byte boot sector that idles the guest
+# (cli; hlt; jmp back, then the boot signature): no CPU burnt in firmware.
+bench_idle_guest() {
+	{
+		printf '\xfa\xf4\xeb\xfd'
+		head -c 506 /dev/zero
+		printf '\x55\xaa'
+	} >"$1"
 }
 
 # bench_run OUT CMD...: run CMD under the rusage runner, its stdout to OUT (its

@@ -30,11 +30,7 @@ mdir=$BENCH_TMP/manifests
 state=$BENCH_TMP/state
 img=$BENCH_TMP/a.qcow2
 mkdir -p "$mdir"
-{
-	printf '\xfa\xf4\xeb\xfd'
-	head -c 506 /dev/zero
-	printf '\x55\xaa'
-} >"$BENCH_TMP/boot.bin"
+bench_idle_guest "$BENCH_TMP/boot.bin"
 qemu-img create -q -f qcow2 "$img" 256M
 qemu-io -f qcow2 -c "write -q -P 0x5a 1M 64M" -c "write -q -s $BENCH_TMP/boot.bin 0 512" "$img" ||
 	bench_die "qemu-io failed"

@@ -39,9 +39,7 @@ source bench/lib.sh
 REPS=${REPS:-5}
 SETTLE_MAX=${SETTLE_MAX:-60}
 ((REPS >= 1)) || bench_die "REPS must be >= 1"
-for t in qemu-img qemu-io qemu-system-x86_64; do
-	command -v "$t" >/dev/null || bench_die "'$t' is needed"
-done
+bench_need qemu-img qemu-io qemu-system-x86_64
 bench_init
 QMP_SNAP=$BENCH_TMP/qmp-snap
 # shellcheck disable=SC2046
@@ -52,11 +50,7 @@ mdir=$BENCH_TMP/manifests
 state=$BENCH_TMP/state
 mkdir -p "$mdir"
 head -c $((128 << 20)) /dev/urandom >"$BENCH_TMP/ram.bin"
-{
-	printf '\xfa\xf4\xeb\xfd'
-	head -c 506 /dev/zero
-	printf '\x55\xaa'
-} >"$BENCH_TMP/boot.bin"
+bench_idle_guest "$BENCH_TMP/boot.bin"
 for v in a b; do
 	img=$BENCH_TMP/$v.qcow2
 	qemu-img create -q -f qcow2 "$img" 1G

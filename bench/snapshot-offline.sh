@@ -26,9 +26,7 @@ source bench/lib.sh
 
 REPS=${REPS:-11}
 ((REPS >= 1)) || bench_die "REPS must be >= 1"
-for t in qemu-img qemu-io; do
-	command -v "$t" >/dev/null || bench_die "'$t' is needed"
-done
+bench_need qemu-img qemu-io
 bench_init
 mdir=$BENCH_TMP/manifests
 state=$BENCH_TMP/state

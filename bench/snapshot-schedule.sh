@@ -30,19 +30,13 @@ source bench/watchlib.sh
 EVERY=${EVERY:-4}
 SLOTS=${SLOTS:-6}
 ((EVERY >= 1 && SLOTS >= 1)) || bench_die "EVERY and SLOTS must be >= 1"
-for t in qemu-img qemu-io jq; do
-	command -v "$t" >/dev/null || bench_die "'$t' is needed"
-done
+bench_need qemu-img qemu-io jq
 watch_bench_init
 mdir=$BENCH_TMP/manifests
 state=$BENCH_TMP/state
 log=$BENCH_TMP/watch.log
 mkdir -p "$mdir"
-{
-	printf '\xfa\xf4\xeb\xfd'
-	head -c 506 /dev/zero
-	printf '\x55\xaa'
-} >"$BENCH_TMP/boot.bin"
+bench_idle_guest "$BENCH_TMP/boot.bin"
 for v in off live; do
 	qemu-img create -q -f qcow2 "$BENCH_TMP/$v.qcow2" 64M
 	qemu-io -f qcow2 -c "write -q -s $BENCH_TMP/boot.bin 0 512" "$BENCH_TMP/$v.qcow2" || bench_die "qemu-io failed"

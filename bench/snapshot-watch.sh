@@ -41,19 +41,13 @@ SETTLE_MAX=${SETTLE_MAX:-60}
 A_MEM=${A_MEM:-1024}
 A_RAND=${A_RAND:-512}
 ((REPS >= 1 && A_RAND + 16 < A_MEM)) || bench_die "REPS must be >= 1"
-for t in qemu-img qemu-io jq; do
-	command -v "$t" >/dev/null || bench_die "'$t' is needed"
-done
+bench_need qemu-img qemu-io jq
 watch_bench_init
 mdir=$BENCH_TMP/manifests
 state=$BENCH_TMP/state
 log=$BENCH_TMP/watch.log
 mkdir -p "$mdir"
-{
-	printf '\xfa\xf4\xeb\xfd'
-	head -c 506 /dev/zero
-	printf '\x55\xaa'
-} >"$BENCH_TMP/boot.bin"
+bench_idle_guest "$BENCH_TMP/boot.bin"
 head -c $((A_RAND << 20)) /dev/urandom >"$BENCH_TMP/ram.bin"
 qemu-img create -q -f qcow2 "$BENCH_TMP/a.qcow2" 2G
 qemu-io -f qcow2 -c "write -q -P 0x5a 1M 256M" -c "write -q -s $BENCH_TMP/boot.bin 0 512" "$BENCH_TMP/a.qcow2" ||

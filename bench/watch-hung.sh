@@ -60,11 +60,7 @@ mdir=$BENCH_TMP/manifests
 state=$BENCH_TMP/state
 log=$BENCH_TMP/watch.log
 mkdir -p "$mdir"
-{
-	printf '\xfa\xf4\xeb\xfd'
-	head -c 506 /dev/zero
-	printf '\x55\xaa'
-} >"$BENCH_TMP/idle.img"
+bench_idle_guest "$BENCH_TMP/idle.img"
 for ((i = 0; i < N; i++)); do
 	cp "$BENCH_TMP/idle.img" "$mdir/v$i.img"
 	printf 'name: v%d\nmachine: pc\nmemory: 32M\nserial: none\nstorage:\n  - {name: boot, type: raw, file: v%d.img, interface: ide}\n' \
