@@ -76,6 +76,21 @@ int mq_spec_parse_internal(const char *buf, size_t len, const char *display_name
 
 /* mq_spec_parse_buffer, storing a valid result in the cache `c` (when not
  * NULL) under manifest `f` with stat `st`. */
+/* Move the parsed specs of l into set (with the bases they read) and free l. */
+static void add_to_set(struct mq_specset *set, struct mq_spec_list *l)
+{
+	set->specs = xreallocarray(set->specs, set->n + l->n + 1, sizeof(*set->specs));
+	for (size_t i = 0; i < l->n; i++) {
+		for (size_t j = 0; j < l->v[i]->bases_abs.n; j++)
+			if (!mq_strv_contains(&set->bases, l->v[i]->bases_abs.v[j]))
+				mq_strv_push(&set->bases, l->v[i]->bases_abs.v[j]);
+		set->specs[set->n++] = l->v[i];
+		mq_spec_extra_free(l->x[i]);
+	}
+	free(l->v);
+	free(l->x);
+}
+
 static int parse_buffer(const char *buf, size_t len, const char *display_name, const char *base_dir,
 			const char *source, struct mq_specset *set, struct mq_strv *diags, const struct mq_load_opts *o,
 			const struct mq_manifest_file *f, const struct stat *st)
@@ -116,16 +131,7 @@ static int parse_buffer(const char *buf, size_t len, const char *display_name, c
 			if (l.v[i]->canonical && o->light(l.v[i], o->ud))
 				mq_spec_lighten(l.v[i]);
 	mq_bases_free(bases);
-	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
-	for (size_t i = 0; i < l.n; i++) {
-		for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
-			if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
-				mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
-		set->specs[set->n++] = l.v[i];
-		mq_spec_extra_free(l.x[i]);
-	}
-	free(l.v);
-	free(l.x);
+	add_to_set(set, &l);
 	return 0;
 }
 
@@ -171,16 +177,7 @@ int mq_spec_load_cached(const struct mq_load_opts *o, const struct mq_manifest_f
 		}
 		return 0;
 	}
-	set->specs = xreallocarray(set->specs, set->n + l.n + 1, sizeof(*set->specs));
-	for (size_t i = 0; i < l.n; i++) {
-		for (size_t j = 0; j < l.v[i]->bases_abs.n; j++)
-			if (!mq_strv_contains(&set->bases, l.v[i]->bases_abs.v[j]))
-				mq_strv_push(&set->bases, l.v[i]->bases_abs.v[j]);
-		set->specs[set->n++] = l.v[i];
-		mq_spec_extra_free(l.x[i]);
-	}
-	free(l.v);
-	free(l.x);
+	add_to_set(set, &l);
 	return 1;
 }
 

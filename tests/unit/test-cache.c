@@ -154,7 +154,9 @@ static const struct mq_spec *find(const struct mq_specset *s, const char *name)
 	return x;
 }
 
-START_TEST(test_same_size_same_mtime_edit)
+/* The test repository, loaded once through a new cache that is saved:
+ * the state every "what the next load does" test starts from. */
+static char *warm_repo(void)
 {
 	mq_mcache_test_set_racy_margin(0);
 	char *dir = mq_test_tmpdir("cache");
@@ -162,6 +164,12 @@ START_TEST(test_same_size_same_mtime_edit)
 	struct mq_mcache *c = open_cache(dir);
 	mq_specset_free(load(dir, c));
 	save_free(c);
+	return dir;
+}
+
+START_TEST(test_same_size_same_mtime_edit)
+{
+	char *dir = warm_repo();
 
 	/* same size, mtime put back: only ctime (and the content) tell */
 	char *p = xasprintf("%s/vms/sub/tools.yaml", dir);
@@ -175,7 +183,7 @@ START_TEST(test_same_size_same_mtime_edit)
 	ck_assert_int_eq(after.st_size, before.st_size);
 	ck_assert_int_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
 
-	c = open_cache(dir);
+	struct mq_mcache *c = open_cache(dir);
 	struct mq_specset *s = load(dir, c);
 	ck_assert_uint_eq(find(s, "tools")->memory, 96ull << 20);
 	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 1);
@@ -193,15 +201,10 @@ END_TEST
 
 START_TEST(test_base_change_reparses)
 {
-	mq_mcache_test_set_racy_margin(0);
-	char *dir = mq_test_tmpdir("cache");
-	make_repo(dir);
-	struct mq_mcache *c = open_cache(dir);
-	mq_specset_free(load(dir, c));
-	save_free(c);
+	char *dir = warm_repo();
 	write_file(dir, "vms/_bases/small.yaml", "memory: 80M\ncpu: 1\nserial: none\n"
 						 "network:\n  - type: user\n    forward: [\"tcp:2300:22\"]\n");
-	c = open_cache(dir);
+	struct mq_mcache *c = open_cache(dir);
 	struct mq_specset *s = load(dir, c);
 	ck_assert_uint_eq(find(s, "web")->memory, 80ull << 20);
 	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 1); /* web.yaml only */
@@ -243,12 +246,7 @@ END_TEST
 
 START_TEST(test_damaged_cache_ignored)
 {
-	mq_mcache_test_set_racy_margin(0);
-	char *dir = mq_test_tmpdir("cache");
-	make_repo(dir);
-	struct mq_mcache *c = open_cache(dir);
-	mq_specset_free(load(dir, c));
-	save_free(c);
+	char *dir = warm_repo();
 	/* flip one byte in the middle of the file: the checksum catches it */
 	char *p = xasprintf("%s/manifest-cache", dir);
 	int fd = open(p, O_RDWR | O_CLOEXEC);
@@ -260,7 +258,7 @@ START_TEST(test_damaged_cache_ignored)
 	b ^= 0x5a;
 	ck_assert_int_eq(pwrite(fd, &b, 1, st.st_size / 3), 1);
 	close(fd);
-	c = open_cache(dir);
+	struct mq_mcache *c = open_cache(dir);
 	ck_assert(!mq_mcache_stats(c)->loaded);
 	struct mq_specset *s = load(dir, c);
 	ck_assert_uint_eq(mq_mcache_stats(c)->misses, 3);
