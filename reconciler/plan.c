@@ -440,8 +440,17 @@ static void plan_lease(struct mq_plan_item *it, const struct mq_plan_opts *o)
 		 * kernel closes its fds, milliseconds after its exit was seen */
 		char state = 0;
 		int ps = h.pid > 0 && h.pid < INT32_MAX ? mq_proc_stat((pid_t)h.pid, NULL, &state) : -EINVAL;
-		it->lease_own_exit = strcmp(h.vm, it->name) == 0 && (!o->host || strcmp(h.host, o->host) == 0) &&
-				     (ps == -ENOENT || (ps == 0 && (state == 'Z' || state == 'X')));
+		bool own = strcmp(h.vm, it->name) == 0 && (!o->host || strcmp(h.host, o->host) == 0);
+		if (own && !(ps == 0 && (state == 'Z' || state == 'X'))) {
+			/* held under this vm's name by this host, and not by a
+			 * QEMU dying right now: a QEMU an interrupted start left
+			 * (its start adopts or stops it, vmjob.c) or one the kernel
+			 * is still closing (the start waits a moment for it,
+			 * qemu.c): blocking here would wait for ever */
+			free(path);
+			return;
+		}
+		it->lease_own_exit = own;
 		it->lease_pid = h.pid;
 		if (it->lease_own_exit)
 			it->reason = xasprintf("waiting for its exited QEMU (pid %lld) to release the disk lease %s",

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "reconciler/logrot.h"
@@ -496,7 +497,21 @@ int mq_qemu_start(const struct mq_spec *spec, const struct mq_start_opts *opts, 
 	char *lease = mq_lease_path(spec, opts->disk_dir);
 	if (lease) {
 		struct mq_error *lerr = NULL;
-		leasefd = mq_lease_take(lease, opts->host, spec->name, NULL, &lerr);
+		struct mq_lease_holder h;
+		leasefd = mq_lease_take(lease, opts->host, spec->name, &h, &lerr);
+		/* held under this vm's own name from this host: a QEMU of it that
+		 * has exited (or was stopped just before, as an interrupted start's
+		 * orphan) and whose files the kernel is still closing: a moment */
+		char self[256];
+		const char *me = opts->host ? opts->host : (gethostname(self, sizeof(self)) == 0 ? self : "");
+		for (int tries = 0; leasefd == -EBUSY && tries < 400 && strcmp(h.vm, spec->name) == 0 &&
+				    strcmp(h.host, me) == 0; tries++) {
+			mq_error_free(lerr);
+			lerr = NULL;
+			struct timespec ts = { 0, 5 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+			leasefd = mq_lease_take(lease, opts->host, spec->name, &h, &lerr);
+		}
 		free(lease);
 		/* a lease file that cannot be created (a disk in a directory this
 		 * user may not write) only matters for a placed vm */
